@@ -1,1 +1,134 @@
+//! # Atomsync server
+//!
+//! A typed, offline-first sync store: applications keep a map of documents per *group*,
+//! write it locally, and converge through this server (the contract: `docs/protocol.md`).
+//!
+//! ## Layout
+//!
+//! - [`config`]: the one configuration, from TOML < `ATOMSYNC_*` environment < command line.
+//! - [`auth`]: tokens to users, users to groups.
+//! - [`http`]: actix-web routes for pull, push, health and the browser client's files.
+//! - [`ws`]: WebSocket sessions that subscribe to groups and push.
+//! - [`actors`]: one actor per group, ordering its pushes and streaming its commits.
+//! - [`storage`]: SQLite in WAL mode: a single writer thread and a pool of readers.
+//!
+//! ## How a push travels
+//!
+//! 1. `POST /sync` (or a WebSocket `push` frame) is checked: token, content type, size, shape,
+//!    the group's permission, each change (see [`http::sync`]).
+//! 2. The group's actor (found or started by the [`actors::Registry`]) forwards it to the
+//!    storage writer, which version-checks every change and commits the accepted ones in
+//!    one transaction, together with whatever else is queued (group commit).
+//! 3. Once durable, the caller gets its results, and the group actor encodes the commit's
+//!    `changes` frame once per encoding and hands the bytes to every subscribed session.
+//!
+//! Reads (pulls, catch-up) never pass through the actors: they read a consistent snapshot
+//! from the pool, on blocking threads.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
 
+pub mod actors;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod storage;
+pub mod ws;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware, web};
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::actors::Registry;
+use crate::auth::Auth;
+use crate::http::AppState;
+use crate::storage::{Storage, StorageError};
+
+/// How long in-flight requests get to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database could not be opened.
+    #[error("database {path}: {source}")]
+    Storage {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: StorageError,
+    },
+    /// Listening or serving failed.
+    #[error("http: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then stops cleanly: in-flight
+/// requests finish, sessions are closed, the writer commits what it holds, the database is
+/// closed. Must run inside an actix system (`actix_web::rt::System`).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let s = &config.server;
+    let storage = Storage::open(&s.db, s.durability, s.pool_size)
+        .map_err(|source| ServerError::Storage { path: s.db.clone(), source })?;
+    let writer = storage
+        .start_writer()
+        .map_err(|source| ServerError::Storage { path: s.db.clone(), source })?;
+    let auth = Arc::new(Auth::from_config(&config));
+    if auth.is_on() {
+        tracing::info!(users = config.users.len(), "auth is on: every request needs a token");
+    } else {
+        tracing::warn!("auth is off: no [users] configured, every group is open to everyone");
+    }
+    tracing::info!(db = %s.db.display(), epoch = storage.epoch(), durability = ?s.durability, "database open");
+
+    let (stop_sessions, shutdown_rx) = watch::channel(false);
+    let state = web::Data::new(AppState {
+        registry: Registry::new(storage.clone(), writer.clone()),
+        storage,
+        writer: writer.clone(),
+        auth,
+        limits: config.limits(),
+        max_body_bytes: s.max_body_bytes,
+        shutdown: shutdown_rx,
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::Compress::default())
+            .configure(http::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .listen(listener)?;
+    if s.workers > 0 {
+        server = server.workers(s.workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_sessions.send(true);
+        handle.stop(true).await;
+    });
+    let served = server.await;
+    // Every acknowledged push is already committed; this commits nothing new, but waits for
+    // the writer to finish a batch in progress and checkpoints the WAL.
+    let _ = actix_web::rt::task::spawn_blocking(move || writer.shutdown()).await;
+    tracing::info!("stopped");
+    Ok(served?)
+}

@@ -1,0 +1,230 @@
+//! [`GroupActor`]: orders one group's pushes and streams its commits to its subscribers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use atomsync_proto::Encoding;
+use atomsync_proto::wire::{PushRequest, PushResponse, ServerFrame};
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::storage::writer::PushJob;
+use crate::storage::{Committed, Storage, StorageError, Writer};
+
+/// One encoded `changes` frame of a commit, shared by every subscriber of that encoding.
+#[derive(Debug, Clone)]
+pub struct LiveFrame {
+    /// The group the frame belongs to.
+    pub group: Arc<str>,
+    /// The seq of the last document in the frame.
+    pub seq: u64,
+    /// The frame's encoding (binary MessagePack or JSON text).
+    pub encoding: Encoding,
+    /// The encoded frame.
+    pub bytes: Bytes,
+}
+
+/// A session's registration with a group: where its frames go.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The connection, unique for the life of the process.
+    pub conn_id: u64,
+    /// The encoding of the frame that subscribed.
+    pub encoding: Encoding,
+    /// The connection's bounded outgoing queue, shared by all its subscriptions.
+    pub queue: mpsc::Sender<LiveFrame>,
+    /// Notified when the queue was full: the connection is too slow and must close (1013).
+    pub overflow: Arc<Notify>,
+}
+
+/// Applies a validated push; resolves once it is durable.
+#[derive(Message)]
+#[rtype(result = "Result<PushResponse, PushError>")]
+pub struct Push {
+    /// The push, validated, for this actor's group.
+    pub request: PushRequest,
+}
+
+/// Registers (or replaces) a connection's subscription; answers with the hand-over point.
+#[derive(Message)]
+#[rtype(result = "SubscribeAck")]
+pub struct Subscribe {
+    /// Where the group's live frames go.
+    pub subscriber: Subscriber,
+}
+
+/// The hand-over point of a subscription: every commit with a greater `seq` reaches the
+/// subscriber's queue; the session catches up from storage up to and including `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct SubscribeAck {
+    /// The seq of the last commit streamed before the registration.
+    pub seq: u64,
+}
+
+/// Removes a connection's subscription, if any.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The connection.
+    pub conn_id: u64,
+}
+
+/// How many subscribers the actor holds (for tests and metrics).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct SubscriberCount;
+
+/// A commit to stream, sent by the writer thread in commit order.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Stream(Committed);
+
+/// A push that was not applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// Storage failed; nothing of the push was applied.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The actor of one group. Its state is private; only messages reach it.
+pub struct GroupActor {
+    name: Arc<str>,
+    storage: Storage,
+    writer: Writer,
+    /// The seq of the last commit handed to subscribers (or in storage at start).
+    streamed_seq: u64,
+    subscribers: HashMap<u64, Subscriber>,
+}
+
+impl GroupActor {
+    /// An actor for `name`; its stream position is read from storage when it starts.
+    pub fn new(name: Arc<str>, storage: Storage, writer: Writer) -> GroupActor {
+        GroupActor { name, storage, writer, streamed_seq: 0, subscribers: HashMap::new() }
+    }
+
+    /// Hands one commit to every subscriber, encoding it once per encoding in use.
+    fn stream(&mut self, committed: Committed) {
+        self.streamed_seq = self.streamed_seq.max(committed.seq);
+        let Some(last) = committed.docs.last().map(|d| d.seq) else { return };
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let frame = ServerFrame::Changes {
+            group: self.name.to_string(),
+            changes: committed.docs,
+            seq: last,
+        };
+        let mut encoded: [Option<Bytes>; 2] = [None, None];
+        let name = &self.name;
+        self.subscribers.retain(|_, sub| {
+            let slot = match sub.encoding {
+                Encoding::MsgPack => 0,
+                Encoding::Json => 1,
+            };
+            let bytes = encoded[slot]
+                .get_or_insert_with(|| Bytes::from(frame.encode(sub.encoding)))
+                .clone();
+            let live = LiveFrame { group: name.clone(), seq: last, encoding: sub.encoding, bytes };
+            match sub.queue.try_send(live) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Too slow to keep up: dropping it here keeps the group and every other
+                    // subscriber at full speed; the client resumes from its cursor.
+                    sub.overflow.notify_one();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+}
+
+impl Actor for GroupActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Read the group's seq before handling any message (`wait` holds the mailbox), so
+        // the first subscriber's hand-over point is right. Off the event loop: it blocks.
+        let storage = self.storage.clone();
+        let name = self.name.clone();
+        let load = async move {
+            actix_web::rt::task::spawn_blocking(move || {
+                let conn = storage.reader()?;
+                crate::storage::read::group_seq(&conn, &name)
+            })
+            .await
+        };
+        ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
+            Ok(Ok(seq)) => actor.streamed_seq = seq,
+            Ok(Err(e)) => {
+                // Stopping drops the queued messages (their senders see an error, 503); the
+                // registry starts a fresh actor on the next request.
+                tracing::error!(group = %actor.name, error = %e, "cannot read the group; stopping its actor");
+                ctx.stop();
+            }
+            Err(e) => {
+                tracing::error!(group = %actor.name, error = %e, "group load task failed");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Handler<Push> for GroupActor {
+    type Result = ResponseFuture<Result<PushResponse, PushError>>;
+
+    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, outcome) = oneshot::channel();
+        let me = ctx.address();
+        let job = PushJob {
+            group: self.name.clone(),
+            changes: msg.request.changes,
+            reply,
+            on_commit: Box::new(move |committed| me.do_send(Stream(committed))),
+        };
+        let submitted = self.writer.submit(job);
+        let group = msg.request.group;
+        let epoch = self.storage.epoch().to_owned();
+        Box::pin(async move {
+            submitted?;
+            let outcome = outcome.await.map_err(|_| StorageError::WriterGone)??;
+            Ok(PushResponse { group, epoch, results: outcome.results, seq: outcome.seq })
+        })
+    }
+}
+
+impl Handler<Stream> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stream, _: &mut Self::Context) {
+        self.stream(msg.0);
+    }
+}
+
+impl Handler<Subscribe> for GroupActor {
+    type Result = SubscribeAck;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> SubscribeAck {
+        self.subscribers.insert(msg.subscriber.conn_id, msg.subscriber);
+        SubscribeAck { seq: self.streamed_seq }
+    }
+}
+
+impl Handler<Unsubscribe> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        self.subscribers.remove(&msg.conn_id);
+    }
+}
+
+impl Handler<SubscriberCount> for GroupActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: SubscriberCount, _: &mut Self::Context) -> usize {
+        self.subscribers.len()
+    }
+}

@@ -1,0 +1,233 @@
+//! Configuration: one [`Config`], loaded from a TOML file, then `ATOMSYNC_*` environment
+//! variables, then the command line, each overriding the one before.
+//!
+//! Unknown keys and wrong types stop start-up with a message naming the file, the line and
+//! the key. `config/atomsync.toml` shows every key with a comment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use atomsync_proto::Limits;
+use atomsync_proto::wire::check_group;
+use serde::Deserialize;
+
+/// How hard a commit is pushed to disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced before every acknowledgement; survives a power cut.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// The whole configuration of a server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: where to listen, where the data lives, limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[users.NAME]`: when empty, auth is off and every group is open.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserConfig>,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// The SQLite database file (created when missing).
+    pub db: PathBuf,
+    /// Durability of acknowledged writes.
+    pub durability: Durability,
+    /// Read connections in the pool (pull, catch-up, health). Writes use one dedicated connection.
+    pub pool_size: u32,
+    /// Largest request body (HTTP) or frame (WebSocket).
+    pub max_body_bytes: usize,
+    /// Largest value, measured in its MessagePack encoding.
+    pub max_value_bytes: usize,
+    /// Deepest nesting of containers in one value.
+    pub max_depth: usize,
+    /// Most changes in one push.
+    pub max_changes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        ServerConfig {
+            bind: "127.0.0.1:8090".into(),
+            db: PathBuf::from("atomsync.db"),
+            durability: Durability::Full,
+            pool_size: 8,
+            max_body_bytes: 8 << 20,
+            max_value_bytes: limits.max_value_bytes,
+            max_depth: limits.max_depth,
+            max_changes: limits.max_changes,
+            workers: 0,
+        }
+    }
+}
+
+/// One `[users.NAME]` table.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The bearer token. Never logged.
+    pub token: String,
+    /// The groups this user may use; `"*"` means every group.
+    pub groups: Vec<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    // Hand-written so that a token never reaches a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("token", &"<redacted>")
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration (the message names line and key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value is well-typed but unusable.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is toml's message (line, column, key).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The value limits requests are checked against.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_value_bytes: self.server.max_value_bytes,
+            max_depth: self.server.max_depth,
+            max_changes: self.server.max_changes,
+        }
+    }
+
+    /// Checks what types alone cannot: an address that parses, positive limits, valid
+    /// group names, unique non-empty tokens.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        s.bind.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::Invalid(format!("server.bind: {:?} is not an address: {e}", s.bind))
+        })?;
+        for (name, value) in [
+            ("pool_size", s.pool_size as usize),
+            ("max_body_bytes", s.max_body_bytes),
+            ("max_value_bytes", s.max_value_bytes),
+            ("max_depth", s.max_depth),
+            ("max_changes", s.max_changes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("server.{name}: must be at least 1")));
+            }
+        }
+        let mut tokens = BTreeMap::new();
+        for (user, u) in &self.users {
+            if u.token.is_empty() {
+                return Err(ConfigError::Invalid(format!("users.{user}.token: must not be empty")));
+            }
+            if let Some(other) = tokens.insert(u.token.as_str(), user) {
+                return Err(ConfigError::Invalid(format!(
+                    "users.{user}.token: the same token as users.{other}"
+                )));
+            }
+            for (i, group) in u.groups.iter().enumerate() {
+                if group != "*" {
+                    check_group(group).map_err(|e| {
+                        ConfigError::Invalid(format!("users.{user}.groups[{i}]: {e}"))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:8090");
+        assert_eq!(c.server.db, PathBuf::from("atomsync.db"));
+        assert_eq!(c.server.durability, Durability::Full);
+        assert!(c.users.is_empty());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::from_toml("[server]\nbind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("bnid"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Config::from_toml("[server]\npool_size = \"eight\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("pool_size"), "{err}");
+    }
+
+    #[test]
+    fn users_are_checked() {
+        let c = Config::from_toml(
+            "[users.a]\ntoken = \"t\"\ngroups = [\"*\"]\n[users.b]\ntoken = \"t\"\ngroups = []\n",
+        )
+        .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("same token"));
+        let c = Config::from_toml("[users.a]\ntoken = \"t\"\ngroups = [\"bad group\"]\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("users.a.groups[0]"));
+    }
+
+    #[test]
+    fn tokens_never_reach_debug_output() {
+        let c = Config::from_toml("[users.a]\ntoken = \"s3cret\"\ngroups = [\"*\"]\n").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

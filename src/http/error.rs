@@ -1,0 +1,58 @@
+//! [`ApiError`]: every error answer, in one place. The code → status table lives with the
+//! codes themselves ([`ErrorCode::status`]); this turns a code and message into the
+//! `{"error": CODE, "message": TEXT}` body in the response encoding.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use atomsync_proto::wire::encode_error;
+use atomsync_proto::{Encoding, ErrorCode, WireError};
+
+use crate::actors::PushError;
+use crate::storage::StorageError;
+
+/// An error answer: what went wrong, and the encoding to say it in.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ApiError {
+    /// The code and message.
+    pub error: WireError,
+    /// The response encoding.
+    pub encoding: Encoding,
+}
+
+impl ApiError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>, encoding: Encoding) -> ApiError {
+        ApiError { error: WireError { code, message: message.into() }, encoding }
+    }
+
+    /// Storage failed: 503 when it may pass (busy, full, shutting down), else 500.
+    pub fn storage(e: &StorageError, encoding: Encoding) -> ApiError {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "storage unavailable");
+            ApiError::new(ErrorCode::Unavailable, format!("storage: {e}; nothing was applied"), encoding)
+        } else {
+            tracing::error!(error = %e, "storage failed");
+            ApiError::new(ErrorCode::Internal, format!("storage: {e}; nothing was applied"), encoding)
+        }
+    }
+
+    /// A push that was not applied.
+    pub fn push(e: &PushError, encoding: Encoding) -> ApiError {
+        match e {
+            PushError::Storage(e) => ApiError::storage(e, encoding),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.error.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type(self.encoding.content_type())
+            .body(encode_error(&self.error, self.encoding))
+    }
+}

@@ -1,0 +1,90 @@
+//! HTTP: the routes, and the state every handler shares.
+//!
+//! - [`sync`]: pull, push and health (PROTOCOL.md section 4).
+//! - [`request`]: content negotiation, the token, the body within its limit.
+//! - [`error`]: [`ApiError`], the one way an error is answered.
+//! - [`assets`]: the browser client module and the demo page.
+//!
+//! Unknown paths answer 404 and known paths with another method 405, both with the
+//! protocol's error body.
+
+pub mod assets;
+pub mod error;
+pub mod request;
+pub mod sync;
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use atomsync_proto::{ErrorCode, Limits};
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::actors::Registry;
+use crate::auth::Auth;
+use crate::storage::{Storage, Writer};
+
+/// What every handler and WebSocket session shares.
+pub struct AppState {
+    /// Group name → group actor.
+    pub registry: Registry,
+    /// Reads (pull, catch-up, health).
+    pub storage: Storage,
+    /// The writer, for health.
+    pub writer: Writer,
+    /// Users and their groups.
+    pub auth: Arc<Auth>,
+    /// Value limits.
+    pub limits: Limits,
+    /// Largest body or frame.
+    pub max_body_bytes: usize,
+    /// Turns true when the server starts shutting down: sessions close their sockets.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/sync")
+            .route(web::get().to(sync::pull))
+            .route(web::post().to(sync::push))
+            .default_service(web::to(method_not_allowed("GET, POST"))),
+    )
+    .service(
+        web::resource("/sync/ws")
+            .route(web::get().to(crate::ws::upgrade))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(sync::health))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .configure(assets::configure)
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("path: {} is not an Atomsync endpoint", req.path()),
+        request::response_encoding(&req),
+    )
+}
+
+pub(crate) fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
+    move |req: HttpRequest| {
+        let err = ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("method: {} is not allowed on {}; use {allow}", req.method(), req.path()),
+            request::response_encoding(&req),
+        );
+        let mut response = actix_web::ResponseError::error_response(&err);
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        std::future::ready(response)
+    }
+}

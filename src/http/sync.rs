@@ -1,0 +1,116 @@
+//! `GET /sync` (pull), `POST /sync` (push) and `GET /healthz`.
+//!
+//! Each handler checks in the order PROTOCOL.md section 3 gives: token (401), content type
+//! (415), body size (413), decoding and shape (400), the group's permission (403), each
+//! change (400/413). A request that fails any check applies nothing.
+
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use atomsync_proto::wire::{PullResponse, UncheckedPush, check_group, encode_value};
+use atomsync_proto::{Encoding, ErrorCode, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use super::request::{body_encoding, param, query_pairs, read_body, response_encoding, token};
+use crate::actors::Push;
+use crate::storage::read;
+
+/// The default and the largest page of a pull.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+/// `GET /sync?group=G&since=S&limit=N`
+pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let enc = response_encoding(&req);
+    let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
+    let pairs = query_pairs(&req);
+    let no_pairs = Vec::new();
+    let identity = state
+        .auth
+        .authenticate(token(&req, pairs.as_ref().unwrap_or(&no_pairs)))
+        .map_err(|error| ApiError { error, encoding: enc })?;
+    let pairs = pairs.map_err(bad)?;
+    let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
+    check_group(group).map_err(|e| bad(format!("group: {e}")))?;
+    let since = match param(&pairs, "since") {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| bad(format!("since: {s:?} is not an integer >= 0")))?,
+    };
+    let limit = match param(&pairs, "limit") {
+        None => DEFAULT_LIMIT,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n >= 1 => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+            _ => return Err(bad(format!("limit: {s:?} is not an integer >= 1"))),
+        },
+    };
+    state.auth.authorize(identity, group).map_err(|error| ApiError { error, encoding: enc })?;
+
+    let storage = state.storage.clone();
+    let name = group.to_owned();
+    let page = actix_web::web::block(move || {
+        let mut conn = storage.reader()?;
+        read::pull(&mut conn, &name, since, limit, u64::MAX)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("pull: {e}"), enc))?
+    .map_err(|e| ApiError::storage(&e, enc))?;
+
+    let response = PullResponse {
+        group: group.to_owned(),
+        epoch: state.storage.epoch().to_owned(),
+        changes: page.docs,
+        seq: page.seq,
+        more: page.more,
+        reset: page.reset,
+    };
+    Ok(ok(enc, response.encode(enc)))
+}
+
+/// `POST /sync`
+pub async fn push(req: HttpRequest, body: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let enc = response_encoding(&req);
+    let pairs = query_pairs(&req).unwrap_or_default();
+    let identity = state
+        .auth
+        .authenticate(token(&req, &pairs))
+        .map_err(|error| ApiError { error, encoding: enc })?;
+    let body_enc = body_encoding(&req, enc)?;
+    let body = read_body(&req, body, state.max_body_bytes, enc).await?;
+    let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)
+        .map_err(|error| ApiError { error, encoding: enc })?;
+    drop(body);
+    state
+        .auth
+        .authorize(identity, &unchecked.group)
+        .map_err(|error| ApiError { error, encoding: enc })?;
+    let request = unchecked.validate(&state.limits).map_err(|error| ApiError { error, encoding: enc })?;
+
+    let actor = state.registry.get(&request.group);
+    let response = actor
+        .send(Push { request })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("group actor: {e}; nothing was applied"), enc))?
+        .map_err(|e| ApiError::push(&e, enc))?;
+    Ok(ok(enc, response.encode(enc)))
+}
+
+/// `GET /healthz`: 200 when storage answers, else 503. Needs no token.
+pub async fn health(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let enc = response_encoding(&req);
+    let storage = state.storage.clone();
+    actix_web::web::block(move || read::health(&*storage.reader()?))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("health: {e}"), enc))?
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("storage: {e}"), enc))?;
+    if !state.writer.is_alive() {
+        return Err(ApiError::new(ErrorCode::Unavailable, "storage: the writer has stopped", enc));
+    }
+    let status = Value::Map(vec![(Value::from("status"), Value::from("ok"))]);
+    Ok(ok(enc, encode_value(&status, enc)))
+}
+
+fn ok(enc: Encoding, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok().content_type(enc.content_type()).body(body)
+}

@@ -1,0 +1,310 @@
+//! The single writer: one thread, one connection, every push of every group.
+//!
+//! Jobs arrive on a channel in the order the group actors forward them. The thread takes
+//! the first job, then every job already queued behind it (up to [`MAX_BATCH`]), and
+//! version-checks and writes them all in one transaction: one fsync acknowledges many
+//! requests (group commit), and two groups never contend for SQLite's write lock. Each job
+//! runs in a savepoint, so a job that fails leaves the others of its batch intact.
+//!
+//! Only after the commit succeeds does a job learn its outcome (so nothing is acknowledged
+//! before it is durable) and its group actor receive the committed documents to stream.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use atomsync_proto::wire::{Change, Doc, Op, PushResult};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::oneshot;
+
+use super::StorageError;
+use super::read::doc_from_row;
+
+/// The most jobs committed in one transaction: bounds the latency one large batch adds.
+const MAX_BATCH: usize = 512;
+
+/// What a push did: one result per change, and the group's seq after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushOutcome {
+    /// One result per change, in request order.
+    pub results: Vec<PushResult>,
+    /// The group's sequence right after this push.
+    pub seq: u64,
+}
+
+/// The documents a push wrote, handed to the group actor after the commit for streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The accepted documents, ascending by seq.
+    pub docs: Vec<Doc>,
+    /// The group's sequence after this push.
+    pub seq: u64,
+}
+
+/// Called with the committed documents of a job, on the writer thread, in commit order.
+pub type OnCommit = Box<dyn FnOnce(Committed) + Send>;
+
+/// One push to apply.
+pub struct PushJob {
+    /// The group.
+    pub group: Arc<str>,
+    /// The validated changes.
+    pub changes: Vec<Change>,
+    /// Where the outcome goes once durable.
+    pub reply: oneshot::Sender<Result<PushOutcome, StorageError>>,
+    /// Told of the committed documents, before `reply`, so that streaming starts at once.
+    pub on_commit: OnCommit,
+}
+
+enum Job {
+    Push(PushJob),
+    Shutdown,
+}
+
+/// A handle on the writer thread. Cheap to clone; every clone feeds the same thread.
+#[derive(Clone)]
+pub struct Writer {
+    inner: Arc<WriterInner>,
+}
+
+struct WriterInner {
+    jobs: Sender<Job>,
+    // A std Mutex: it is taken once, at shutdown, never on a hot path or across an await.
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> Result<Writer, StorageError> {
+        let (jobs, queue) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("atomsync-writer".into())
+            .spawn(move || WriterThread { conn, groups: HashMap::new() }.run(queue))
+            .map_err(|e| StorageError::Incompatible(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer { inner: Arc::new(WriterInner { jobs, thread: Mutex::new(Some(thread)) }) })
+    }
+
+    /// Queues a push. Its outcome arrives on the job's `reply` once committed.
+    pub fn submit(&self, job: PushJob) -> Result<(), StorageError> {
+        self.inner.jobs.send(Job::Push(job)).map_err(|_| StorageError::WriterGone)
+    }
+
+    /// True while the writer thread runs.
+    pub fn is_alive(&self) -> bool {
+        self.inner
+            .thread
+            .lock()
+            .map(|t| t.as_ref().is_some_and(|h| !h.is_finished()))
+            .unwrap_or(false)
+    }
+
+    /// Commits every job queued so far, closes the connection and joins the thread. Jobs
+    /// submitted afterwards fail with [`StorageError::WriterGone`]. Blocking.
+    pub fn shutdown(&self) {
+        let _ = self.inner.jobs.send(Job::Shutdown);
+        let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the storage writer thread panicked");
+            }
+        }
+    }
+}
+
+/// A group as the writer knows it. The writer is the only one to change `groups.seq`, so
+/// once read, its copy stays authoritative for as long as its transactions commit.
+#[derive(Debug, Clone, Copy)]
+struct GroupRow {
+    id: i64,
+    seq: u64,
+}
+
+struct WriterThread {
+    conn: Connection,
+    groups: HashMap<Arc<str>, GroupRow>,
+}
+
+/// A job applied inside the open transaction, waiting for the commit.
+struct Applied {
+    job: PushJob,
+    result: Result<(PushOutcome, Committed), StorageError>,
+}
+
+impl WriterThread {
+    fn run(mut self, queue: Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = queue.recv() else { break };
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Push(job) => batch.push(job),
+                    Job::Shutdown => {
+                        stopping = true;
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = queue.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit_batch(batch);
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "checkpoint at shutdown failed; the WAL is replayed on next start");
+        }
+        tracing::debug!("storage writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<PushJob>) {
+        let applied = match self.apply_batch(batch) {
+            Ok(applied) => applied,
+            Err((jobs, e)) => {
+                // Nothing of this batch is durable: every job hears so, and the cached
+                // group rows may describe rolled-back writes.
+                self.groups.clear();
+                tracing::error!(error = %e, jobs = jobs.len(), "commit failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(copy_error(&e)));
+                }
+                return;
+            }
+        };
+        for Applied { job, result } in applied {
+            match result {
+                Ok((outcome, committed)) => {
+                    if !committed.docs.is_empty() {
+                        (job.on_commit)(committed);
+                    }
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Applies every job in one transaction and commits it. On a failed commit, gives the
+    /// jobs back with the error.
+    #[allow(clippy::type_complexity)]
+    fn apply_batch(&mut self, batch: Vec<PushJob>) -> Result<Vec<Applied>, (Vec<PushJob>, StorageError)> {
+        let tx = match self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => return Err((batch, e.into())),
+        };
+        let mut applied = Vec::with_capacity(batch.len());
+        for job in batch {
+            let before = self.groups.get(&job.group).copied();
+            let result = apply_in_savepoint(&tx, &mut self.groups, &job);
+            if result.is_err() {
+                match before {
+                    Some(row) => self.groups.insert(job.group.clone(), row),
+                    None => self.groups.remove(&job.group),
+                };
+            }
+            applied.push(Applied { job, result });
+        }
+        match tx.commit() {
+            Ok(()) => Ok(applied),
+            Err(e) => Err((applied.into_iter().map(|a| a.job).collect(), e.into())),
+        }
+    }
+}
+
+fn apply_in_savepoint(
+    tx: &Transaction<'_>,
+    groups: &mut HashMap<Arc<str>, GroupRow>,
+    job: &PushJob,
+) -> Result<(PushOutcome, Committed), StorageError> {
+    tx.execute_batch("SAVEPOINT job")?;
+    match apply_push(tx, groups, job) {
+        Ok(done) => {
+            tx.execute_batch("RELEASE job")?;
+            Ok(done)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+/// Version-checks and writes one push: each change is accepted iff its base equals the
+/// key's current version (0 when never written).
+fn apply_push(
+    tx: &Transaction<'_>,
+    groups: &mut HashMap<Arc<str>, GroupRow>,
+    job: &PushJob,
+) -> Result<(PushOutcome, Committed), StorageError> {
+    let mut group = match groups.get(&job.group) {
+        Some(row) => *row,
+        None => load_or_create_group(tx, &job.group)?,
+    };
+    let start_seq = group.seq;
+    let mut results = Vec::with_capacity(job.changes.len());
+    let mut docs = Vec::new();
+    let mut current = tx.prepare_cached(
+        "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key = ?2",
+    )?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO docs (group_id, key, version, seq, value) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (group_id, key) DO UPDATE
+         SET version = excluded.version, seq = excluded.seq, value = excluded.value",
+    )?;
+    for change in &job.changes {
+        let existing = current.query_row(params![group.id, change.key], doc_from_row).optional()?;
+        let version = existing.as_ref().map_or(0, |d| d.version);
+        if change.base != version {
+            results.push(PushResult::Conflict { key: change.key.clone(), current: existing });
+            continue;
+        }
+        group.seq += 1;
+        let doc = Doc {
+            key: change.key.clone(),
+            version: version + 1,
+            seq: group.seq,
+            value: match &change.op {
+                Op::Set(value) => Some(value.clone()),
+                Op::Delete => None,
+            },
+        };
+        upsert.execute(params![
+            group.id,
+            doc.key,
+            doc.version,
+            doc.seq,
+            doc.value.as_ref().map(|v| v.as_bytes())
+        ])?;
+        results.push(PushResult::Accepted { key: doc.key.clone(), version: doc.version, seq: doc.seq });
+        docs.push(doc);
+    }
+    if group.seq != start_seq {
+        tx.prepare_cached("UPDATE groups SET seq = ?2 WHERE id = ?1")?
+            .execute(params![group.id, group.seq])?;
+    }
+    groups.insert(job.group.clone(), group);
+    Ok((PushOutcome { results, seq: group.seq }, Committed { docs, seq: group.seq }))
+}
+
+fn load_or_create_group(tx: &Transaction<'_>, name: &str) -> Result<GroupRow, StorageError> {
+    if let Some(g) = super::read::group(tx, name)? {
+        return Ok(GroupRow { id: g.id, seq: g.seq });
+    }
+    tx.prepare_cached("INSERT INTO groups (name, seq) VALUES (?1, 0)")?.execute(params![name])?;
+    Ok(GroupRow { id: tx.last_insert_rowid(), seq: 0 })
+}
+
+/// The same failure for every job of a failed batch (rusqlite errors are not `Clone`).
+fn copy_error(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(*f, msg.clone()))
+        }
+        StorageError::WriterGone => StorageError::WriterGone,
+        other => StorageError::Incompatible(other.to_string()),
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every Atomsync test on this machine, installing first whatever the tests need and
+# the machine lacks: Chromium (Debian's package) for the browser tests, the npm packages of
+# client-js/ (npm ci). Then: formatting, clippy, the Rust tests (unit, codec, actor,
+# end-to-end against the real server binary, the benchmark's smoke run), the browser
+# client's Node tests and its end-to-end tests in headless Chromium.
+#
+#   ./test.sh            everything
+#   ./test.sh --no-browser   skip the Chromium tests (and the Chromium install)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+browser=1
+[ "${1:-}" = "--no-browser" ] && browser=0
+
+step() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+if [ "$browser" = 1 ] && ! command -v chromium >/dev/null; then
+  step "installing Chromium (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+
+step "npm ci (client-js)"
+(cd client-js && npm ci --no-audit --no-fund --loglevel=error)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo build (binaries used by the end-to-end tests)"
+cargo build --workspace --bins --examples --quiet
+
+step "cargo test"
+cargo test --workspace --quiet 2>&1 | tee /tmp/atomsync-cargo-test.log
+cargo_summary=$(grep -E '^test result:' /tmp/atomsync-cargo-test.log | awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')
+
+step "client-js unit tests (node --test)"
+(cd client-js && npm run --silent test:unit)
+
+if [ "$browser" = 1 ]; then
+  step "client-js end-to-end tests (headless Chromium)"
+  (cd client-js && ATOMSYNC_SERVER_BIN="$PWD/../target/debug/atomsync-server" npm run --silent test:e2e)
+fi
+
+step "done"
+echo "cargo: $cargo_summary"

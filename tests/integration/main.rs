@@ -1,0 +1,5 @@
+//! End-to-end tests: each starts the real `atomsync-server` binary on a free loopback port
+//! with a temporary database (see [`common`]), and drives it as a client would.
+
+mod common;
+mod http;
