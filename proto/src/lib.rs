@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod json;
+mod macros;
 pub mod msgpack;
 pub mod packed;
 pub mod serde_value;

@@ -1,6 +1,19 @@
-//! The wire messages of PROTOCOL.md sections 4 and 6, both encodings, and validation.
+//! The wire messages of PROTOCOL.md sections 3, 4, 6 and 8, both encodings, and validation.
+//!
+//! This module holds the message types, names and content types; the work is split by
+//! direction:
+//! - `write`: every message in either encoding, written straight into the output with
+//!   stored values spliced in (the server's hot path);
+//! - `read`: decoding what the server sends (client side), with errors that name a path;
+//! - `push`: decoding and validating what a client sends, in the protocol's error order.
 
-use crate::{Packed, Value, WireError};
+mod push;
+mod read;
+mod write;
+
+pub use read::{RESPONSE_MAX_DEPTH, decode_error};
+
+use crate::{ErrorCode, Packed, Value, WireError, json, msgpack};
 
 /// The two encodings of every message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,7 +37,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_value_bytes: 1 << 20, max_depth: 64, max_changes: 10_000 }
+        Limits {
+            max_value_bytes: 1 << 20,
+            max_depth: 64,
+            max_changes: 10_000,
+        }
     }
 }
 
@@ -218,108 +235,133 @@ pub struct FrameError {
 /// Checks a group name: 1 to 128 characters from `A-Z a-z 0-9 _ - . :`.
 /// The error says what is wrong, without a path (callers prefix it).
 pub fn check_group(name: &str) -> Result<(), String> {
-    todo!()
+    let allowed =
+        |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':');
+    // Every allowed character is one ASCII byte, so the byte count is the character count.
+    if (1..=128).contains(&name.len()) && name.bytes().all(allowed) {
+        Ok(())
+    } else {
+        Err("must be 1..128 characters from A-Z a-z 0-9 _ - . :".to_owned())
+    }
 }
 
 /// Checks a key: 1 to 1024 UTF-8 bytes.
 pub fn check_key(key: &str) -> Result<(), String> {
-    todo!()
+    if (1..=1024).contains(&key.len()) {
+        Ok(())
+    } else {
+        Err("must be 1..1024 bytes".to_owned())
+    }
 }
 
 impl Encoding {
     /// The encoding a `Content-Type` value names (parameters such as `; charset=utf-8`
-    /// ignored): `application/msgpack`, `application/x-msgpack`, `application/json`.
+    /// ignored, case ignored): `application/msgpack`, `application/x-msgpack`,
+    /// `application/json`.
     pub fn from_content_type(content_type: &str) -> Option<Encoding> {
-        todo!()
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if media.eq_ignore_ascii_case("application/msgpack")
+            || media.eq_ignore_ascii_case("application/x-msgpack")
+        {
+            Some(Encoding::MsgPack)
+        } else if media.eq_ignore_ascii_case("application/json") {
+            Some(Encoding::Json)
+        } else {
+            None
+        }
     }
-    /// The first of the two encodings that an `Accept` header names, q-values ignored.
+
+    /// The first of the two encodings that an `Accept` header names, in list order,
+    /// q-values ignored. Wildcards (`*/*`, `application/*`) name neither.
     pub fn from_accept(accept: &str) -> Option<Encoding> {
-        todo!()
+        accept.split(',').find_map(Encoding::from_content_type)
     }
+
     /// The `Content-Type` to answer with.
     pub fn content_type(self) -> &'static str {
-        todo!()
+        match self {
+            Encoding::MsgPack => "application/msgpack",
+            Encoding::Json => "application/json",
+        }
     }
 }
 
-impl UncheckedPush {
-    /// Decodes a `POST /sync` body: a map with a valid `group` and a `changes` list.
-    /// Containers are bounded at `limits.max_depth` plus the request's own nesting.
-    /// Errors are 400 `bad_request` with a path (`group: ...`, `changes: must be a list`).
-    pub fn decode(body: &[u8], encoding: Encoding, limits: &Limits) -> Result<UncheckedPush, WireError> {
-        todo!()
+impl WireError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> WireError {
+        WireError {
+            code,
+            message: message.into(),
+        }
     }
-    /// Validates every change: count (413), key (400), base, exactly one of value /
-    /// `deleted: true` (400), value size (413) and depth (400), keys unique (400).
-    /// Messages name the place: `changes[3].key: must be 1..1024 bytes`.
-    pub fn validate(self, limits: &Limits) -> Result<PushRequest, WireError> {
-        todo!()
+
+    /// A 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> WireError {
+        WireError::new(ErrorCode::BadRequest, message)
+    }
+
+    /// A 413 `payload_too_large`.
+    pub fn too_large(message: impl Into<String>) -> WireError {
+        WireError::new(ErrorCode::PayloadTooLarge, message)
     }
 }
 
 impl PushRequest {
     /// Encodes the request as a client sends it.
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
-        todo!()
+        write::push_request(self, encoding)
+    }
+
+    /// The request as the maps it is sent as, e.g. to send it in a [`ClientFrame::Push`].
+    pub fn to_unchecked(&self) -> UncheckedPush {
+        UncheckedPush::from(self)
     }
 }
 
 impl PushResponse {
     /// Encodes the response.
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
-        todo!()
-    }
-    /// Decodes a response (client side).
-    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PushResponse, WireError> {
-        todo!()
+        write::push_response(self, encoding)
     }
 }
 
 impl PullResponse {
     /// Encodes the response; `reset` is written only when true.
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
-        todo!()
-    }
-    /// Decodes a response (client side).
-    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PullResponse, WireError> {
-        todo!()
+        write::pull_response(self, encoding)
     }
 }
 
 impl ClientFrame {
-    /// Decodes a frame from a client (server side); a push's changes still need
-    /// [`UncheckedPush::validate`].
-    pub fn decode(bytes: &[u8], encoding: Encoding, limits: &Limits) -> Result<ClientFrame, FrameError> {
-        todo!()
-    }
     /// Encodes a frame (client side). A `Push` is written from its unchecked changes.
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
-        todo!()
+        write::client_frame(self, encoding)
     }
 }
 
 impl ServerFrame {
     /// Encodes a frame (server side).
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
-        todo!()
+        write::server_frame(self, encoding)
     }
-    /// Decodes a frame (client side).
-    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ServerFrame, WireError> {
-        todo!()
-    }
+}
+
+/// Encodes a `{"type": "changes", "group", "changes", "seq"}` frame from borrowed
+/// documents: what a fan-out sends, encoded once per encoding and shared by every
+/// subscriber, without building a [`ServerFrame`].
+pub fn encode_changes(group: &str, changes: &[Doc], seq: u64, encoding: Encoding) -> Vec<u8> {
+    write::changes_frame(group, changes, seq, encoding)
 }
 
 /// Encodes an error body `{"error": CODE, "message": TEXT}`.
 pub fn encode_error(error: &WireError, encoding: Encoding) -> Vec<u8> {
-    todo!()
-}
-
-/// Decodes an error body (client side).
-pub fn decode_error(bytes: &[u8], encoding: Encoding) -> Result<WireError, WireError> {
-    todo!()
+    write::error_body(error, encoding)
 }
 
 /// Encodes any value as a message body, e.g. `{"status": "ok"}`.
 pub fn encode_value(value: &Value, encoding: Encoding) -> Vec<u8> {
-    todo!()
+    match encoding {
+        Encoding::MsgPack => msgpack::encode(value),
+        Encoding::Json => json::encode(value).into_bytes(),
+    }
 }

@@ -1,0 +1,327 @@
+//! Reading the wire messages: a body is decoded to a [`Value`] with the matching codec
+//! (depth-bounded), then its members are taken out by name with typed checks whose errors
+//! name the path (`results[2].current.seq: must be an integer >= 0`).
+//!
+//! Unknown extra members are ignored, so that a newer peer can add fields; the types of
+//! the known ones are strict.
+
+use super::{Doc, Encoding, PullResponse, PushResponse, PushResult, ServerFrame};
+use crate::{CodecError, ErrorCode, Packed, Value, WireError, json, msgpack};
+
+/// How deep a message a client decodes: generous, because the server's value depth limit
+/// is configurable, yet bounded so that a hostile peer cannot exhaust the stack.
+pub const RESPONSE_MAX_DEPTH: usize = 512;
+
+/// Decodes a whole body or frame with the codec of `encoding`. `what` names it in errors
+/// (`body`, `frame`).
+pub(crate) fn decode_message(
+    bytes: &[u8],
+    encoding: Encoding,
+    max_depth: usize,
+    what: &str,
+) -> Result<Value, WireError> {
+    let decoded = match encoding {
+        Encoding::MsgPack => msgpack::decode(bytes, max_depth),
+        Encoding::Json => json::decode(bytes, max_depth),
+    };
+    decoded.map_err(|error| codec_error(what, &error))
+}
+
+/// `body: <codec error>`, without the empty path the codec leaves for a top-level error.
+pub(crate) fn codec_error(what: &str, error: &CodecError) -> WireError {
+    let text = error.to_string();
+    let text = text.strip_prefix(": ").unwrap_or(&text);
+    WireError::bad_request(format!("{what}: {text}"))
+}
+
+/// Joins a member name onto a path: `changes[3]` + `key` = `changes[3].key`.
+pub(crate) fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// A message map whose members are looked up by name.
+pub(crate) struct Fields<'a> {
+    entries: &'a [(Value, Value)],
+    /// Where the map is; empty for the top of a message.
+    path: String,
+}
+
+impl<'a> Fields<'a> {
+    /// The top of a message: a map with string keys. `what` names it in errors.
+    pub(crate) fn top(value: &'a Value, what: &str) -> Result<Fields<'a>, WireError> {
+        Fields::at_path(value, String::new(), what)
+    }
+
+    /// A map inside a message, at `path`.
+    pub(crate) fn nested(value: &'a Value, path: String) -> Result<Fields<'a>, WireError> {
+        let shown = path.clone();
+        Fields::at_path(value, path, &shown)
+    }
+
+    fn at_path(value: &'a Value, path: String, shown: &str) -> Result<Fields<'a>, WireError> {
+        let Value::Map(entries) = value else {
+            return Err(WireError::bad_request(format!("{shown}: must be a map")));
+        };
+        if entries.iter().any(|(key, _)| !matches!(key, Value::Str(_))) {
+            return Err(WireError::bad_request(format!(
+                "{shown}: must be a map with string keys"
+            )));
+        }
+        Ok(Fields { entries, path })
+    }
+
+    /// The path of a member, for errors.
+    pub(crate) fn path_of(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    /// A 400 about member `name`.
+    pub(crate) fn fail(&self, name: &str, what: &str) -> WireError {
+        WireError::bad_request(format!("{}: {what}", self.path_of(name)))
+    }
+
+    /// A 400 about the map itself.
+    pub(crate) fn fail_here(&self, what: &str) -> WireError {
+        WireError::bad_request(format!("{}: {what}", self.path))
+    }
+
+    /// The member `name`, if present. A name given twice is refused rather than resolved
+    /// one way or the other, since peers would disagree on which one counts.
+    pub(crate) fn get(&self, name: &str) -> Result<Option<&'a Value>, WireError> {
+        let mut found = None;
+        for (key, value) in self.entries {
+            if matches!(key, Value::Str(key) if key == name) {
+                if found.is_some() {
+                    return Err(self.fail(name, "appears more than once"));
+                }
+                found = Some(value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The member `name` when it is readable, ignoring every error: for echoing what a bad
+    /// frame carried.
+    pub(crate) fn peek(&self, name: &str) -> Option<&'a Value> {
+        self.get(name).ok().flatten()
+    }
+
+    pub(crate) fn string(&self, name: &str) -> Result<&'a str, WireError> {
+        match self.get(name)? {
+            Some(Value::Str(text)) => Ok(text),
+            _ => Err(self.fail(name, "must be a string")),
+        }
+    }
+
+    pub(crate) fn uint(&self, name: &str) -> Result<u64, WireError> {
+        self.get(name)?
+            .and_then(as_uint)
+            .ok_or_else(|| self.fail(name, "must be an integer >= 0"))
+    }
+
+    /// An optional `uint`: absent gives `None`, present must be an integer >= 0.
+    pub(crate) fn opt_uint(&self, name: &str) -> Result<Option<u64>, WireError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some(value) => as_uint(value)
+                .map(Some)
+                .ok_or_else(|| self.fail(name, "must be an integer >= 0")),
+        }
+    }
+
+    pub(crate) fn opt_bool(&self, name: &str) -> Result<Option<bool>, WireError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(_) => Err(self.fail(name, "must be true or false")),
+        }
+    }
+
+    pub(crate) fn boolean(&self, name: &str) -> Result<bool, WireError> {
+        self.opt_bool(name)?
+            .ok_or_else(|| self.fail(name, "must be true or false"))
+    }
+
+    pub(crate) fn list(&self, name: &str) -> Result<&'a [Value], WireError> {
+        match self.get(name)? {
+            Some(Value::List(items)) => Ok(items),
+            _ => Err(self.fail(name, "must be a list")),
+        }
+    }
+
+    /// A member that must be present, of any type.
+    pub(crate) fn any(&self, name: &str) -> Result<&'a Value, WireError> {
+        self.get(name)?
+            .ok_or_else(|| self.fail(name, "must be present"))
+    }
+}
+
+/// An integer >= 0, whichever of the two integer forms holds it.
+pub(crate) fn as_uint(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(number) => u64::try_from(*number).ok(),
+        Value::UInt(number) => Some(*number),
+        _ => None,
+    }
+}
+
+/// True for a value that may serve as a frame `id`: anything but a container.
+pub(crate) fn is_scalar(value: &Value) -> bool {
+    !matches!(value, Value::List(_) | Value::Map(_) | Value::Set(_))
+}
+
+/// The message when a change or document has both or neither of `value` and `deleted: true`.
+pub(crate) const VALUE_OR_DELETED: &str = "must have either value or deleted: true, not both";
+
+/// A DOC at `path`.
+pub(crate) fn doc(value: &Value, path: String) -> Result<Doc, WireError> {
+    let fields = Fields::nested(value, path)?;
+    let key = fields.string("key")?.to_owned();
+    let version = fields.uint("version")?;
+    let seq = fields.uint("seq")?;
+    let deleted = fields.opt_bool("deleted")? == Some(true);
+    let value = match (fields.get("value")?, deleted) {
+        (Some(value), false) => Some(Packed::from_value(value)),
+        (None, true) => None,
+        _ => return Err(fields.fail_here(VALUE_OR_DELETED)),
+    };
+    Ok(Doc {
+        key,
+        version,
+        seq,
+        value,
+    })
+}
+
+fn docs(fields: &Fields<'_>, name: &str) -> Result<Vec<Doc>, WireError> {
+    let path = fields.path_of(name);
+    let items = fields.list(name)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| doc(item, format!("{path}[{index}]")))
+        .collect()
+}
+
+fn result(value: &Value, path: String) -> Result<PushResult, WireError> {
+    let fields = Fields::nested(value, path)?;
+    let key = fields.string("key")?.to_owned();
+    if fields.boolean("ok")? {
+        Ok(PushResult::Accepted {
+            key,
+            version: fields.uint("version")?,
+            seq: fields.uint("seq")?,
+        })
+    } else {
+        let current = match fields.get("current")? {
+            None | Some(Value::Nil) => None,
+            Some(current) => Some(doc(current, fields.path_of("current"))?),
+        };
+        Ok(PushResult::Conflict { key, current })
+    }
+}
+
+/// The members of a push response (a body, or a `pushed` frame).
+fn push_response(fields: &Fields<'_>) -> Result<PushResponse, WireError> {
+    let group = fields.string("group")?.to_owned();
+    let epoch = fields.string("epoch")?.to_owned();
+    let path = fields.path_of("results");
+    let results = fields
+        .list("results")?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| result(item, format!("{path}[{index}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(PushResponse {
+        group,
+        epoch,
+        results,
+        seq: fields.uint("seq")?,
+    })
+}
+
+impl PushResponse {
+    /// Decodes a response (client side).
+    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PushResponse, WireError> {
+        let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
+        push_response(&Fields::top(&message, "body")?)
+    }
+}
+
+impl PullResponse {
+    /// Decodes a response (client side). An absent `reset` is false.
+    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PullResponse, WireError> {
+        let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
+        let fields = Fields::top(&message, "body")?;
+        Ok(PullResponse {
+            group: fields.string("group")?.to_owned(),
+            epoch: fields.string("epoch")?.to_owned(),
+            changes: docs(&fields, "changes")?,
+            seq: fields.uint("seq")?,
+            more: fields.boolean("more")?,
+            reset: fields.opt_bool("reset")?.unwrap_or(false),
+        })
+    }
+}
+
+/// The `error` and `message` members of an error body or frame.
+fn error_members(fields: &Fields<'_>) -> Result<WireError, WireError> {
+    let name = fields.string("error")?;
+    let code = ErrorCode::parse(name)
+        .ok_or_else(|| fields.fail("error", &format!("unknown error code {}", quoted(name))))?;
+    Ok(WireError::new(code, fields.string("message")?))
+}
+
+/// Text in double quotes, escaped as JSON escapes it, for messages that quote input.
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| format!("{text:?}"))
+}
+
+impl ServerFrame {
+    /// Decodes a frame (client side).
+    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ServerFrame, WireError> {
+        let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "frame")?;
+        let fields = Fields::top(&message, "frame")?;
+        let group = || fields.string("group").map(str::to_owned);
+        match fields.string("type")? {
+            "changes" => Ok(ServerFrame::Changes {
+                group: group()?,
+                changes: docs(&fields, "changes")?,
+                seq: fields.uint("seq")?,
+            }),
+            "subscribed" => Ok(ServerFrame::Subscribed {
+                group: group()?,
+                epoch: fields.string("epoch")?.to_owned(),
+                seq: fields.uint("seq")?,
+                reset: fields.opt_bool("reset")?.unwrap_or(false),
+            }),
+            "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
+            "pushed" => Ok(ServerFrame::Pushed {
+                id: fields.any("id")?.clone(),
+                response: push_response(&fields)?,
+            }),
+            "error" => {
+                let group = match fields.get("group")? {
+                    None => None,
+                    Some(_) => Some(group()?),
+                };
+                Ok(ServerFrame::Error {
+                    id: fields.get("id")?.cloned(),
+                    group,
+                    error: error_members(&fields)?,
+                })
+            }
+            other => Err(fields.fail("type", &format!("unknown frame type {}", quoted(other)))),
+        }
+    }
+}
+
+/// Decodes an error body (client side).
+pub fn decode_error(bytes: &[u8], encoding: Encoding) -> Result<WireError, WireError> {
+    let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
+    error_members(&Fields::top(&message, "body")?)
+}
