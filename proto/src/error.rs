@@ -28,6 +28,78 @@ pub enum CodecError {
     },
 }
 
+impl CodecError {
+    /// Where in the value the error is (`[3].text`), empty at the top.
+    pub fn path(&self) -> &str {
+        match self {
+            CodecError::Incomplete { path }
+            | CodecError::Invalid { path, .. }
+            | CodecError::TooDeep { path, .. } => path,
+        }
+    }
+
+    /// The same error with `prefix` put in front of its path, for a value that sits inside
+    /// a larger message: `err.at("changes[3].value")` turns `[2]` into `changes[3].value[2]`.
+    pub fn at(mut self, prefix: &str) -> CodecError {
+        self.path_mut().insert_str(0, prefix);
+        self
+    }
+
+    pub(crate) fn incomplete() -> CodecError {
+        CodecError::Incomplete {
+            path: String::new(),
+        }
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> CodecError {
+        CodecError::Invalid {
+            path: String::new(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn too_deep(max_depth: usize) -> CodecError {
+        CodecError::TooDeep {
+            path: String::new(),
+            max_depth,
+        }
+    }
+
+    /// The same error one level further out: `seg` is the step from the enclosing
+    /// container to the place the error came from. Paths are built only on the way out
+    /// of a failure, so a successful decode never formats one.
+    pub(crate) fn within(mut self, seg: Seg<'_>) -> CodecError {
+        let step = match seg {
+            Seg::Index(index) => format!("[{index}]"),
+            Seg::Key(name) => format!(".{name}"),
+            Seg::Entry(index) => format!("{{{index}}}"),
+            Seg::EntryKey(index) => format!("{{key {index}}}"),
+        };
+        self.path_mut().insert_str(0, &step);
+        self
+    }
+
+    fn path_mut(&mut self) -> &mut String {
+        match self {
+            CodecError::Incomplete { path }
+            | CodecError::Invalid { path, .. }
+            | CodecError::TooDeep { path, .. } => path,
+        }
+    }
+}
+
+/// One step of an error path. The syntax, shared by both codecs:
+/// `[i]` an item of a list or set, `.name` the value under a string key of a map,
+/// `{i}` the value of the map's entry `i` when its key is not a string, `{key i}` the key
+/// of entry `i` itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Seg<'a> {
+    Index(usize),
+    Key(&'a str),
+    Entry(usize),
+    EntryKey(usize),
+}
+
 /// The protocol's error codes (PROTOCOL.md section 3), each with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -53,17 +125,53 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the protocol's table.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     /// The wire name, e.g. `bad_request`.
     pub fn as_str(self) -> &'static str {
-        todo!()
+        self.entry().0
     }
     /// The HTTP status that goes with the code.
     pub fn status(self) -> u16 {
-        todo!()
+        self.entry().1
     }
     /// The code for a wire name; `None` for an unknown one.
     pub fn parse(name: &str) -> Option<ErrorCode> {
-        todo!()
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == name)
+    }
+
+    /// The one table of PROTOCOL.md section 3: wire name and HTTP status of each code.
+    fn entry(self) -> (&'static str, u16) {
+        match self {
+            ErrorCode::BadRequest => ("bad_request", 400),
+            ErrorCode::Unauthorized => ("unauthorized", 401),
+            ErrorCode::Forbidden => ("forbidden", 403),
+            ErrorCode::NotFound => ("not_found", 404),
+            ErrorCode::MethodNotAllowed => ("method_not_allowed", 405),
+            ErrorCode::PayloadTooLarge => ("payload_too_large", 413),
+            ErrorCode::UnsupportedMediaType => ("unsupported_media_type", 415),
+            ErrorCode::Unavailable => ("unavailable", 503),
+            ErrorCode::Internal => ("internal", 500),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

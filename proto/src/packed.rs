@@ -3,7 +3,12 @@
 //! The server stores and streams values in this form, so a pull or a fan-out splices the
 //! stored bytes into the MessagePack response instead of decoding and re-encoding them.
 
-use crate::{CodecError, Value};
+use crate::{CodecError, Value, json, msgpack};
+
+/// The depth bound used when reading held bytes back. They were checked against the
+/// caller's limit when they came in; this bound only keeps bytes wrongly passed to
+/// [`Packed::from_trusted`] from recursing without end.
+const TRUSTED_DEPTH: usize = 1024;
 
 /// The canonical MessagePack encoding of one valid [`Value`]. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,16 +17,28 @@ pub struct Packed(std::sync::Arc<[u8]>);
 impl Packed {
     /// Encodes a value (canonical MessagePack).
     pub fn from_value(value: &Value) -> Packed {
-        todo!()
+        Packed(msgpack::encode(value).into())
     }
     /// Takes bytes that must hold exactly one valid value no deeper than `max_depth`
     /// (e.g. read back from storage, or sliced from a request).
+    ///
+    /// Valid but non-canonical input (a float 32, a longer length form than needed) is
+    /// re-encoded, so the bytes held are always the canonical encoding; canonical input,
+    /// the usual case, is checked without building the value and kept as it is.
+    /// `max_depth` is capped at 1024, the depth up to which held bytes are read back.
     pub fn from_bytes(bytes: &[u8], max_depth: usize) -> Result<Packed, CodecError> {
-        todo!()
+        let max_depth = max_depth.min(TRUSTED_DEPTH);
+        if msgpack::validate(bytes, max_depth)? {
+            Ok(Packed(bytes.into()))
+        } else {
+            Ok(Packed::from_value(&msgpack::decode(bytes, max_depth)?))
+        }
     }
     /// Wraps bytes already known to be one valid, canonical value (as written by this crate).
+    /// Nothing is checked: bytes that are not one valid value make [`Packed::to_value`]
+    /// return nil and [`Packed::write_json`] write `null`.
     pub fn from_trusted(bytes: Vec<u8>) -> Packed {
-        todo!()
+        Packed(bytes.into())
     }
     /// The MessagePack bytes.
     pub fn as_bytes(&self) -> &[u8] {
@@ -36,7 +53,31 @@ impl Packed {
         self.0.is_empty()
     }
     /// Decodes the value.
+    ///
+    /// The bytes were validated (or trusted) when the `Packed` was made, so decoding
+    /// cannot fail; if [`Packed::from_trusted`] was handed bad bytes anyway, this returns
+    /// nil rather than panic.
     pub fn to_value(&self) -> Value {
-        todo!()
+        msgpack::decode(&self.0, TRUSTED_DEPTH).unwrap_or(Value::Nil)
+    }
+
+    /// Appends the tagged JSON of the value to `out`, transcoded straight from the
+    /// MessagePack bytes (no [`Value`] is built): how the server answers JSON pulls from
+    /// stored values. Bad bytes from [`Packed::from_trusted`] write `null`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        if json::transcode_msgpack(&self.0, TRUSTED_DEPTH, out).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(b"null");
+        }
+    }
+
+    /// The tagged JSON of the value.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(self.len() * 2);
+        self.write_json(&mut out);
+        // The transcoder writes only UTF-8.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
