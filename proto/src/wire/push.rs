@@ -44,6 +44,7 @@ fn decode_push(
 
 /// `changes[3].value` when `path` lies inside that change's value.
 fn change_value_path(path: &str) -> Option<&str> {
+    let path = path.strip_prefix('.').unwrap_or(path);
     let rest = path.strip_prefix("changes[")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let after = rest.get(digits..)?.strip_prefix("].value")?;

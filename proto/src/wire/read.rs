@@ -8,9 +8,11 @@
 use super::{Doc, Encoding, PullResponse, PushResponse, PushResult, ServerFrame};
 use crate::{CodecError, ErrorCode, Packed, Value, WireError, json, msgpack};
 
-/// How deep a message a client decodes: generous, because the server's value depth limit
-/// is configurable, yet bounded so that a hostile peer cannot exhaust the stack.
-pub const RESPONSE_MAX_DEPTH: usize = 512;
+/// How deep a message a client decodes: room for values twice as deep as the server's
+/// default limit (64) plus a message's own nesting (at most 4, a conflict's `current`),
+/// yet shallow enough that the recursive decoders stay far from the end of a 2 MiB
+/// thread stack, even in a debug build, whatever a hostile peer sends.
+pub const RESPONSE_MAX_DEPTH: usize = 128 + 4;
 
 /// Decodes a whole body or frame with the codec of `encoding`. `what` names it in errors
 /// (`body`, `frame`).
@@ -27,10 +29,12 @@ pub(crate) fn decode_message(
     decoded.map_err(|error| codec_error(what, &error))
 }
 
-/// `body: <codec error>`, without the empty path the codec leaves for a top-level error.
+/// `body: <codec error>`, the codec's path relative to the message.
 pub(crate) fn codec_error(what: &str, error: &CodecError) -> WireError {
     let text = error.to_string();
-    let text = text.strip_prefix(": ").unwrap_or(&text);
+    // The codec's paths start with `.` before a member name (`.changes[3].value`);
+    // after `body: ` the path reads better without it.
+    let text = text.strip_prefix(": ").or_else(|| text.strip_prefix('.')).unwrap_or(&text);
     WireError::bad_request(format!("{what}: {text}"))
 }
 
