@@ -75,7 +75,8 @@ impl Auth {
         let Some(token) = token else {
             return Err(WireError {
                 code: ErrorCode::Unauthorized,
-                message: "token: missing; send `Authorization: Bearer TOKEN` or `?token=TOKEN`".into(),
+                message: "token: missing; send `Authorization: Bearer TOKEN` or `?token=TOKEN`"
+                    .into(),
             });
         };
         let mut found = None;
@@ -92,9 +93,14 @@ impl Auth {
 
     /// 403 unless `identity` may use `group`.
     pub fn authorize(&self, identity: Identity, group: &str) -> Result<(), WireError> {
-        let Identity::User(i) = identity else { return Ok(()) };
+        let Identity::User(i) = identity else {
+            return Ok(());
+        };
         let Some(user) = self.users.get(i) else {
-            return Err(WireError { code: ErrorCode::Forbidden, message: "unknown user".into() });
+            return Err(WireError {
+                code: ErrorCode::Forbidden,
+                message: "unknown user".into(),
+            });
         };
         match &user.groups {
             Groups::All => Ok(()),
@@ -128,9 +134,18 @@ mod tests {
         let a = auth(
             "[users.alice]\ntoken = \"abc\"\ngroups = [\"todo\"]\n[users.root]\ntoken = \"r\"\ngroups = [\"*\"]\n",
         );
-        assert_eq!(a.authenticate(None).unwrap_err().code, ErrorCode::Unauthorized);
-        assert_eq!(a.authenticate(Some("abd")).unwrap_err().code, ErrorCode::Unauthorized);
-        assert_eq!(a.authenticate(Some("ab")).unwrap_err().code, ErrorCode::Unauthorized);
+        assert_eq!(
+            a.authenticate(None).unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(
+            a.authenticate(Some("abd")).unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(
+            a.authenticate(Some("ab")).unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
         let alice = a.authenticate(Some("abc")).unwrap();
         a.authorize(alice, "todo").unwrap();
         let err = a.authorize(alice, "settings").unwrap_err();

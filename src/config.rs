@@ -162,13 +162,17 @@ impl Config {
             ("max_changes", s.max_changes),
         ] {
             if value == 0 {
-                return Err(ConfigError::Invalid(format!("server.{name}: must be at least 1")));
+                return Err(ConfigError::Invalid(format!(
+                    "server.{name}: must be at least 1"
+                )));
             }
         }
         let mut tokens = BTreeMap::new();
         for (user, u) in &self.users {
             if u.token.is_empty() {
-                return Err(ConfigError::Invalid(format!("users.{user}.token: must not be empty")));
+                return Err(ConfigError::Invalid(format!(
+                    "users.{user}.token: must not be empty"
+                )));
             }
             if let Some(other) = tokens.insert(u.token.as_str(), user) {
                 return Err(ConfigError::Invalid(format!(
@@ -222,7 +226,12 @@ mod tests {
         .unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("same token"));
         let c = Config::from_toml("[users.a]\ntoken = \"t\"\ngroups = [\"bad group\"]\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("users.a.groups[0]"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("users.a.groups[0]")
+        );
     }
 
     #[test]

@@ -82,14 +82,23 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let s = &config.server;
-    let storage = Storage::open(&s.db, s.durability, s.pool_size)
-        .map_err(|source| ServerError::Storage { path: s.db.clone(), source })?;
+    let storage =
+        Storage::open(&s.db, s.durability, s.pool_size).map_err(|source| ServerError::Storage {
+            path: s.db.clone(),
+            source,
+        })?;
     let writer = storage
         .start_writer()
-        .map_err(|source| ServerError::Storage { path: s.db.clone(), source })?;
+        .map_err(|source| ServerError::Storage {
+            path: s.db.clone(),
+            source,
+        })?;
     let auth = Arc::new(Auth::from_config(&config));
     if auth.is_on() {
-        tracing::info!(users = config.users.len(), "auth is on: every request needs a token");
+        tracing::info!(
+            users = config.users.len(),
+            "auth is on: every request needs a token"
+        );
     } else {
         tracing::warn!("auth is off: no [users] configured, every group is open to everyone");
     }

@@ -61,7 +61,17 @@ impl Cli {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { s.$field = v; } )* };
         }
-        set!(bind, db, durability, pool_size, max_body_bytes, max_value_bytes, max_depth, max_changes, workers);
+        set!(
+            bind,
+            db,
+            durability,
+            pool_size,
+            max_body_bytes,
+            max_value_bytes,
+            max_depth,
+            max_changes,
+            workers
+        );
         config.validate()?;
         Ok(config)
     }

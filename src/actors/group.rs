@@ -102,13 +102,21 @@ pub struct GroupActor {
 impl GroupActor {
     /// An actor for `name`; its stream position is read from storage when it starts.
     pub fn new(name: Arc<str>, storage: Storage, writer: Writer) -> GroupActor {
-        GroupActor { name, storage, writer, streamed_seq: 0, subscribers: HashMap::new() }
+        GroupActor {
+            name,
+            storage,
+            writer,
+            streamed_seq: 0,
+            subscribers: HashMap::new(),
+        }
     }
 
     /// Hands one commit to every subscriber, encoding it once per encoding in use.
     fn stream(&mut self, committed: Committed) {
         self.streamed_seq = self.streamed_seq.max(committed.seq);
-        let Some(last) = committed.docs.last().map(|d| d.seq) else { return };
+        let Some(last) = committed.docs.last().map(|d| d.seq) else {
+            return;
+        };
         if self.subscribers.is_empty() {
             return;
         }
@@ -127,7 +135,12 @@ impl GroupActor {
             let bytes = encoded[slot]
                 .get_or_insert_with(|| Bytes::from(frame.encode(sub.encoding)))
                 .clone();
-            let live = LiveFrame { group: name.clone(), seq: last, encoding: sub.encoding, bytes };
+            let live = LiveFrame {
+                group: name.clone(),
+                seq: last,
+                encoding: sub.encoding,
+                bytes,
+            };
             match sub.queue.try_send(live) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -191,7 +204,12 @@ impl Handler<Push> for GroupActor {
         Box::pin(async move {
             submitted?;
             let outcome = outcome.await.map_err(|_| StorageError::WriterGone)??;
-            Ok(PushResponse { group, epoch, results: outcome.results, seq: outcome.seq })
+            Ok(PushResponse {
+                group,
+                epoch,
+                results: outcome.results,
+                seq: outcome.seq,
+            })
         })
     }
 }
@@ -208,8 +226,11 @@ impl Handler<Subscribe> for GroupActor {
     type Result = SubscribeAck;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> SubscribeAck {
-        self.subscribers.insert(msg.subscriber.conn_id, msg.subscriber);
-        SubscribeAck { seq: self.streamed_seq }
+        self.subscribers
+            .insert(msg.subscriber.conn_id, msg.subscriber);
+        SubscribeAck {
+            seq: self.streamed_seq,
+        }
     }
 }
 

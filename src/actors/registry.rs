@@ -24,12 +24,19 @@ pub struct Registry {
 impl Registry {
     /// An empty registry over the given storage.
     pub fn new(storage: Storage, writer: Writer) -> Registry {
-        Registry { groups: Arc::default(), storage, writer }
+        Registry {
+            groups: Arc::default(),
+            storage,
+            writer,
+        }
     }
 
     /// The actor of `group` (a valid group name), started on the current arbiter when new.
     pub fn get(&self, group: &str) -> Addr<GroupActor> {
-        let mut groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(addr) = groups.get(group) {
             if addr.connected() {
                 return addr.clone();

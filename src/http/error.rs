@@ -23,17 +23,31 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>, encoding: Encoding) -> ApiError {
-        ApiError { error: WireError { code, message: message.into() }, encoding }
+        ApiError {
+            error: WireError {
+                code,
+                message: message.into(),
+            },
+            encoding,
+        }
     }
 
     /// Storage failed: 503 when it may pass (busy, full, shutting down), else 500.
     pub fn storage(e: &StorageError, encoding: Encoding) -> ApiError {
         if e.is_transient() {
             tracing::warn!(error = %e, "storage unavailable");
-            ApiError::new(ErrorCode::Unavailable, format!("storage: {e}; nothing was applied"), encoding)
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("storage: {e}; nothing was applied"),
+                encoding,
+            )
         } else {
             tracing::error!(error = %e, "storage failed");
-            ApiError::new(ErrorCode::Internal, format!("storage: {e}; nothing was applied"), encoding)
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("storage: {e}; nothing was applied"),
+                encoding,
+            )
         }
     }
 

@@ -66,12 +66,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-async fn not_found(req: HttpRequest) -> ApiError {
-    ApiError::new(
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
         ErrorCode::NotFound,
         format!("path: {} is not an Atomsync endpoint", req.path()),
         request::response_encoding(&req),
-    )
+    ))
 }
 
 pub(crate) fn method_not_allowed(
@@ -80,11 +80,17 @@ pub(crate) fn method_not_allowed(
     move |req: HttpRequest| {
         let err = ApiError::new(
             ErrorCode::MethodNotAllowed,
-            format!("method: {} is not allowed on {}; use {allow}", req.method(), req.path()),
+            format!(
+                "method: {} is not allowed on {}; use {allow}",
+                req.method(),
+                req.path()
+            ),
             request::response_encoding(&req),
         );
         let mut response = actix_web::ResponseError::error_response(&err);
-        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
         std::future::ready(response)
     }
 }

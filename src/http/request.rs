@@ -20,14 +20,16 @@ pub fn response_encoding(req: &HttpRequest) -> Encoding {
 /// The body's encoding, from `Content-Type`; 415 for any other or none.
 pub fn body_encoding(req: &HttpRequest, respond_in: Encoding) -> Result<Encoding, ApiError> {
     let content_type = header_str(req, header::CONTENT_TYPE);
-    content_type.and_then(Encoding::from_content_type).ok_or_else(|| {
-        let got = content_type.map_or("none".to_owned(), |c| format!("{c:?}"));
-        ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("Content-Type: {got}; send application/msgpack or application/json"),
-            respond_in,
-        )
-    })
+    content_type
+        .and_then(Encoding::from_content_type)
+        .ok_or_else(|| {
+            let got = content_type.map_or("none".to_owned(), |c| format!("{c:?}"));
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("Content-Type: {got}; send application/msgpack or application/json"),
+                respond_in,
+            )
+        })
 }
 
 /// The query string's parameters; `Err` with a message when it does not parse.
@@ -39,7 +41,10 @@ pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, String> {
 
 /// The first value of a query parameter.
 pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The token: `Authorization: Bearer TOKEN`, else the `token` query parameter.
@@ -74,7 +79,11 @@ pub async fn read_body(
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(ErrorCode::BadRequest, format!("body: cannot be read: {e}"), respond_in)
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("body: cannot be read: {e}"),
+                respond_in,
+            )
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());

@@ -28,7 +28,10 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
     let identity = state
         .auth
         .authenticate(token(&req, pairs.as_ref().unwrap_or(&no_pairs)))
-        .map_err(|error| ApiError { error, encoding: enc })?;
+        .map_err(|error| ApiError {
+            error,
+            encoding: enc,
+        })?;
     let pairs = pairs.map_err(bad)?;
     let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;
@@ -45,7 +48,13 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
             _ => return Err(bad(format!("limit: {s:?} is not an integer >= 1"))),
         },
     };
-    state.auth.authorize(identity, group).map_err(|error| ApiError { error, encoding: enc })?;
+    state
+        .auth
+        .authorize(identity, group)
+        .map_err(|error| ApiError {
+            error,
+            encoding: enc,
+        })?;
 
     let storage = state.storage.clone();
     let name = group.to_owned();
@@ -69,29 +78,53 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
 }
 
 /// `POST /sync`
-pub async fn push(req: HttpRequest, body: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn push(
+    req: HttpRequest,
+    body: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
     let pairs = query_pairs(&req).unwrap_or_default();
     let identity = state
         .auth
         .authenticate(token(&req, &pairs))
-        .map_err(|error| ApiError { error, encoding: enc })?;
+        .map_err(|error| ApiError {
+            error,
+            encoding: enc,
+        })?;
     let body_enc = body_encoding(&req, enc)?;
     let body = read_body(&req, body, state.max_body_bytes, enc).await?;
-    let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)
-        .map_err(|error| ApiError { error, encoding: enc })?;
+    let unchecked =
+        UncheckedPush::decode(&body, body_enc, &state.limits).map_err(|error| ApiError {
+            error,
+            encoding: enc,
+        })?;
     drop(body);
     state
         .auth
         .authorize(identity, &unchecked.group)
-        .map_err(|error| ApiError { error, encoding: enc })?;
-    let request = unchecked.validate(&state.limits).map_err(|error| ApiError { error, encoding: enc })?;
+        .map_err(|error| ApiError {
+            error,
+            encoding: enc,
+        })?;
+    let request = unchecked
+        .validate(&state.limits)
+        .map_err(|error| ApiError {
+            error,
+            encoding: enc,
+        })?;
 
     let actor = state.registry.get(&request.group);
     let response = actor
         .send(Push { request })
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("group actor: {e}; nothing was applied"), enc))?
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("group actor: {e}; nothing was applied"),
+                enc,
+            )
+        })?
         .map_err(|e| ApiError::push(&e, enc))?;
     Ok(ok(enc, response.encode(enc)))
 }
@@ -105,12 +138,18 @@ pub async fn health(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespo
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("health: {e}"), enc))?
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("storage: {e}"), enc))?;
     if !state.writer.is_alive() {
-        return Err(ApiError::new(ErrorCode::Unavailable, "storage: the writer has stopped", enc));
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "storage: the writer has stopped",
+            enc,
+        ));
     }
     let status = Value::Map(vec![(Value::from("status"), Value::from("ok"))]);
     Ok(ok(enc, encode_value(&status, enc)))
 }
 
 fn ok(enc: Encoding, body: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok().content_type(enc.content_type()).body(body)
+    HttpResponse::Ok()
+        .content_type(enc.content_type())
+        .body(body)
 }

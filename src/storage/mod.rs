@@ -79,7 +79,10 @@ pub struct Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("path", &self.path).field("epoch", &self.epoch).finish()
+        f.debug_struct("Storage")
+            .field("path", &self.path)
+            .field("epoch", &self.epoch)
+            .finish()
     }
 }
 
@@ -102,13 +105,20 @@ fn prepare_connection(conn: &Connection, durability: Durability) -> rusqlite::Re
 impl Storage {
     /// Opens (creating when missing) the database at `path`, migrates it, and builds the
     /// read pool. The epoch is created with the database and never changes after.
-    pub fn open(path: &Path, durability: Durability, pool_size: u32) -> Result<Storage, StorageError> {
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        pool_size: u32,
+    ) -> Result<Storage, StorageError> {
         let conn = Connection::open(path)?;
         prepare_connection(&conn, durability)?;
         let epoch = schema::migrate(&conn)?;
         drop(conn);
         let manager = SqliteConnectionManager::file(path)
-            .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_flags(
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
             .with_init(move |c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
                 Ok(())
@@ -118,7 +128,12 @@ impl Storage {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
             .build(manager)?;
-        Ok(Storage { path: path.to_owned(), epoch: epoch.into(), durability, pool })
+        Ok(Storage {
+            path: path.to_owned(),
+            epoch: epoch.into(),
+            durability,
+            pool,
+        })
     }
 
     /// The database's epoch.

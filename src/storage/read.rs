@@ -36,7 +36,11 @@ pub fn group(conn: &Connection, name: &str) -> Result<Option<StoredGroup>, Stora
     Ok(conn
         .prepare_cached("SELECT id, seq, floor FROM groups WHERE name = ?1")?
         .query_row(params![name], |r| {
-            Ok(StoredGroup { id: r.get(0)?, seq: r.get(1)?, floor: r.get(2)? })
+            Ok(StoredGroup {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                floor: r.get(2)?,
+            })
         })
         .optional()?)
 }
@@ -57,7 +61,12 @@ pub fn pull(
 ) -> Result<PullPage, StorageError> {
     let tx = conn.transaction()?;
     let Some(g) = group(&tx, name)? else {
-        return Ok(PullPage { docs: Vec::new(), seq: since, more: false, reset: false });
+        return Ok(PullPage {
+            docs: Vec::new(),
+            seq: since,
+            more: false,
+            reset: false,
+        });
     };
     let reset = since > 0 && since < g.floor;
     let since = if reset { 0 } else { since };
@@ -70,8 +79,12 @@ pub fn pull(
             "SELECT key, version, seq, value FROM docs
              WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
         )?;
-        let mut rows =
-            stmt.query(params![g.id, clamp(since), clamp(upto), clamp(fetch as u64)])?;
+        let mut rows = stmt.query(params![
+            g.id,
+            clamp(since),
+            clamp(upto),
+            clamp(fetch as u64)
+        ])?;
         while let Some(row) = rows.next()? {
             docs.push(doc_from_row(row)?);
         }
@@ -80,7 +93,12 @@ pub fn pull(
     let more = docs.len() > limit;
     docs.truncate(limit);
     let seq = docs.last().map_or(since, |d| d.seq);
-    Ok(PullPage { docs, seq, more, reset })
+    Ok(PullPage {
+        docs,
+        seq,
+        more,
+        reset,
+    })
 }
 
 /// A `docs` row (`key, version, seq, value`) as a wire document.

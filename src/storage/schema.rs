@@ -48,13 +48,18 @@ pub fn migrate(conn: &Connection) -> Result<String, StorageError> {
         tx.commit()?;
     }
     let existing: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     if let Some(epoch) = existing {
         return Ok(epoch);
     }
     let epoch = new_epoch()?;
-    conn.execute("INSERT INTO meta (name, value) VALUES ('epoch', ?1)", params![epoch])?;
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES ('epoch', ?1)",
+        params![epoch],
+    )?;
     Ok(epoch)
 }
 

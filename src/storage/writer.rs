@@ -79,14 +79,30 @@ impl Writer {
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("atomsync-writer".into())
-            .spawn(move || WriterThread { conn, groups: HashMap::new() }.run(queue))
-            .map_err(|e| StorageError::Incompatible(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { inner: Arc::new(WriterInner { jobs, thread: Mutex::new(Some(thread)) }) })
+            .spawn(move || {
+                WriterThread {
+                    conn,
+                    groups: HashMap::new(),
+                }
+                .run(queue)
+            })
+            .map_err(|e| {
+                StorageError::Incompatible(format!("cannot start the writer thread: {e}"))
+            })?;
+        Ok(Writer {
+            inner: Arc::new(WriterInner {
+                jobs,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
     }
 
     /// Queues a push. Its outcome arrives on the job's `reply` once committed.
     pub fn submit(&self, job: PushJob) -> Result<(), StorageError> {
-        self.inner.jobs.send(Job::Push(job)).map_err(|_| StorageError::WriterGone)
+        self.inner
+            .jobs
+            .send(Job::Push(job))
+            .map_err(|_| StorageError::WriterGone)
     }
 
     /// True while the writer thread runs.
@@ -191,8 +207,14 @@ impl WriterThread {
     /// Applies every job in one transaction and commits it. On a failed commit, gives the
     /// jobs back with the error.
     #[allow(clippy::type_complexity)]
-    fn apply_batch(&mut self, batch: Vec<PushJob>) -> Result<Vec<Applied>, (Vec<PushJob>, StorageError)> {
-        let tx = match self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+    fn apply_batch(
+        &mut self,
+        batch: Vec<PushJob>,
+    ) -> Result<Vec<Applied>, (Vec<PushJob>, StorageError)> {
+        let tx = match self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
             Ok(tx) => tx,
             Err(e) => return Err((batch, e.into())),
         };
@@ -256,10 +278,15 @@ fn apply_push(
          SET version = excluded.version, seq = excluded.seq, value = excluded.value",
     )?;
     for change in &job.changes {
-        let existing = current.query_row(params![group.id, change.key], doc_from_row).optional()?;
+        let existing = current
+            .query_row(params![group.id, change.key], doc_from_row)
+            .optional()?;
         let version = existing.as_ref().map_or(0, |d| d.version);
         if change.base != version {
-            results.push(PushResult::Conflict { key: change.key.clone(), current: existing });
+            results.push(PushResult::Conflict {
+                key: change.key.clone(),
+                current: existing,
+            });
             continue;
         }
         group.seq += 1;
@@ -279,7 +306,11 @@ fn apply_push(
             doc.seq,
             doc.value.as_ref().map(|v| v.as_bytes())
         ])?;
-        results.push(PushResult::Accepted { key: doc.key.clone(), version: doc.version, seq: doc.seq });
+        results.push(PushResult::Accepted {
+            key: doc.key.clone(),
+            version: doc.version,
+            seq: doc.seq,
+        });
         docs.push(doc);
     }
     if group.seq != start_seq {
@@ -287,15 +318,31 @@ fn apply_push(
             .execute(params![group.id, group.seq])?;
     }
     groups.insert(job.group.clone(), group);
-    Ok((PushOutcome { results, seq: group.seq }, Committed { docs, seq: group.seq }))
+    Ok((
+        PushOutcome {
+            results,
+            seq: group.seq,
+        },
+        Committed {
+            docs,
+            seq: group.seq,
+        },
+    ))
 }
 
 fn load_or_create_group(tx: &Transaction<'_>, name: &str) -> Result<GroupRow, StorageError> {
     if let Some(g) = super::read::group(tx, name)? {
-        return Ok(GroupRow { id: g.id, seq: g.seq });
+        return Ok(GroupRow {
+            id: g.id,
+            seq: g.seq,
+        });
     }
-    tx.prepare_cached("INSERT INTO groups (name, seq) VALUES (?1, 0)")?.execute(params![name])?;
-    Ok(GroupRow { id: tx.last_insert_rowid(), seq: 0 })
+    tx.prepare_cached("INSERT INTO groups (name, seq) VALUES (?1, 0)")?
+        .execute(params![name])?;
+    Ok(GroupRow {
+        id: tx.last_insert_rowid(),
+        seq: 0,
+    })
 }
 
 /// The same failure for every job of a failed batch (rusqlite errors are not `Clone`).

@@ -155,7 +155,11 @@ fn start_process(config: &Path, log: &Path) -> Result<(Child, SocketAddr), Strin
     let log = log.to_owned();
     std::thread::spawn(move || {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).ok();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .ok();
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(f) = file.as_mut() {

@@ -39,7 +39,10 @@ fn assert_error(status: StatusCode, body: &Json, want: StatusCode, code: &str, n
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"], code, "{body}");
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains(needle), "message {message:?} lacks {needle:?}");
+    assert!(
+        message.contains(needle),
+        "message {message:?} lacks {needle:?}"
+    );
 }
 
 #[tokio::test]
@@ -49,10 +52,17 @@ async fn typed_json_push_comes_back_identical_on_pull() {
         "due": {"$inst": "2026-11-24T10:00:00.123456789Z"}, "id": {"$uuid": "550e8400-e29b-41d4-a716-446655440000"},
         "big": 18446744073709551615u64, "neg": -9223372036854775808i64, "f": 1.5, "nan": {"$float": "NaN"},
         "raw": {"$bytes": "AAEC"}, "pairs": {"$map": [[1, "one"], [[2], "list key"]]}, "nil": null});
-    let (status, body) = push_json(&server, &json!({"group": "typed", "changes": [
-        {"key": "todo:1", "base": 0, "value": value}]})).await;
+    let (status, body) = push_json(
+        &server,
+        &json!({"group": "typed", "changes": [
+        {"key": "todo:1", "base": 0, "value": value}]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["results"], json!([{"key": "todo:1", "ok": true, "version": 1, "seq": 1}]));
+    assert_eq!(
+        body["results"],
+        json!([{"key": "todo:1", "ok": true, "version": 1, "seq": 1}])
+    );
     assert_eq!(body["seq"], 1);
     assert_eq!(body["group"], "typed");
     let epoch = body["epoch"].as_str().unwrap().to_owned();
@@ -88,9 +98,20 @@ async fn msgpack_both_ways_and_negotiation() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], MSGPACK, "answered in the body's encoding");
+    assert_eq!(
+        res.headers()["content-type"],
+        MSGPACK,
+        "answered in the body's encoding"
+    );
     let pushed = PushResponse::decode(&res.bytes().await.unwrap(), Encoding::MsgPack).unwrap();
-    assert!(matches!(pushed.results[0], PushResult::Accepted { version: 1, seq: 1, .. }));
+    assert!(matches!(
+        pushed.results[0],
+        PushResult::Accepted {
+            version: 1,
+            seq: 1,
+            ..
+        }
+    ));
 
     // Accept names JSON first: JSON, whatever comes after it.
     let res = client()
@@ -114,44 +135,85 @@ async fn msgpack_both_ways_and_negotiation() {
 #[tokio::test]
 async fn versions_conflicts_tombstones_and_gapless_seq() {
     let server = TestServer::start();
-    let push = |changes: Json| push_json(&server, &json!({"group": "v", "changes": changes}));
-    let (_, b) = push(json!([{"key": "a", "base": 0, "value": 1}, {"key": "b", "base": 0, "value": 2}])).await;
+    let server = &server;
+    let push = |changes: Json| {
+        let body = json!({"group": "v", "changes": changes});
+        async move { push_json(server, &body).await }
+    };
+    let (_, b) =
+        push(json!([{"key": "a", "base": 0, "value": 1}, {"key": "b", "base": 0, "value": 2}]))
+            .await;
     assert_eq!(b["seq"], 2);
     // A stale base is a conflict carrying the current document; the rest still applies.
-    let (status, b) = push(json!([{"key": "a", "base": 0, "value": 10}, {"key": "b", "base": 1, "value": 20}])).await;
+    let (status, b) =
+        push(json!([{"key": "a", "base": 0, "value": 10}, {"key": "b", "base": 1, "value": 20}]))
+            .await;
     assert_eq!(status, 200);
-    assert_eq!(b["results"][0], json!({"key": "a", "ok": false,
-        "current": {"key": "a", "version": 1, "seq": 1, "value": 1}}));
-    assert_eq!(b["results"][1], json!({"key": "b", "ok": true, "version": 2, "seq": 3}));
+    assert_eq!(
+        b["results"][0],
+        json!({"key": "a", "ok": false,
+        "current": {"key": "a", "version": 1, "seq": 1, "value": 1}})
+    );
+    assert_eq!(
+        b["results"][1],
+        json!({"key": "b", "ok": true, "version": 2, "seq": 3})
+    );
     // Never written: current is null.
     let (_, b) = push(json!([{"key": "c", "base": 4, "value": 1}])).await;
-    assert_eq!(b["results"][0], json!({"key": "c", "ok": false, "current": null}));
+    assert_eq!(
+        b["results"][0],
+        json!({"key": "c", "ok": false, "current": null})
+    );
     assert_eq!(b["seq"], 3, "a rejected change takes no seq");
     // Delete, then re-create from the tombstone's version.
     let (_, b) = push(json!([{"key": "a", "base": 1, "deleted": true}])).await;
-    assert_eq!(b["results"][0], json!({"key": "a", "ok": true, "version": 2, "seq": 4}));
+    assert_eq!(
+        b["results"][0],
+        json!({"key": "a", "ok": true, "version": 2, "seq": 4})
+    );
     let (_, b) = push(json!([{"key": "a", "base": 0, "value": "again"}])).await;
-    assert_eq!(b["results"][0]["current"], json!({"key": "a", "version": 2, "seq": 4, "deleted": true}));
+    assert_eq!(
+        b["results"][0]["current"],
+        json!({"key": "a", "version": 2, "seq": 4, "deleted": true})
+    );
     let (_, b) = push(json!([{"key": "a", "base": 2, "value": "again"}])).await;
-    assert_eq!(b["results"][0], json!({"key": "a", "ok": true, "version": 3, "seq": 5}));
+    assert_eq!(
+        b["results"][0],
+        json!({"key": "a", "ok": true, "version": 3, "seq": 5})
+    );
     // A retried request (response lost) comes back as conflicts showing the first attempt.
     let (_, b) = push(json!([{"key": "a", "base": 2, "value": "again"}])).await;
     assert_eq!(b["results"][0]["current"]["value"], "again");
 
-    let (_, pulled) = get_json(&server, "/sync?group=v&since=0").await;
-    let seqs: Vec<u64> = pulled["changes"].as_array().unwrap().iter().map(|d| d["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, vec![3, 5], "each document once, at its latest state, by seq");
+    let (_, pulled) = get_json(server, "/sync?group=v&since=0").await;
+    let seqs: Vec<u64> = pulled["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![3, 5],
+        "each document once, at its latest state, by seq"
+    );
 }
 
 #[tokio::test]
 async fn pull_pages_with_since_limit_and_more() {
     let server = TestServer::start();
-    let changes: Vec<Json> = (0..25).map(|i| json!({"key": format!("k{i:02}"), "base": 0, "value": i})).collect();
+    let changes: Vec<Json> = (0..25)
+        .map(|i| json!({"key": format!("k{i:02}"), "base": 0, "value": i}))
+        .collect();
     push_json(&server, &json!({"group": "pages", "changes": changes})).await;
     let mut since = 0;
     let mut seen = Vec::new();
     loop {
-        let (status, page) = get_json(&server, &format!("/sync?group=pages&since={since}&limit=10")).await;
+        let (status, page) = get_json(
+            &server,
+            &format!("/sync?group=pages&since={since}&limit=10"),
+        )
+        .await;
         assert_eq!(status, 200);
         for d in page["changes"].as_array().unwrap() {
             seen.push(d["seq"].as_u64().unwrap());
@@ -171,48 +233,121 @@ async fn pull_pages_with_since_limit_and_more() {
     assert_eq!(status, 200);
     assert_eq!(page["changes"].as_array().unwrap().len(), 25);
     let (_, page) = get_json(&server, "/sync?group=nothing-here&since=7").await;
-    assert_eq!((page["seq"].clone(), page["more"].clone()), (json!(7), json!(false)));
+    assert_eq!(
+        (page["seq"].clone(), page["more"].clone()),
+        (json!(7), json!(false))
+    );
 }
 
 #[tokio::test]
 async fn bad_requests_say_what_and_where_and_apply_nothing() {
     let server = TestServer::start_with("max_value_bytes = 64\nmax_depth = 4\nmax_changes = 3\n");
     let cases: Vec<(Json, StatusCode, &str, &str)> = vec![
-        (json!({"group": "bad group", "changes": []}), StatusCode::BAD_REQUEST, "bad_request", "group"),
-        (json!({"group": "g"}), StatusCode::BAD_REQUEST, "bad_request", "changes"),
-        (json!({"group": "g", "changes": {}}), StatusCode::BAD_REQUEST, "bad_request", "changes"),
-        (json!({"group": "g", "changes": [{"key": "ok", "base": 0, "value": 1}, {"key": "", "base": 0, "value": 1}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[1].key"),
-        (json!({"group": "g", "changes": [{"key": "x".repeat(1025), "base": 0, "value": 1}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[0].key"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": -1, "value": 1}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[0].base"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 1.5, "value": 1}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[0].base"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": 1, "deleted": true}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[0]"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 0}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[0]"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": 1}, {"key": "a", "base": 0, "value": 2}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[1].key"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": [[[[[1]]]]]}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "changes[0].value"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": {"$nope": 1}}]}),
-            StatusCode::BAD_REQUEST, "bad_request", "$nope"),
-        (json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": "x".repeat(100)}]}),
-            StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "changes[0].value"),
-        (json!({"group": "g", "changes": [
+        (
+            json!({"group": "bad group", "changes": []}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "group",
+        ),
+        (
+            json!({"group": "g"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes",
+        ),
+        (
+            json!({"group": "g", "changes": {}}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "ok", "base": 0, "value": 1}, {"key": "", "base": 0, "value": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[1].key",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "x".repeat(1025), "base": 0, "value": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[0].key",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": -1, "value": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[0].base",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 1.5, "value": 1}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[0].base",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": 1, "deleted": true}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[0]",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 0}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[0]",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": 1}, {"key": "a", "base": 0, "value": 2}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[1].key",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": [[[[[1]]]]]}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "changes[0].value",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": {"$nope": 1}}]}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "$nope",
+        ),
+        (
+            json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": "x".repeat(100)}]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "changes[0].value",
+        ),
+        (
+            json!({"group": "g", "changes": [
             {"key": "a", "base": 0, "value": 1}, {"key": "b", "base": 0, "value": 1},
             {"key": "c", "base": 0, "value": 1}, {"key": "d", "base": 0, "value": 1}]}),
-            StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "changes"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "changes",
+        ),
     ];
     for (body, status, code, needle) in cases {
         let (got, answer) = push_json(&server, &body).await;
         assert_error(got, &answer, status, code, needle);
     }
     // Undecodable bodies.
-    for (ct, body) in [(JSON, &b"{\"group\": "[..]), (JSON, b"[1,2]"), (MSGPACK, b"\xc1"), (MSGPACK, b"\x92\x01")] {
-        let res = client().post(server.url("/sync")).header("content-type", ct).body(body.to_vec()).send().await.unwrap();
+    for (ct, body) in [
+        (JSON, &b"{\"group\": "[..]),
+        (JSON, b"[1,2]"),
+        (MSGPACK, b"\xc1"),
+        (MSGPACK, b"\x92\x01"),
+    ] {
+        let res = client()
+            .post(server.url("/sync"))
+            .header("content-type", ct)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
         let status = res.status();
         let answer: Json = if ct == JSON {
             res.json().await.unwrap()
@@ -231,22 +366,51 @@ async fn bad_requests_say_what_and_where_and_apply_nothing() {
 #[tokio::test]
 async fn deep_and_huge_input_is_refused_and_the_server_lives() {
     let server = TestServer::start_with("max_body_bytes = 1000000\n");
-    let deep = format!("{{\"group\":\"g\",\"changes\":[{{\"key\":\"a\",\"base\":0,\"value\":{}1{}}}]}}",
-        "[".repeat(200_000), "]".repeat(200_000));
-    let res = client().post(server.url("/sync")).header("content-type", JSON).body(deep).send().await.unwrap();
+    let deep = format!(
+        "{{\"group\":\"g\",\"changes\":[{{\"key\":\"a\",\"base\":0,\"value\":{}1{}}}]}}",
+        "[".repeat(600_000),
+        "]".repeat(600_000)
+    );
+    let res = client()
+        .post(server.url("/sync"))
+        .header("content-type", JSON)
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let deep = format!("{{\"group\":\"g\",\"changes\":[{{\"key\":\"a\",\"base\":0,\"value\":{}1{}}}]}}",
-        "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        "{{\"group\":\"g\",\"changes\":[{{\"key\":\"a\",\"base\":0,\"value\":{}1{}}}]}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     let (status, body) = push_json(&server, &Json::Null).await;
     assert_eq!(status, 400, "a body that is not a map: {body}");
-    let res = client().post(server.url("/sync")).header("content-type", JSON).body(deep).send().await.unwrap();
+    let res = client()
+        .post(server.url("/sync"))
+        .header("content-type", JSON)
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let mp = [vec![0x91u8; 300_000], vec![0x01]].concat();
-    let res = client().post(server.url("/sync")).header("content-type", MSGPACK).body(mp).send().await.unwrap();
+    let res = client()
+        .post(server.url("/sync"))
+        .header("content-type", MSGPACK)
+        .body(mp)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     // A map header that claims 2^32 entries must not allocate them.
-    let res = client().post(server.url("/sync")).header("content-type", MSGPACK)
-        .body(vec![0xdf, 0xff, 0xff, 0xff, 0xff]).send().await.unwrap();
+    let res = client()
+        .post(server.url("/sync"))
+        .header("content-type", MSGPACK)
+        .body(vec![0xdf, 0xff, 0xff, 0xff, 0xff])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let (status, _) = get_json(&server, "/healthz").await;
     assert_eq!(status, 200);
@@ -260,7 +424,13 @@ async fn routing_content_type_size_and_pull_parameters() {
     let res = client().put(server.url("/sync")).send().await.unwrap();
     assert_eq!(res.headers()["allow"], "GET, POST");
     let (s, b) = (res.status(), res.json::<Json>().await.unwrap());
-    assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "PUT");
+    assert_error(
+        s,
+        &b,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "PUT",
+    );
     for ct in [None, Some("text/plain")] {
         let mut req = client().post(server.url("/sync")).body("{}");
         if let Some(ct) = ct {
@@ -268,17 +438,40 @@ async fn routing_content_type_size_and_pull_parameters() {
         }
         let res = req.send().await.unwrap();
         let (s, b) = (res.status(), res.json::<Json>().await.unwrap());
-        assert_error(s, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type");
+        assert_error(
+            s,
+            &b,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type",
+        );
     }
     let big = json!({"group": "g", "changes": [{"key": "a", "base": 0, "value": "x".repeat(200)}]});
     let (s, b) = push_json(&server, &big).await;
-    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "body");
-    for (query, needle) in [("", "group"), ("?group=a%20b", "group"), ("?group=g&since=-1", "since"),
-        ("?group=g&since=x", "since"), ("?group=g&limit=0", "limit"), ("?group=g&limit=1.5", "limit")] {
+    assert_error(
+        s,
+        &b,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "body",
+    );
+    for (query, needle) in [
+        ("", "group"),
+        ("?group=a%20b", "group"),
+        ("?group=g&since=-1", "since"),
+        ("?group=g&since=x", "since"),
+        ("?group=g&limit=0", "limit"),
+        ("?group=g&limit=1.5", "limit"),
+    ] {
         let (s, b) = get_json(&server, &format!("/sync{query}")).await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request", needle);
     }
-    let res = client().get(server.url("/healthz")).header("accept", MSGPACK).send().await.unwrap();
+    let res = client()
+        .get(server.url("/healthz"))
+        .header("accept", MSGPACK)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let v = atomsync_proto::msgpack::decode(&res.bytes().await.unwrap(), 4).unwrap();
     assert_eq!(v, value!({"status": "ok"}));
@@ -290,30 +483,75 @@ async fn auth_tokens_groups_and_error_order() {
         "[users.alice]\ntoken = \"abc123\"\ngroups = [\"todo\"]\n[users.admin]\ntoken = \"root\"\ngroups = [\"*\"]\n",
     );
     let c = client();
-    let body = json!({"group": "todo", "changes": [{"key": "a", "base": 0, "value": 1}]}).to_string();
+    let body =
+        json!({"group": "todo", "changes": [{"key": "a", "base": 0, "value": 1}]}).to_string();
     // No token, wrong token: 401, and 401 comes before 415.
-    let res = c.post(server.url("/sync")).body(body.clone()).send().await.unwrap();
+    let res = c
+        .post(server.url("/sync"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
-    let res = c.get(server.url("/sync?group=todo&token=nope")).send().await.unwrap();
+    let res = c
+        .get(server.url("/sync?group=todo&token=nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(res.json::<Json>().await.unwrap()["error"], "unauthorized");
     // Health needs no token.
-    assert_eq!(c.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(server.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
     // Header and query tokens both work.
-    let res = c.post(server.url("/sync")).bearer_auth("abc123").header("content-type", JSON)
-        .body(body.clone()).send().await.unwrap();
+    let res = c
+        .post(server.url("/sync"))
+        .bearer_auth("abc123")
+        .header("content-type", JSON)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let res = c.get(server.url("/sync?group=todo&token=abc123")).send().await.unwrap();
+    let res = c
+        .get(server.url("/sync?group=todo&token=abc123"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     // Another group: 403, for pull and push; 403 comes before per-change validation errors.
-    let res = c.get(server.url("/sync?group=settings&token=abc123")).send().await.unwrap();
+    let res = c
+        .get(server.url("/sync?group=settings&token=abc123"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    let bad_key = json!({"group": "settings", "changes": [{"key": "", "base": 0, "value": 1}]}).to_string();
-    let res = c.post(server.url("/sync?token=abc123")).header("content-type", JSON).body(bad_key.clone()).send().await.unwrap();
+    let bad_key =
+        json!({"group": "settings", "changes": [{"key": "", "base": 0, "value": 1}]}).to_string();
+    let res = c
+        .post(server.url("/sync?token=abc123"))
+        .header("content-type", JSON)
+        .body(bad_key.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     assert_eq!(res.json::<Json>().await.unwrap()["error"], "forbidden");
-    let res = c.post(server.url("/sync")).bearer_auth("root").header("content-type", JSON).body(bad_key).send().await.unwrap();
-    assert_eq!(res.status(), 400, "admin may use every group, so the change's own error shows");
+    let res = c
+        .post(server.url("/sync"))
+        .bearer_auth("root")
+        .header("content-type", JSON)
+        .body(bad_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        400,
+        "admin may use every group, so the change's own error shows"
+    );
     assert!(!server.log().contains("abc123"), "tokens are never logged");
     assert!(server.log().contains("auth is on"));
 }
@@ -322,14 +560,25 @@ async fn auth_tokens_groups_and_error_order() {
 async fn restart_keeps_seq_epoch_and_data_and_sigterm_exits_zero() {
     let mut server = TestServer::start();
     assert!(server.log().contains("auth is off"));
-    let (_, b) = push_json(&server, &json!({"group": "r", "changes": [{"key": "a", "base": 0, "value": 1}]})).await;
+    let (_, b) = push_json(
+        &server,
+        &json!({"group": "r", "changes": [{"key": "a", "base": 0, "value": 1}]}),
+    )
+    .await;
     let epoch = b["epoch"].clone();
     let status = server.stop();
     assert!(status.success(), "SIGTERM exits with 0, got {status:?}");
     server.restart();
-    let (_, b) = push_json(&server, &json!({"group": "r", "changes": [{"key": "b", "base": 0, "value": 2}]})).await;
+    let (_, b) = push_json(
+        &server,
+        &json!({"group": "r", "changes": [{"key": "b", "base": 0, "value": 2}]}),
+    )
+    .await;
     assert_eq!(b["epoch"], epoch);
-    assert_eq!(b["results"][0]["seq"], 2, "the sequence continues after a restart");
+    assert_eq!(
+        b["results"][0]["seq"], 2,
+        "the sequence continues after a restart"
+    );
     let (_, page) = get_json(&server, "/sync?group=r").await;
     assert_eq!(page["changes"].as_array().unwrap().len(), 2);
 }
@@ -364,15 +613,23 @@ async fn every_acknowledged_write_survives_sigkill() {
     for w in writers {
         acked.extend(w.await.unwrap());
     }
-    assert!(!acked.is_empty(), "some pushes were acknowledged before the kill");
+    assert!(
+        !acked.is_empty(),
+        "some pushes were acknowledged before the kill"
+    );
     server.restart();
     let (_, page) = get_json(&server, "/sync?group=crash&limit=10000").await;
     let docs = page["changes"].as_array().unwrap();
-    let keys: std::collections::HashSet<&str> = docs.iter().map(|d| d["key"].as_str().unwrap()).collect();
+    let keys: std::collections::HashSet<&str> =
+        docs.iter().map(|d| d["key"].as_str().unwrap()).collect();
     for key in &acked {
         assert!(keys.contains(key.as_str()), "acknowledged {key} lost");
     }
     let mut seqs: Vec<u64> = docs.iter().map(|d| d["seq"].as_u64().unwrap()).collect();
     seqs.sort();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap in seq");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "no gap in seq"
+    );
 }
