@@ -1,0 +1,275 @@
+// The MessagePack codec and the value types: the exact bytes of the Rust proto crate's
+// golden fixtures both ways (so browser and server agree byte for byte), round trips of
+// every JavaScript-side type, and clear errors on bad input.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CodecError, Float, Inst, Keyword, Uuid, decode, encode, equals, float, inst, kw, num, uuid } from "../atomsync.js";
+
+const hex = (text) => Uint8Array.from(text.replace(/\s+/g, "").match(/../g) ?? [], (b) => parseInt(b, 16));
+const toHex = (bytes) => Buffer.from(bytes).toString("hex");
+const UUID = "550e8400-e29b-41d4-a716-446655440000";
+
+/** [value, MessagePack hex], the same fixtures as proto/tests/codec/golden.rs. */
+const golden = [
+  [null, "c0"],
+  [true, "c3"],
+  [false, "c2"],
+  [0, "00"],
+  [127, "7f"],
+  [128, "cc 80"],
+  [255, "cc ff"],
+  [256, "cd 0100"],
+  [65536, "ce 00010000"],
+  [2 ** 32, "cf 0000000100000000"],
+  [9223372036854775807n, "cf 7fffffffffffffff"],
+  [18446744073709551615n, "cf ffffffffffffffff"],
+  [-1, "ff"],
+  [-32, "e0"],
+  [-33, "d0 df"],
+  [-128, "d0 80"],
+  [-129, "d1 ff7f"],
+  [-32769, "d2 ffff7fff"],
+  [-9223372036854775808n, "d3 8000000000000000"],
+  [float(1), "cb 3ff0000000000000"],
+  [-0, "cb 8000000000000000"],
+  [0.1, "cb 3fb999999999999a"],
+  [1e300, "cb 7e37e43c8800759c"],
+  [5e-324, "cb 0000000000000001"],
+  [NaN, "cb 7ff8000000000000"],
+  [Infinity, "cb 7ff0000000000000"],
+  [-Infinity, "cb fff0000000000000"],
+  ["", "a0"],
+  ["hi", "a2 6869"],
+  ['a"\\\n\u0001é', "a7 61225c0a01c3a9"],
+  ["x".repeat(32), "d9 20" + "78".repeat(32)],
+  [new Uint8Array([]), "c4 00"],
+  [new Uint8Array([1, 2, 3]), "c4 03 010203"],
+  [[], "90"],
+  [[1, [2]], "92 01 91 02"],
+  [{ a: 1 }, "81 a161 01"],
+  [{}, "80"],
+  [new Map([[1, "a"]]), "81 01 a161"],
+  [{ $a: 1, b: 2 }, "82 a22461 01 a162 02"],
+  [inst(0, 0), "d6 ff 00000000"],
+  [inst(1795514400, 0), "d6 ff 6b056020"],
+  [inst(1795514400, 123000000), "d7 ff 1d5353006b056020"],
+  [inst(2 ** 34 - 1, 0), "d7 ff 00000003ffffffff"],
+  [inst(-1, 0), "c7 0c ff 00000000 ffffffffffffffff"],
+  [inst("0001-01-01T00:00:00Z"), "c7 0c ff 00000000 fffffff1886e0900"],
+  [inst("9999-12-31T23:59:59.999999999Z"), "c7 0c ff 3b9ac9ff 0000003afff4417f"],
+  [uuid(UUID), "d8 01 550e8400e29b41d4a716446655440000"],
+  [kw("a"), "d4 02 61"],
+  [kw("todo"), "d6 02 746f646f"],
+  [kw("groceries"), "c7 09 02 67726f636572696573"],
+  [kw("ns/name"), "c7 07 02 6e732f6e616d65"],
+  [new Set(), "d4 03 90"],
+  [new Set([1]), "d5 03 91 01"],
+  [new Set([1, 2, 3]), "d6 03 93 010203"],
+  [new Set([kw("a")]), "d6 03 91 d40261"],
+  [new Set([new Set([kw("a")])]), "c7 07 03 91 d6039 1d40261"],
+];
+
+test("every golden fixture encodes to its exact bytes", () => {
+  for (const [value, bytes] of golden) {
+    assert.equal(toHex(encode(value)), toHex(hex(bytes)), `encode ${String(value)}`);
+  }
+});
+
+test("every golden fixture decodes back to an equal value of the same JS type", () => {
+  for (const [value, bytes] of golden) {
+    const decoded = decode(hex(bytes));
+    assert.ok(equals(decoded, value), `decode ${bytes}`);
+    assert.equal(toHex(encode(decoded)), toHex(hex(bytes)), `re-encode ${bytes}`);
+  }
+});
+
+test("a set whose payload needs the ext 16 form", () => {
+  // A JS Set cannot hold 300 copies of 1 (the Rust fixture), so 300 distinct strings:
+  // the ext 16 header must carry the payload's exact length.
+  const set = new Set(Array.from({ length: 300 }, (_, i) => `item${i}`));
+  const bytes = encode(set);
+  const payload = encode([...set]);
+  assert.equal(bytes[0], 0xc8);
+  assert.equal((bytes[1] << 8) | bytes[2], payload.length);
+  assert.equal(bytes[3], 0x03);
+  assert.ok(equals(decode(bytes), set));
+});
+
+test("integers: safe ones are numbers, others BigInt, never rounded", () => {
+  assert.equal(decode(encode(2 ** 53 - 1)), 2 ** 53 - 1);
+  assert.equal(decode(encode(-(2 ** 53 - 1))), -(2 ** 53 - 1));
+  assert.equal(decode(encode(2n ** 53n)), 2n ** 53n);
+  assert.equal(decode(encode(-(2n ** 53n))), -(2n ** 53n));
+  assert.equal(decode(encode(2n ** 63n + 1n)), 2n ** 63n + 1n);
+  assert.equal(decode(encode(5n)), 5, "a small BigInt comes back as a number, same wire value");
+  assert.equal(toHex(encode(5n)), "05");
+  assert.throws(() => encode(2n ** 64n), CodecError);
+  assert.throws(() => encode(-(2n ** 63n) - 1n), CodecError);
+  // 2^53 as a JS number is not a safe integer: it is written as a float, not rounded to an int.
+  assert.equal(toHex(encode(2 ** 53)), "cb4340000000000000");
+});
+
+test("floats keep being floats through a read-modify-write", () => {
+  const fromRust = hex("cb 3ff0000000000000"); // Value::Float(1.0)
+  const value = decode(fromRust);
+  assert.ok(value instanceof Float);
+  assert.equal(num(value), 1);
+  assert.equal(value * 3, 3, "valueOf makes arithmetic work");
+  assert.equal(toHex(encode(value)), toHex(fromRust));
+  assert.equal(decode(encode(2.5)), 2.5, "a non-integral float is a plain number");
+  assert.ok(Object.is(decode(encode(-0)), -0));
+  assert.ok(Number.isNaN(decode(encode(NaN))));
+  assert.equal(decode(hex("ca 3fc00000")), 1.5, "float 32 is accepted");
+  assert.ok(decode(hex("ca 40000000")) instanceof Float, "float 32 of 2.0 is still a float");
+  assert.ok(!equals(1, float(1)));
+  assert.ok(equals(float(1), decode(fromRust)));
+  assert.equal(toHex(encode(1)), "01");
+});
+
+test("instants keep nanoseconds and convert to and from Date and RFC 3339", () => {
+  const text = "2026-11-24T10:00:00.123456789Z";
+  const value = inst(text);
+  assert.equal(value.nanos, 123456789);
+  assert.equal(value.toString(), text);
+  const back = decode(encode(value));
+  assert.ok(back instanceof Inst);
+  assert.equal(back.toString(), text);
+  assert.equal(back.epochNanos, 1795514400123456789n);
+  assert.equal(value.toDate().toISOString(), "2026-11-24T10:00:00.123Z");
+  const date = new Date("1969-07-20T20:17:40.5Z");
+  assert.equal(inst(date).toString(), "1969-07-20T20:17:40.5Z");
+  assert.equal(inst(date).toDate().getTime(), date.getTime());
+  assert.equal(inst("2026-11-24T15:30:00.123+05:30").toString(), "2026-11-24T10:00:00.123Z");
+  assert.equal(inst("2026-11-24t10:00:00z").toString(), "2026-11-24T10:00:00Z");
+  assert.equal(inst("2024-02-29T00:00:00Z").toString(), "2024-02-29T00:00:00Z");
+  assert.ok(equals(decode(encode(new Date(0))), inst(0, 0)), "a Date encodes as an instant");
+  for (const bad of ["2023-02-29T00:00:00Z", "2026-11-24T10:00:60Z", "2026-11-24T10:00:00.1234567891Z", "2026-11-24 10:00:00Z", "10000-01-01T00:00:00Z", "0000-12-31T23:59:59Z"]) {
+    assert.throws(() => inst(bad), RangeError, bad);
+  }
+  assert.throws(() => inst(new Date(NaN)), RangeError);
+});
+
+test("uuids, keywords, bytes, maps with any keys", () => {
+  const id = uuid(UUID.toUpperCase());
+  assert.equal(id.toString(), UUID);
+  assert.ok(decode(encode(id)) instanceof Uuid);
+  const random = uuid();
+  assert.match(random.toString(), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(kw("a"), kw("a"), "keywords are interned");
+  assert.equal(decode(encode(kw("x/y"))), kw("x/y"));
+  assert.equal(kw("x/y").namespace, "x");
+  assert.ok(decode(encode(kw("z"))) instanceof Keyword);
+  for (const bad of ["", "/a", "a/", "a b", "a\u00a0b"]) assert.throws(() => kw(bad), TypeError, bad);
+  assert.throws(() => uuid("nope"), TypeError);
+
+  const bytes = decode(encode(new Uint8Array([0, 255])));
+  assert.ok(bytes instanceof Uint8Array);
+  assert.deepEqual([...bytes], [0, 255]);
+
+  const map = new Map([[kw("k"), new Set([1])], [1, "one"], [[1, 2], null]]);
+  const decoded = decode(encode(map));
+  assert.ok(decoded instanceof Map);
+  assert.equal(decoded.get(kw("k")).has(1), true, "keyword keys can be looked up");
+  assert.ok(equals(decoded, map));
+
+  const object = decode(encode({ text: "Buy milk", done: false, tags: new Set([kw("groceries")]) }));
+  assert.equal(Object.getPrototypeOf(object), Object.prototype, "string-keyed maps decode as plain objects");
+  assert.equal(object.text, "Buy milk");
+  assert.ok(object.tags.has(kw("groceries")));
+  const proto = decode(hex("81 a9 5f5f70726f746f5f5f 01")); // {"__proto__": 1}
+  assert.equal(Object.getPrototypeOf(proto), Object.prototype, "__proto__ stays a plain entry");
+  assert.deepEqual(Object.keys(proto), ["__proto__"]);
+  assert.ok(equals(new Map([["a", 1]]), { a: 1 }), "a string-keyed Map equals the plain object");
+});
+
+test("equals ignores map and set order but not types", () => {
+  assert.ok(equals({ a: 1, b: [1, 2] }, { b: [1, 2], a: 1 }));
+  assert.ok(equals(new Set([1, 2, kw("x")]), new Set([kw("x"), 2, 1])));
+  assert.ok(!equals([1, 2], [2, 1]));
+  assert.ok(!equals("1", 1));
+  assert.ok(!equals(kw("a"), "a"));
+  assert.ok(equals(NaN, NaN));
+  assert.ok(equals(5, 5n));
+  assert.ok(!equals(new Uint8Array([1]), [1]));
+});
+
+test("what is not a value is refused with where it is", () => {
+  assert.throws(() => encode({ a: [1, undefined] }), /value\.a\[1\]: undefined is not a value/);
+  assert.throws(() => encode({ f() {} }), /value\.f: a function is not a value/);
+  assert.throws(() => encode(new (class Point {})()), /a Point is not a value/);
+  assert.throws(() => encode(new Int16Array(2)), /not a value/);
+  let deep = 1;
+  for (let i = 0; i < 65; i++) deep = [deep];
+  assert.throws(() => encode(deep), /nested deeper than the limit/);
+  let ok = 1;
+  for (let i = 0; i < 64; i++) ok = [ok];
+  assert.ok(encode(ok).length > 64);
+});
+
+test("bad bytes are errors that say incomplete or invalid, never a crash", () => {
+  for (const bytes of ["", "cd 01", "a5 6869", "92 01", "dc ff", "c7 0c ff 00", "cf 00"]) {
+    try {
+      decode(hex(bytes));
+      assert.fail(`decoded ${bytes}`);
+    } catch (error) {
+      assert.ok(error instanceof CodecError, bytes);
+      assert.equal(error.incomplete, true, `${bytes}: ${error.message}`);
+    }
+  }
+  const invalid = {
+    c1: /reserved byte 0xc1/,
+    "c0 c0": /1 bytes after the value/,
+    "d4 05 00": /unknown extension type 5/,
+    "d7 01 0000000000000000": /uuid payload of 8 bytes/,
+    "d5 ff 0000": /timestamp payload of 2 bytes/,
+    "a2 c3 28": /not valid UTF-8/,
+    "d4 02 20": /invalid keyword/,
+    "d5 03 a0 00": /set payload is not an array/,
+    "d6 03 91 01 01 01": /set payload holds bytes after its array/,
+    "d5 03 92 01": /cannot fit in the 1 bytes left/,
+    "d6 03 92 01 cd 00": /extension payload ends in the middle of a value/,
+    "d7 ff ee6b28000000000000": /nanoseconds/,
+    "c7 0c ff 00000000 7fffffffffffffff": /outside years 0001 to 9999/,
+    "dd ffffffff": /cannot fit/,
+  };
+  for (const [bytes, message] of Object.entries(invalid)) {
+    try {
+      decode(hex(bytes));
+      assert.fail(`decoded ${bytes}`);
+    } catch (error) {
+      assert.ok(error instanceof CodecError, `${bytes}: ${error}`);
+      assert.match(error.message, message, bytes);
+    }
+  }
+  const deep = new Uint8Array(100).fill(0x91);
+  assert.throws(() => decode(Uint8Array.of(...deep, 0x01)), /nested deeper than the limit/);
+});
+
+test("random values round-trip byte for byte", () => {
+  let seed = 42;
+  const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const gen = (depth) => {
+    switch (rand(depth > 3 ? 9 : 13)) {
+      case 0: return null;
+      case 1: return rand(2) === 0;
+      case 2: return rand(2 ** 31) - 2 ** 30;
+      case 3: return BigInt(rand(2 ** 30)) * 2n ** 33n + 2n ** 60n;
+      case 4: return rand(1000) / 7;
+      case 5: return "s" + rand(100000) + "é".repeat(rand(3));
+      case 6: return Uint8Array.from({ length: rand(5) }, () => rand(256));
+      case 7: return inst(rand(2 ** 31) * (rand(2) ? 1 : -1), rand(1e9));
+      case 8: return kw("k" + rand(50));
+      case 9: return Array.from({ length: rand(4) }, () => gen(depth + 1));
+      case 10: return Object.fromEntries(Array.from({ length: rand(4) }, () => ["f" + rand(100), gen(depth + 1)]));
+      case 11: return new Set(Array.from({ length: rand(4) }, () => gen(depth + 1)));
+      default: return new Map(Array.from({ length: rand(3) }, () => [gen(depth + 1), gen(depth + 1)]));
+    }
+  };
+  for (let i = 0; i < 500; i++) {
+    const value = gen(0);
+    const bytes = encode(value);
+    const back = decode(bytes);
+    assert.ok(equals(back, value), `round trip ${i}`);
+    assert.equal(toHex(encode(back)), toHex(bytes), `stable bytes ${i}`);
+  }
+});
