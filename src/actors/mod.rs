@@ -20,6 +20,8 @@
 //! catch-up) on actix-web's blocking pool (`web::block`) with pooled read connections.
 
 mod group;
+#[cfg(test)]
+mod push_tests;
 mod registry;
 
 pub use group::{

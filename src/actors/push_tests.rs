@@ -1,0 +1,212 @@
+//! Group actor tests: pushes against a temporary database, through the registry, the
+//! actor and the writer thread, as the HTTP and WebSocket handlers drive them.
+
+use atomsync_proto::wire::{Change, Op, PushRequest, PushResponse, PushResult};
+use atomsync_proto::{Packed, Value};
+
+use super::{Push, PushError, Registry};
+use crate::config::Durability;
+use crate::storage::{Storage, read};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    storage: Storage,
+    registry: Registry,
+}
+
+fn open(dir: tempfile::TempDir) -> Fixture {
+    let path = dir.path().join("t.db");
+    let storage = Storage::open(&path, Durability::Normal, 2).unwrap();
+    let writer = storage.start_writer().unwrap();
+    let registry = Registry::new(storage.clone(), writer);
+    Fixture {
+        _dir: dir,
+        path,
+        storage,
+        registry,
+    }
+}
+
+fn set(key: &str, base: u64, value: impl Into<Value>) -> Change {
+    Change {
+        key: key.into(),
+        base,
+        op: Op::Set(Packed::from_value(&value.into())),
+    }
+}
+
+fn delete(key: &str, base: u64) -> Change {
+    Change {
+        key: key.into(),
+        base,
+        op: Op::Delete,
+    }
+}
+
+async fn push(f: &Fixture, group: &str, changes: Vec<Change>) -> Result<PushResponse, PushError> {
+    let request = PushRequest {
+        group: group.into(),
+        changes,
+    };
+    f.registry.get(group).send(Push { request }).await.unwrap()
+}
+
+fn accepted(r: &PushResult) -> (u64, u64) {
+    match r {
+        PushResult::Accepted { version, seq, .. } => (*version, *seq),
+        other => panic!("expected accepted, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn accept_then_conflict_carries_current() {
+    let f = open(tempfile::tempdir().unwrap());
+    let r = push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
+    assert_eq!(accepted(&r.results[0]), (1, 1));
+    assert_eq!(r.epoch, f.storage.epoch());
+    let r = push(&f, "g", vec![set("a", 0, 2)]).await.unwrap();
+    let PushResult::Conflict {
+        current: Some(doc), ..
+    } = &r.results[0]
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!((doc.version, doc.seq), (1, 1));
+    assert_eq!(doc.value.as_ref().unwrap().to_value(), Value::from(1));
+    assert_eq!(r.seq, 1, "a conflict takes no seq");
+    let r = push(&f, "g", vec![set("never", 3, 2)]).await.unwrap();
+    assert!(matches!(
+        &r.results[0],
+        PushResult::Conflict { current: None, .. }
+    ));
+}
+
+#[actix_rt::test]
+async fn delete_then_recreate_from_the_tombstone() {
+    let f = open(tempfile::tempdir().unwrap());
+    push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
+    let r = push(&f, "g", vec![delete("a", 1)]).await.unwrap();
+    assert_eq!(accepted(&r.results[0]), (2, 2));
+    let r = push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
+    let PushResult::Conflict {
+        current: Some(doc), ..
+    } = &r.results[0]
+    else {
+        panic!("{r:?}")
+    };
+    assert!(doc.value.is_none(), "the tombstone is current");
+    let r = push(&f, "g", vec![set("a", 2, "back")]).await.unwrap();
+    assert_eq!(accepted(&r.results[0]), (3, 3));
+}
+
+#[actix_rt::test]
+async fn mixed_batch_keeps_request_order_and_a_gapless_seq() {
+    let f = open(tempfile::tempdir().unwrap());
+    push(&f, "g", vec![set("a", 0, 1), set("b", 0, 1)])
+        .await
+        .unwrap();
+    let r = push(
+        &f,
+        "g",
+        vec![
+            set("c", 0, 1),
+            set("a", 7, 2),
+            delete("b", 1),
+            set("d", 1, 1),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted(&r.results[0]), (1, 3));
+    assert!(matches!(r.results[1], PushResult::Conflict { .. }));
+    assert_eq!(accepted(&r.results[2]), (2, 4));
+    assert!(matches!(r.results[3], PushResult::Conflict { .. }));
+    assert_eq!(r.seq, 4);
+    // Another group has its own sequence.
+    let r = push(&f, "other", vec![set("a", 0, 1)]).await.unwrap();
+    assert_eq!(accepted(&r.results[0]), (1, 1));
+}
+
+/// Concurrent requests are serialized: each request's accepted changes take consecutive
+/// seqs, and together they cover 1..N with no gap, however the writer batched them.
+#[actix_rt::test]
+async fn concurrent_requests_each_commit_as_one_unit() {
+    let f = open(tempfile::tempdir().unwrap());
+    let pushes = (0..40).map(|r| {
+        let changes = (0..5).map(|i| set(&format!("r{r}-{i}"), 0, i)).collect();
+        push(&f, "g", changes)
+    });
+    let responses = futures_util::future::join_all(pushes).await;
+    let mut all = Vec::new();
+    for response in responses {
+        let seqs: Vec<u64> = response
+            .unwrap()
+            .results
+            .iter()
+            .map(|r| accepted(r).1)
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "one request, consecutive seqs: {seqs:?}"
+        );
+        all.extend(seqs);
+    }
+    all.sort();
+    assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+}
+
+/// A request that fails in storage applies nothing, and does not harm the requests
+/// committed beside it in the same batch.
+#[actix_rt::test]
+async fn a_failed_request_applies_nothing() {
+    let f = open(tempfile::tempdir().unwrap());
+    let conn = rusqlite::Connection::open(&f.path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER boom BEFORE INSERT ON docs WHEN NEW.key = 'boom'
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .unwrap();
+    let (bad, good) = futures_util::join!(
+        push(&f, "g", vec![set("x", 0, 1), set("boom", 0, 1)]),
+        push(&f, "g", vec![set("y", 0, 1)]),
+    );
+    assert!(bad.is_err());
+    assert_eq!(accepted(&good.unwrap().results[0]).0, 1);
+    let mut reader = f.storage.reader().unwrap();
+    let page = read::pull(&mut reader, "g", 0, 100, u64::MAX).unwrap();
+    let keys: Vec<&str> = page.docs.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["y"]);
+    assert_eq!(page.docs[0].seq, 1, "the failed request took no seq");
+    // The writer carries on.
+    let r = push(&f, "g", vec![set("x", 0, 1)]).await.unwrap();
+    assert_eq!(accepted(&r.results[0]), (1, 2));
+}
+
+#[actix_rt::test]
+async fn restart_keeps_seq_and_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().to_owned();
+    let f = open(dir);
+    push(&f, "g", vec![set("a", 0, 1), set("b", 0, 1)])
+        .await
+        .unwrap();
+    let epoch = f.storage.epoch().to_owned();
+    let Fixture { _dir, registry, .. } = f;
+    drop(registry);
+    let storage = Storage::open(&keep.join("t.db"), Durability::Normal, 2).unwrap();
+    assert_eq!(storage.epoch(), epoch);
+    let registry = Registry::new(storage.clone(), storage.start_writer().unwrap());
+    let request = PushRequest {
+        group: "g".into(),
+        changes: vec![set("c", 0, 1)],
+    };
+    let r = registry
+        .get("g")
+        .send(Push { request })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(accepted(&r.results[0]), (1, 3));
+    assert_eq!(r.epoch, epoch);
+}
