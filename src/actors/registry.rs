@@ -37,10 +37,10 @@ impl Registry {
             .groups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(addr) = groups.get(group) {
-            if addr.connected() {
-                return addr.clone();
-            }
+        if let Some(addr) = groups.get(group)
+            && addr.connected()
+        {
+            return addr.clone();
         }
         let name: Arc<str> = group.into();
         let addr = GroupActor::new(name.clone(), self.storage.clone(), self.writer.clone()).start();

@@ -119,10 +119,10 @@ impl Writer {
     pub fn shutdown(&self) {
         let _ = self.inner.jobs.send(Job::Shutdown);
         let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                tracing::error!("the storage writer thread panicked");
-            }
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the storage writer thread panicked");
         }
     }
 }

@@ -165,11 +165,9 @@ fn start_process(config: &Path, log: &Path) -> Result<(Child, SocketAddr), Strin
             if let Some(f) = file.as_mut() {
                 let _ = writeln!(f, "{line}");
             }
-            if !sent {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(Ok(addr.trim().to_owned()));
-                    sent = true;
-                }
+            if !sent && let Some(addr) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(Ok(addr.trim().to_owned()));
+                sent = true;
             }
         }
         let _ = tx.send(Err("server exited before listening".to_owned()));
