@@ -3,7 +3,7 @@
 //! The one crate that the server and every Rust client share. It holds nothing heavier
 //! than the contract of `PROTOCOL.md`:
 //!
-//! - [`value`]: [`Value`], the typed value (keywords, sets, UUIDs, instants, bytes, big
+//! - [`value`](mod@value): [`Value`], the typed value (keywords, sets, UUIDs, instants, bytes, big
 //!   integers, maps with any keys) and the `value!`/`kw!` macros.
 //! - [`msgpack`]: the canonical MessagePack codec (extensions -1, 1, 2, 3), depth-bounded.
 //! - [`json`]: the tagged-JSON view (`$kw`, `$set`, `$inst`, ...), depth-bounded.

@@ -3,13 +3,14 @@
 //! This module holds the message types, names and content types; the work is split by
 //! direction:
 //! - `write`: every message in either encoding, written straight into the output with
-//!   stored values spliced in (the server's hot path);
+//!   stored values spliced in (the server's hot path), through `writer::Writer`;
 //! - `read`: decoding what the server sends (client side), with errors that name a path;
 //! - `push`: decoding and validating what a client sends, in the protocol's error order.
 
 mod push;
 mod read;
 mod write;
+mod writer;
 
 pub use read::{RESPONSE_MAX_DEPTH, decode_error};
 

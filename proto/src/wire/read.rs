@@ -34,7 +34,10 @@ pub(crate) fn codec_error(what: &str, error: &CodecError) -> WireError {
     let text = error.to_string();
     // The codec's paths start with `.` before a member name (`.changes[3].value`);
     // after `body: ` the path reads better without it.
-    let text = text.strip_prefix(": ").or_else(|| text.strip_prefix('.')).unwrap_or(&text);
+    let text = text
+        .strip_prefix(": ")
+        .or_else(|| text.strip_prefix('.'))
+        .unwrap_or(&text);
     WireError::bad_request(format!("{what}: {text}"))
 }
 
