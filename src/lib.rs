@@ -104,6 +104,7 @@ pub async fn run(
     }
     tracing::info!(db = %s.db.display(), epoch = storage.epoch(), durability = ?s.durability, "database open");
 
+    let addr = listener.local_addr()?;
     let (stop_sessions, shutdown_rx) = watch::channel(false);
     let state = web::Data::new(AppState {
         registry: Registry::new(storage.clone(), writer.clone()),
@@ -127,6 +128,7 @@ pub async fn run(
         server = server.workers(s.workers);
     }
     let server = server.run();
+    tracing::info!("listening on http://{addr}");
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown.await;

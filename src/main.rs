@@ -82,12 +82,11 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = cli.config()?;
     let listener = TcpListener::bind(&config.server.bind)
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
-    let addr = listener.local_addr()?;
-    tracing::info!("listening on http://{addr}");
     actix_web::rt::System::new().block_on(atomsync::run(config, listener, shutdown_signal()))?;
     Ok(())
 }
