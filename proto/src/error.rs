@@ -1,17 +1,19 @@
 //! Errors of the codecs and of request validation, and the protocol's error codes.
 
-/// A value could not be decoded. `path` names where (`changes[3].value[2]`), empty at the top.
+/// A value could not be decoded. `path` names where (`changes[3].value[2]`), empty at the
+/// top; see [`CodecError::at`] for its syntax. Displayed as `path: reason`, or just
+/// `reason` when the path is empty.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {
     /// The input ended in the middle of a value.
-    #[error("{path}: input ends in the middle of a value")]
+    #[error("{}input ends in the middle of a value", Where(path))]
     Incomplete {
         /// Where in the value.
         path: String,
     },
     /// The input is not a valid encoding (unknown tag or extension, bad payload, bad UTF-8, ...).
-    #[error("{path}: {reason}")]
+    #[error("{}{reason}", Where(path))]
     Invalid {
         /// Where in the value.
         path: String,
@@ -19,7 +21,7 @@ pub enum CodecError {
         reason: String,
     },
     /// Containers nest deeper than allowed.
-    #[error("{path}: nesting deeper than {max_depth}")]
+    #[error("{}nesting deeper than {max_depth}", Where(path))]
     TooDeep {
         /// Where in the value.
         path: String,
@@ -39,18 +41,43 @@ impl CodecError {
     }
 
     /// The same error with `prefix` put in front of its path, for a value that sits inside
-    /// a larger message: `err.at("changes[3].value")` turns `[2]` into `changes[3].value[2]`.
+    /// a larger message: `err.at("changes[3].value")` turns `[2]` into
+    /// `changes[3].value[2]` and `tags` into `changes[3].value.tags`.
+    ///
+    /// Path syntax, shared by both codecs: `[i]` an item of a list or set, `name` (`.name`
+    /// after another step) the value under a string key of a map, `{i}` the value of map
+    /// entry `i` when its key is not a string, `{key i}` the key of entry `i` itself.
     pub fn at(mut self, prefix: &str) -> CodecError {
-        self.path_mut().insert_str(0, prefix);
+        let path = self.path_mut();
+        let joint = match path.bytes().next() {
+            None | Some(b'[' | b'{') => "",
+            Some(_) => ".",
+        };
+        path.insert_str(0, joint);
+        path.insert_str(0, prefix);
         self
     }
 
+    /// The error as a public function returns it: a path that starts with a member name
+    /// loses the `.` that joined it to the (absent) step before.
+    pub(crate) fn top(mut self) -> CodecError {
+        let path = self.path_mut();
+        if path.starts_with('.') {
+            path.remove(0);
+        }
+        self
+    }
+
+    #[cold]
+    #[inline(never)]
     pub(crate) fn incomplete() -> CodecError {
         CodecError::Incomplete {
             path: String::new(),
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn invalid(reason: impl Into<String>) -> CodecError {
         CodecError::Invalid {
             path: String::new(),
@@ -58,6 +85,8 @@ impl CodecError {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn too_deep(max_depth: usize) -> CodecError {
         CodecError::TooDeep {
             path: String::new(),
@@ -68,6 +97,8 @@ impl CodecError {
     /// The same error one level further out: `seg` is the step from the enclosing
     /// container to the place the error came from. Paths are built only on the way out
     /// of a failure, so a successful decode never formats one.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn within(mut self, seg: Seg<'_>) -> CodecError {
         let step = match seg {
             Seg::Index(index) => format!("[{index}]"),
@@ -88,16 +119,26 @@ impl CodecError {
     }
 }
 
-/// One step of an error path. The syntax, shared by both codecs:
-/// `[i]` an item of a list or set, `.name` the value under a string key of a map,
-/// `{i}` the value of the map's entry `i` when its key is not a string, `{key i}` the key
-/// of entry `i` itself.
+/// One step of an error path (syntax: see [`CodecError::at`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Seg<'a> {
     Index(usize),
     Key(&'a str),
     Entry(usize),
     EntryKey(usize),
+}
+
+/// Displays `path: ` before a reason, nothing for the top.
+struct Where<'a>(&'a String);
+
+impl std::fmt::Display for Where<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "{}: ", self.0)
+        }
+    }
 }
 
 /// The protocol's error codes (PROTOCOL.md section 3), each with its HTTP status.
@@ -183,4 +224,62 @@ pub struct WireError {
     pub code: ErrorCode,
     /// Plain words, naming the place: `changes[3].key: must be 1..1024 bytes`.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_name_and_status() {
+        let table: Vec<(&str, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.status()))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("bad_request", 400),
+                ("unauthorized", 401),
+                ("forbidden", 403),
+                ("not_found", 404),
+                ("method_not_allowed", 405),
+                ("payload_too_large", 413),
+                ("unsupported_media_type", 415),
+                ("unavailable", 503),
+                ("internal", 500),
+            ]
+        );
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("teapot"), None);
+    }
+
+    #[test]
+    fn paths_join_and_display() {
+        let err = CodecError::invalid("bad")
+            .within(Seg::Index(2))
+            .within(Seg::Key("tags"))
+            .top();
+        assert_eq!(err.path(), "tags[2]");
+        assert_eq!(err.to_string(), "tags[2]: bad");
+        assert_eq!(
+            err.at("changes[3].value").path(),
+            "changes[3].value.tags[2]"
+        );
+        let top = CodecError::incomplete();
+        assert_eq!(top.to_string(), "input ends in the middle of a value");
+        assert_eq!(
+            top.at("body").to_string(),
+            "body: input ends in the middle of a value"
+        );
+        let entry = CodecError::too_deep(64)
+            .within(Seg::EntryKey(1))
+            .within(Seg::Entry(0));
+        assert_eq!(
+            entry.at("v").to_string(),
+            "v{0}{key 1}: nesting deeper than 64"
+        );
+    }
 }

@@ -73,7 +73,7 @@ pub fn encode(value: &Value) -> String {
 /// JSON levels (a `$map` spends three per value level) before the exact depth is
 /// checked, so an absurdly deep input is refused after reading only its opening.
 pub fn decode(bytes: &[u8], max_depth: usize) -> Result<Value, CodecError> {
-    parse::parse(bytes, max_depth)
+    parse::parse(bytes, max_depth).map_err(CodecError::top)
 }
 
 /// Writes the tagged-JSON text of the MessagePack value `bytes` to `out` without building
@@ -85,7 +85,7 @@ pub fn transcode_msgpack(
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     let mut reader = Reader::new(bytes);
-    transcode_value(&mut reader, max_depth, max_depth, out)?;
+    transcode_value(&mut reader, max_depth, max_depth, out).map_err(CodecError::top)?;
     match bytes.len().saturating_sub(reader.pos()) {
         0 => Ok(()),
         extra => Err(CodecError::invalid(format!(
@@ -127,13 +127,18 @@ fn transcode_value(
             // The form depends on all the keys, so look at them first, skipping the values.
             let mut lookahead = reader.clone();
             let mut keys = Vec::with_capacity(len.min(lookahead.remaining() / 2));
-            for _ in 0..len {
-                keys.push(match lookahead.clone().next() {
+            for index in 0..len {
+                let key = match lookahead.clone().next() {
                     Ok(Token::Str(name)) => Some(name),
                     _ => None,
-                });
-                skip_value(&mut lookahead, inner, max_depth)?;
-                skip_value(&mut lookahead, inner, max_depth)?;
+                };
+                keys.push(key);
+                skip_value(&mut lookahead, inner, max_depth)
+                    .map_err(|e| e.within(Seg::EntryKey(index)))?;
+                skip_value(&mut lookahead, inner, max_depth).map_err(|e| match key {
+                    Some(name) => e.within(Seg::Key(name)),
+                    None => e.within(Seg::Entry(index)),
+                })?;
             }
             let as_object = object_form(keys.iter().copied());
             open_map(as_object, out);

@@ -27,7 +27,13 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
         Value::UInt(n) => write_uint(*n, out),
         Value::Float(f) => {
             out.push(0xcb);
-            out.extend_from_slice(&f.to_bits().to_be_bytes());
+            // Every NaN equals every other, so all are written as the one quiet NaN.
+            let bits = if f.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                f.to_bits()
+            };
+            out.extend_from_slice(&bits.to_be_bytes());
         }
         Value::Str(text) => {
             write_len(text.len(), Family::Str, out);
@@ -82,7 +88,7 @@ pub fn decode(bytes: &[u8], max_depth: usize) -> Result<Value, CodecError> {
 /// follows is not looked at.
 pub fn decode_prefix(bytes: &[u8], max_depth: usize) -> Result<(Value, usize), CodecError> {
     let mut reader = Reader::new(bytes);
-    let value = read_value(&mut reader, max_depth, max_depth)?;
+    let value = read_value(&mut reader, max_depth, max_depth).map_err(CodecError::top)?;
     Ok((value, reader.pos()))
 }
 
@@ -92,7 +98,7 @@ pub fn decode_prefix(bytes: &[u8], max_depth: usize) -> Result<(Value, usize), C
 /// than needed).
 pub fn validate(bytes: &[u8], max_depth: usize) -> Result<bool, CodecError> {
     let mut reader = Reader::new(bytes);
-    skip_value(&mut reader, max_depth, max_depth)?;
+    skip_value(&mut reader, max_depth, max_depth).map_err(CodecError::top)?;
     check_filled(bytes, reader.pos())?;
     Ok(reader.canonical)
 }

@@ -6,9 +6,11 @@
 use crate::{CodecError, Value, json, msgpack};
 
 /// The depth bound used when reading held bytes back. They were checked against the
-/// caller's limit when they came in; this bound only keeps bytes wrongly passed to
-/// [`Packed::from_trusted`] from recursing without end.
-const TRUSTED_DEPTH: usize = 1024;
+/// caller's limit when they came in; this bound keeps bytes wrongly passed to
+/// [`Packed::from_trusted`] from recursing without end, and is low enough for the
+/// recursive readers to stay well inside a 2 MiB thread stack even in a debug build
+/// (about 3.5 KiB per level there, 0.7 KiB optimized).
+const TRUSTED_DEPTH: usize = 256;
 
 /// The canonical MessagePack encoding of one valid [`Value`]. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +27,7 @@ impl Packed {
     /// Valid but non-canonical input (a float 32, a longer length form than needed) is
     /// re-encoded, so the bytes held are always the canonical encoding; canonical input,
     /// the usual case, is checked without building the value and kept as it is.
-    /// `max_depth` is capped at 1024, the depth up to which held bytes are read back.
+    /// `max_depth` is capped at 256, the depth up to which held bytes are read back.
     pub fn from_bytes(bytes: &[u8], max_depth: usize) -> Result<Packed, CodecError> {
         let max_depth = max_depth.min(TRUSTED_DEPTH);
         if msgpack::validate(bytes, max_depth)? {
@@ -79,5 +81,37 @@ impl Packed {
         // The transcoder writes only UTF-8.
         String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_trusted_bytes_read_as_nil_not_a_panic() {
+        for bytes in [vec![], vec![0xc1], vec![0x92, 0x01], vec![0x91; 5000]] {
+            let packed = Packed::from_trusted(bytes);
+            assert_eq!(packed.to_value(), Value::Nil);
+            let mut out = b"[".to_vec();
+            packed.write_json(&mut out);
+            assert_eq!(out, b"[null");
+        }
+    }
+
+    #[test]
+    fn from_bytes_keeps_canonical_input_and_fixes_the_rest() {
+        let canonical = msgpack::encode(&Value::list([1.5]));
+        let float32 = [0x91, 0xca, 0x3f, 0xc0, 0x00, 0x00];
+        assert_eq!(
+            Packed::from_bytes(&canonical, 64).map(|p| p.as_bytes().to_vec()),
+            Ok(canonical.clone())
+        );
+        assert_eq!(
+            Packed::from_bytes(&float32, 64).map(|p| p.as_bytes().to_vec()),
+            Ok(canonical)
+        );
+        assert!(Packed::from_bytes(&[0x91, 0x91, 0x01], 1).is_err());
+        assert_eq!(Packed::from_value(&Value::Nil).len(), 1);
     }
 }

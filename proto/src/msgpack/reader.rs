@@ -163,7 +163,11 @@ impl<'a> Reader<'a> {
                 self.canonical = false;
                 Token::Float(f64::from(f32::from_bits(self.u32()?)))
             }
-            0xcb => Token::Float(f64::from_bits(self.u64()?)),
+            0xcb => {
+                let float = f64::from_bits(self.u64()?);
+                self.canonical &= !float.is_nan() || float.to_bits() == f64::NAN.to_bits();
+                Token::Float(float)
+            }
             0xcc => {
                 let v = self.u8()?;
                 self.uint(u64::from(v), 0x7f)

@@ -190,7 +190,7 @@ impl fmt::Display for Inst {
         if self.nanos != 0 {
             let mut fraction = self.nanos;
             let mut width = 9;
-            while fraction % 10 == 0 {
+            while fraction.is_multiple_of(10) {
                 fraction /= 10;
                 width -= 1;
             }
