@@ -1,19 +1,100 @@
-//! WebSocket sessions (`GET /sync/ws`): being written; see issue 4.
+//! WebSocket sessions (`GET /sync/ws`, PROTOCOL.md section 6): subscribe to groups, catch
+//! up, stream every later commit, and push.
+//!
+//! ## How a session, its queue and the group actors fit together
+//!
+//! - [`upgrade`] checks the token (401 before any upgrade), wraps the request body in a
+//!   [`limit::FrameLimit`] (a frame declaring more than the body limit closes with 1009
+//!   before it is read), and spawns the session task on the worker's arbiter.
+//! - The session task ([`session`]) owns one bounded queue of
+//!   [`LiveFrame`](crate::actors::LiveFrame)s for the whole connection, shared by all its
+//!   subscriptions, and an overflow signal. `subscribe` sends the group actor a `Subscribe`
+//!   carrying the queue's sender; the actor answers with its hand-over point (the seq of the
+//!   last commit it streamed) and from then on puts every commit of the group in the queue,
+//!   encoded once per encoding and shared as `Bytes` by every subscriber.
+//! - Meanwhile a catch-up round ([`catch_up`]) reads what the client missed, from its
+//!   `since` up to exactly the hand-over point, in pages on the blocking pool, and hands the
+//!   frames back to the session. The session holds the group's live frames until the round
+//!   ends, sends `subscribed`, then releases them ([`subscription`]). The actor orders
+//!   commits and registrations in one mailbox, so the two halves meet without gap or
+//!   duplicate, however many clients push meanwhile.
+//! - The actor never waits for a session: it `try_send`s, and a full queue means the
+//!   connection cannot keep up. The actor drops that registration and notifies the signal;
+//!   the session closes with 1013 ([`outbox`]), and the client resumes from its cursor. The
+//!   group and its other subscribers go on at full speed.
+//! - `push` frames go to the same actor as `POST /sync`, one at a time per connection, so
+//!   they are answered in order; accepted changes reach every subscriber, the pusher too.
+//! - The session pings every 15 s, closes a connection silent for 45 s, closes with 1001 at
+//!   shutdown, and when it ends for any reason unregisters from every group actor.
 
+mod catch_up;
+mod limit;
+mod outbox;
+mod session;
+mod subscription;
+
+use std::pin::Pin;
+
+use actix_web::dev;
+use actix_web::error::PayloadError;
 use actix_web::web::{Data, Payload};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use atomsync_proto::ErrorCode;
+use bytes::Bytes;
+use futures_util::Stream;
 
+use crate::http::request::{query_pairs, response_encoding, token};
 use crate::http::{ApiError, AppState};
 
-/// Upgrades a request to a WebSocket session.
+/// What actix-web's request payload holds: any stream of body chunks.
+type PayloadStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
+
+/// `GET /sync/ws`: authenticates, then upgrades the request to a WebSocket session.
 pub async fn upgrade(
     req: HttpRequest,
-    _body: Payload,
-    _state: Data<AppState>,
+    body: Payload,
+    state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        atomsync_proto::ErrorCode::NotFound,
-        "path: /sync/ws is not served yet",
-        crate::http::request::response_encoding(&req),
-    ))
+    let encoding = response_encoding(&req);
+    let pairs = query_pairs(&req).unwrap_or_default();
+    let identity = state
+        .auth
+        .authenticate(token(&req, &pairs))
+        .map_err(|error| ApiError { error, encoding })?;
+    if *state.shutdown.borrow() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "server: shutting down",
+            encoding,
+        ));
+    }
+
+    let limited = limit::FrameLimit::new(body.into_inner(), state.max_body_bytes);
+    let oversized = limited.tripped();
+    let stream: PayloadStream = Box::pin(limited);
+    let mut payload = dev::Payload::Stream { payload: stream };
+    let body = Payload::from_request(&req, &mut payload)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("upgrade: {e}"), encoding))?;
+    let (response, socket, messages) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("upgrade: {e}; /sync/ws takes a WebSocket handshake"),
+            encoding,
+        )
+    })?;
+    // FrameLimit refuses oversized frames first; these bound what actix buffers anyway.
+    let messages = messages
+        .max_frame_size(state.max_body_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(state.max_body_bytes);
+    let start = session::Start {
+        socket,
+        messages,
+        state: state.clone(),
+        identity,
+        oversized,
+    };
+    actix_web::rt::spawn(session::run(start));
+    Ok(response)
 }

@@ -1,0 +1,129 @@
+//! [`Outbox`]: what a session writes to its socket, and how a session ends ([`End`]).
+//!
+//! Every write can wait: actix-ws hands frames to the connection through a small channel,
+//! and a client that does not read fills it. So every write also watches the connection's
+//! overflow signal (a group actor found its queue full) and a deadline: a session stuck
+//! writing to a client that does not read is still closed with 1013, and never waits
+//! forever.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix_ws::{CloseCode, CloseReason, Closed};
+use atomsync_proto::Encoding;
+use atomsync_proto::wire::ServerFrame;
+use bytes::Bytes;
+use bytestring::ByteString;
+use tokio::sync::Notify;
+
+use super::session::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
+
+/// Why a session ends, and the close frame it sends.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The client sent a close frame; it is echoed.
+    ClientClosed(Option<CloseReason>),
+    /// The server closes with this code and reason.
+    Close(CloseCode, String),
+    /// The connection is gone: nothing can be sent.
+    Gone,
+}
+
+impl End {
+    /// 1013: the client cannot keep up; it resumes from its cursor.
+    pub(super) fn too_slow() -> End {
+        End::Close(
+            CloseCode::Again,
+            "too slow: outgoing queue full; resume from your cursor".into(),
+        )
+    }
+
+    /// 1001: the server is shutting down.
+    pub(super) fn going_away() -> End {
+        End::Close(CloseCode::Away, "server shutting down".into())
+    }
+}
+
+/// The sending half of a connection.
+pub(super) struct Outbox {
+    socket: actix_ws::Session,
+    overflow: Arc<Notify>,
+}
+
+impl Outbox {
+    /// Writes to `socket`; gives up when `overflow` is notified.
+    pub(super) fn new(socket: actix_ws::Session, overflow: Arc<Notify>) -> Outbox {
+        Outbox { socket, overflow }
+    }
+
+    /// Encodes and sends a frame.
+    pub(super) async fn frame(
+        &mut self,
+        encoding: Encoding,
+        frame: &ServerFrame,
+    ) -> Result<(), End> {
+        self.bytes(encoding, Bytes::from(frame.encode(encoding)))
+            .await
+    }
+
+    /// Sends an encoded frame: MessagePack as a binary frame, JSON as a text frame.
+    pub(super) async fn bytes(&mut self, encoding: Encoding, bytes: Bytes) -> Result<(), End> {
+        let Outbox { socket, overflow } = self;
+        match encoding {
+            Encoding::MsgPack => guarded(socket.binary(bytes), overflow).await,
+            // The JSON writer only writes UTF-8; checking it keeps the shared bytes uncopied.
+            Encoding::Json => match ByteString::try_from(bytes) {
+                Ok(text) => guarded(socket.text(text), overflow).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "an encoded JSON frame is not UTF-8; not sent");
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Sends a ping.
+    pub(super) async fn ping(&mut self) -> Result<(), End> {
+        let Outbox { socket, overflow } = self;
+        guarded(socket.ping(b""), overflow).await
+    }
+
+    /// Answers a ping.
+    pub(super) async fn pong(&mut self, payload: &[u8]) -> Result<(), End> {
+        let Outbox { socket, overflow } = self;
+        guarded(socket.pong(payload), overflow).await
+    }
+
+    /// Sends the close frame `end` calls for, waiting at most [`CLOSE_TIMEOUT`] for room:
+    /// a client that reads nothing gets its connection dropped instead.
+    pub(super) async fn close(self, end: End) {
+        let reason = match end {
+            End::Gone => return,
+            End::ClientClosed(reason) => reason,
+            End::Close(code, description) => Some(CloseReason {
+                code,
+                description: Some(description),
+            }),
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.socket.close(reason))
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                "the client read nothing for {CLOSE_TIMEOUT:?}; dropping the connection"
+            );
+        }
+    }
+}
+
+/// Waits for a write, unless the connection overflows or the write stalls first.
+async fn guarded(
+    write: impl Future<Output = Result<(), Closed>>,
+    overflow: &Notify,
+) -> Result<(), End> {
+    tokio::select! {
+        written = write => written.map_err(|Closed| End::Gone),
+        () = overflow.notified() => Err(End::too_slow()),
+        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(End::too_slow()),
+    }
+}

@@ -1,0 +1,475 @@
+//! One connection's task: reads client frames, answers them, and forwards the live frames
+//! of its subscriptions, until the client leaves, lags, falls silent or the server stops.
+//!
+//! The task waits on six things at once (see [`run`]): the overflow signal, shutdown, the
+//! heartbeat, the answer to the push in flight, catch-up pages, live frames and the next
+//! client frame. It handles one at a time, so a subscription's state needs no lock.
+//! Client frames are read only while no push is in flight: pushes are answered in the
+//! order they were sent, while live frames keep flowing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::web::Data;
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError};
+use atomsync_proto::wire::{ClientFrame, FrameError, ServerFrame, UncheckedPush};
+use atomsync_proto::{Encoding, ErrorCode, Value, WireError};
+use bytes::Bytes;
+use futures_util::future::OptionFuture;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use super::catch_up::{self, CatchUpEvent, Round, Step};
+use super::outbox::{End, Outbox};
+use super::subscription::{Handover, RoundEnd, Subscription};
+use crate::actors::{
+    GroupActor, LiveFrame, Push, Subscribe, SubscribeAck, Subscriber, Unsubscribe,
+};
+use crate::auth::Identity;
+use crate::http::{ApiError, AppState};
+
+/// How often the server pings.
+pub(super) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// A connection that sent nothing (not even a pong) for this long is closed.
+pub(super) const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+/// Live frames queued for one connection, all its groups together, before it counts as too
+/// slow (1013). Frames are shared `Bytes`, so this bounds pointers, not copies.
+pub(super) const QUEUE_CAPACITY: usize = 256;
+/// Catch-up frames read ahead of the socket, all groups of the connection together.
+pub(super) const CATCH_UP_AHEAD: usize = 4;
+/// A write that waits this long for a client that reads nothing ends the session (1013).
+pub(super) const WRITE_TIMEOUT: Duration = CLIENT_TIMEOUT;
+/// How long the close frame may wait for room before the connection is dropped instead.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection ids: how a group actor tells its subscribers apart. Unique for the life of
+/// the process, so a late message about a closed connection can never hit a new one.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The answer to a push, once the group actor replies.
+type PendingPush = Pin<Box<dyn Future<Output = (Encoding, ServerFrame)>>>;
+
+/// What a new session starts from.
+pub(super) struct Start {
+    /// The sending half of the socket.
+    pub(super) socket: actix_ws::Session,
+    /// The client's frames.
+    pub(super) messages: AggregatedMessageStream,
+    /// The server.
+    pub(super) state: Data<AppState>,
+    /// Who authenticated at the upgrade.
+    pub(super) identity: Identity,
+    /// Set when the client declared a frame over the limit.
+    pub(super) oversized: Arc<AtomicBool>,
+}
+
+struct Session {
+    conn_id: u64,
+    identity: Identity,
+    state: Data<AppState>,
+    out: Outbox,
+    /// The bounded queue every group actor streams this connection's live frames into.
+    live_tx: mpsc::Sender<LiveFrame>,
+    /// Notified by a group actor that found `live_tx` full.
+    overflow: Arc<Notify>,
+    catch_up_tx: mpsc::Sender<CatchUpEvent>,
+    subscriptions: HashMap<Arc<str>, Subscription>,
+    generations: u64,
+    last_heard: Instant,
+    oversized: Arc<AtomicBool>,
+}
+
+/// Runs a session to its end, then unregisters it from every group.
+pub(super) async fn run(start: Start) {
+    let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let (live_tx, mut live_rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (catch_up_tx, mut catch_up_rx) = mpsc::channel(CATCH_UP_AHEAD);
+    let overflow = Arc::new(Notify::new());
+    let mut shutdown = start.state.shutdown.clone();
+    let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut messages = start.messages;
+    let mut session = Session {
+        conn_id,
+        identity: start.identity,
+        state: start.state,
+        out: Outbox::new(start.socket, overflow.clone()),
+        live_tx,
+        overflow: overflow.clone(),
+        catch_up_tx,
+        subscriptions: HashMap::new(),
+        generations: 0,
+        last_heard: Instant::now(),
+        oversized: start.oversized,
+    };
+    tracing::debug!(conn_id, "websocket open");
+    let mut pending: Option<PendingPush> = None;
+    let end = loop {
+        if *shutdown.borrow_and_update() {
+            break End::going_away();
+        }
+        let step = tokio::select! {
+            biased;
+            () = overflow.notified() => Err(End::too_slow()),
+            changed = shutdown.changed() => changed.map_err(|_| End::going_away()),
+            _ = heartbeat.tick() => session.heartbeat().await,
+            Some((encoding, answer)) = OptionFuture::from(pending.as_mut()), if pending.is_some() => {
+                pending = None;
+                session.out.frame(encoding, &answer).await
+            }
+            Some(event) = catch_up_rx.recv() => session.on_catch_up(event).await,
+            Some(frame) = live_rx.recv() => session.on_live(frame).await,
+            message = messages.recv(), if pending.is_none() => {
+                session.on_message(message).await.map(|push| pending = push)
+            }
+        };
+        if let Err(end) = step {
+            break end;
+        }
+    };
+    session.finish(end).await;
+}
+
+impl Session {
+    async fn heartbeat(&mut self) -> Result<(), End> {
+        if self.last_heard.elapsed() >= CLIENT_TIMEOUT {
+            let reason = format!("no message for {} s", CLIENT_TIMEOUT.as_secs());
+            return Err(End::Close(CloseCode::Policy, reason));
+        }
+        self.out.ping().await
+    }
+
+    async fn on_message(
+        &mut self,
+        message: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Result<Option<PendingPush>, End> {
+        let Some(message) = message else {
+            return Err(End::Gone);
+        };
+        self.last_heard = Instant::now();
+        match message {
+            Ok(AggregatedMessage::Text(text)) => {
+                self.on_frame(text.into_bytes(), Encoding::Json).await
+            }
+            Ok(AggregatedMessage::Binary(bytes)) => self.on_frame(bytes, Encoding::MsgPack).await,
+            Ok(AggregatedMessage::Ping(payload)) => self.out.pong(&payload).await.map(|()| None),
+            Ok(AggregatedMessage::Pong(_)) => Ok(None),
+            Ok(AggregatedMessage::Close(reason)) => Err(End::ClientClosed(reason)),
+            Err(error) => self.on_protocol_error(error).await.map(|()| None),
+        }
+    }
+
+    async fn on_protocol_error(&mut self, error: ProtocolError) -> Result<(), End> {
+        if self.oversized.load(Ordering::Acquire) || matches!(error, ProtocolError::Overflow) {
+            let limit = self.state.max_body_bytes;
+            return Err(End::Close(
+                CloseCode::Size,
+                format!("frame over the limit of {limit} bytes"),
+            ));
+        }
+        match error {
+            ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // A text frame that is not UTF-8 is a bad frame like any other.
+                let error = WireError::bad_request(format!("frame: text is not UTF-8: {e}"));
+                self.error(Encoding::Json, None, None, error).await
+            }
+            ProtocolError::Io(e) => {
+                tracing::debug!(conn_id = self.conn_id, error = %e, "websocket read failed");
+                Err(End::Gone)
+            }
+            other => Err(End::Close(CloseCode::Protocol, other.to_string())),
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        bytes: Bytes,
+        encoding: Encoding,
+    ) -> Result<Option<PendingPush>, End> {
+        let frame = ClientFrame::decode(&bytes, encoding, &self.state.limits);
+        drop(bytes);
+        match frame {
+            Err(FrameError { id, group, error }) => {
+                self.error(encoding, id, group, error).await.map(|()| None)
+            }
+            Ok(ClientFrame::Subscribe { group, since }) => {
+                self.subscribe(group, since, encoding).await.map(|()| None)
+            }
+            Ok(ClientFrame::Unsubscribe { group }) => {
+                self.unsubscribe(group, encoding).await.map(|()| None)
+            }
+            Ok(ClientFrame::Push { id, push }) => self.push(id, push, encoding).await,
+        }
+    }
+
+    async fn error(
+        &mut self,
+        encoding: Encoding,
+        id: Option<Value>,
+        group: Option<String>,
+        error: WireError,
+    ) -> Result<(), End> {
+        self.out
+            .frame(encoding, &ServerFrame::Error { id, group, error })
+            .await
+    }
+
+    /// `subscribe`: registers with the group actor, then starts catching up to its
+    /// hand-over point. Subscribing again replaces the old subscription and its round.
+    async fn subscribe(
+        &mut self,
+        group: String,
+        since: u64,
+        encoding: Encoding,
+    ) -> Result<(), End> {
+        if let Err(error) = self.state.auth.authorize(self.identity, &group) {
+            return self.error(encoding, None, Some(group), error).await;
+        }
+        let name: Arc<str> = group.into();
+        if let Some(mut old) = self.subscriptions.remove(&name) {
+            // The registration below replaces the old one at the actor (same connection).
+            old.stop();
+        }
+        let addr = self.state.registry.get(&name);
+        let ack = match self.register(&addr, encoding).await {
+            Ok(ack) => ack,
+            Err(error) => {
+                return self
+                    .error(encoding, None, Some(name.to_string()), error)
+                    .await;
+            }
+        };
+        let generation = self.next_generation();
+        let task = self.start_round(name.clone(), since, ack.seq, encoding, generation);
+        let handover = Handover::new(name.clone(), generation, since, ack.seq);
+        self.subscriptions
+            .insert(name, Subscription::new(addr, encoding, handover, task));
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, group: String, encoding: Encoding) -> Result<(), End> {
+        if let Some(mut sub) = self.subscriptions.remove(group.as_str()) {
+            sub.stop();
+            // Awaited, so that once `unsubscribed` is sent no new frame of the group is
+            // queued; frames already queued find no subscription and are dropped.
+            let _ = sub
+                .addr
+                .send(Unsubscribe {
+                    conn_id: self.conn_id,
+                })
+                .await;
+        }
+        self.out
+            .frame(encoding, &ServerFrame::Unsubscribed { group })
+            .await
+    }
+
+    /// `push`: checked here in the protocol's order, applied by the group actor; the answer
+    /// is sent when it resolves (see [`run`]).
+    async fn push(
+        &mut self,
+        id: Value,
+        push: UncheckedPush,
+        encoding: Encoding,
+    ) -> Result<Option<PendingPush>, End> {
+        let group = push.group.clone();
+        if let Err(error) = self.state.auth.authorize(self.identity, &group) {
+            return self
+                .error(encoding, Some(id), Some(group), error)
+                .await
+                .map(|()| None);
+        }
+        let request = match push.validate(&self.state.limits) {
+            Ok(request) => request,
+            Err(error) => {
+                return self
+                    .error(encoding, Some(id), Some(group), error)
+                    .await
+                    .map(|()| None);
+            }
+        };
+        let addr = self.state.registry.get(&group);
+        Ok(Some(Box::pin(async move {
+            let error = match addr.send(Push { request }).await {
+                Ok(Ok(response)) => return (encoding, ServerFrame::Pushed { id, response }),
+                // The same codes and messages as `POST /sync`.
+                Ok(Err(e)) => ApiError::push(&e, encoding).error,
+                Err(e) => WireError::new(
+                    ErrorCode::Unavailable,
+                    format!("group actor: {e}; nothing was applied"),
+                ),
+            };
+            (
+                encoding,
+                ServerFrame::Error {
+                    id: Some(id),
+                    group: Some(group),
+                    error,
+                },
+            )
+        })))
+    }
+
+    async fn on_live(&mut self, frame: LiveFrame) -> Result<(), End> {
+        // No subscription: unsubscribed, or replaced and not yet registered; dropped.
+        let Some(sub) = self.subscriptions.get_mut(&frame.group) else {
+            return Ok(());
+        };
+        match sub.handover.live(frame) {
+            Some((encoding, bytes)) => self.out.bytes(encoding, bytes).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn on_catch_up(&mut self, event: CatchUpEvent) -> Result<(), End> {
+        let Some(sub) = self.subscriptions.get_mut(&event.group) else {
+            return Ok(());
+        };
+        if sub.handover.generation() != event.generation {
+            return Ok(()); // A replaced round's page, already in the channel.
+        }
+        let encoding = sub.encoding;
+        match event.step {
+            Step::Frame { bytes, seq } => {
+                sub.handover.sent_page(seq);
+                self.out.bytes(encoding, bytes).await
+            }
+            Step::Done { seq, reset } => match sub.handover.round_done(seq, reset) {
+                RoundEnd::Live { seq, reset, frames } => {
+                    let subscribed = ServerFrame::Subscribed {
+                        group: event.group.to_string(),
+                        epoch: self.state.storage.epoch().to_owned(),
+                        seq,
+                        reset,
+                    };
+                    self.out.frame(encoding, &subscribed).await?;
+                    for (encoding, bytes) in frames {
+                        self.out.bytes(encoding, bytes).await?;
+                    }
+                    Ok(())
+                }
+                RoundEnd::Again { since } => self.next_round(event.group, since, encoding).await,
+            },
+            Step::Failed(error) => {
+                self.drop_subscription(&event.group);
+                self.error(encoding, None, Some(event.group.to_string()), error)
+                    .await
+            }
+        }
+    }
+
+    /// The group committed faster than catch-up held its frames: register again for a new
+    /// hand-over point and read on from the cursor.
+    async fn next_round(
+        &mut self,
+        group: Arc<str>,
+        since: u64,
+        encoding: Encoding,
+    ) -> Result<(), End> {
+        tracing::debug!(conn_id = self.conn_id, %group, since, "catch-up lagged the group; another round");
+        let Some(addr) = self.subscriptions.get(&group).map(|sub| sub.addr.clone()) else {
+            return Ok(());
+        };
+        let ack = match self.register(&addr, encoding).await {
+            Ok(ack) => ack,
+            Err(error) => {
+                self.drop_subscription(&group);
+                return self
+                    .error(encoding, None, Some(group.to_string()), error)
+                    .await;
+            }
+        };
+        let generation = self.next_generation();
+        let task = self.start_round(group.clone(), since, ack.seq, encoding, generation);
+        if let Some(sub) = self.subscriptions.get_mut(&group) {
+            sub.handover.next_round(generation, ack.seq);
+            sub.set_task(task);
+        }
+        Ok(())
+    }
+
+    /// Registers this connection's queue with a group actor: the hand-over point.
+    async fn register(
+        &self,
+        addr: &Addr<GroupActor>,
+        encoding: Encoding,
+    ) -> Result<SubscribeAck, WireError> {
+        let subscriber = Subscriber {
+            conn_id: self.conn_id,
+            encoding,
+            queue: self.live_tx.clone(),
+            overflow: self.overflow.clone(),
+        };
+        addr.send(Subscribe { subscriber })
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("group actor: {e}")))
+    }
+
+    fn start_round(
+        &self,
+        group: Arc<str>,
+        since: u64,
+        upto: u64,
+        encoding: Encoding,
+        generation: u64,
+    ) -> tokio::task::AbortHandle {
+        let round = Round {
+            storage: self.state.storage.clone(),
+            group,
+            since,
+            upto,
+            encoding,
+            generation,
+            max_value_bytes: self.state.limits.max_value_bytes,
+        };
+        catch_up::spawn(round, self.catch_up_tx.clone())
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
+    fn drop_subscription(&mut self, group: &str) {
+        if let Some(mut sub) = self.subscriptions.remove(group) {
+            sub.stop();
+            sub.addr.do_send(Unsubscribe {
+                conn_id: self.conn_id,
+            });
+        }
+    }
+
+    /// Unregisters from every group (no actor keeps a closed connection's queue), then
+    /// closes the socket as `end` says.
+    async fn finish(mut self, end: End) {
+        let groups: Vec<Arc<str>> = self.subscriptions.keys().cloned().collect();
+        for group in groups {
+            self.drop_subscription(&group);
+        }
+        match &end {
+            End::Close(CloseCode::Again, _) => {
+                tracing::info!(
+                    conn_id = self.conn_id,
+                    "websocket too slow: closing with 1013"
+                )
+            }
+            End::Close(code, reason) => {
+                tracing::debug!(
+                    conn_id = self.conn_id,
+                    code = u16::from(*code),
+                    reason,
+                    "websocket closing"
+                )
+            }
+            End::ClientClosed(_) | End::Gone => {
+                tracing::debug!(conn_id = self.conn_id, "websocket closed")
+            }
+        }
+        self.out.close(end).await;
+    }
+}
