@@ -1362,7 +1362,7 @@ export class SyncedAtom {
 
   /** The keys whose local changes the server has not acknowledged yet. @returns {Set<string>} */
   pendingKeys() {
-    return new Set(this.#pending.keys());
+    return new Set([...this.#pending.keys(), ...this.#staging.keys()]);
   }
 
   /** @returns {Status} */
@@ -1546,6 +1546,7 @@ export class SyncedAtom {
     const group = this.#group;
     const keys = writes.map((w) => w.key);
     for (const key of keys) this.#staging.set(key, (this.#staging.get(key) ?? 0) + 1);
+    this.#countPending();
     let records;
     try {
       records = await this.#storage.transaction(
@@ -1562,16 +1563,24 @@ export class SyncedAtom {
         },
         { durability: "strict" },
       );
-    } finally {
-      for (const key of keys) {
-        const left = (this.#staging.get(key) ?? 1) - 1;
-        if (left > 0) this.#staging.set(key, left);
-        else this.#staging.delete(key);
-      }
+    } catch (error) {
+      // Nothing was stored: the view goes back to what storage holds.
+      this.#unstage(keys);
+      await this.#refresh(keys).catch(report);
+      throw error;
     }
+    this.#unstage(keys);
     this.#applyRecords(records);
     this.#post({ type: "keys", keys });
     this.#syncer?.kick();
+  }
+
+  #unstage(keys) {
+    for (const key of keys) {
+      const left = (this.#staging.get(key) ?? 1) - 1;
+      if (left > 0) this.#staging.set(key, left);
+      else this.#staging.delete(key);
+    }
   }
 
   async #refresh(keys) {
@@ -1639,7 +1648,14 @@ export class SyncedAtom {
       }
     }
     if (next) this.#setView(sorted ? new Map([...next].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : next);
-    if (this.#status.pending !== this.#pending.size) this.#setStatus({ pending: this.#pending.size });
+    this.#countPending();
+  }
+
+  /** Keys being stored count as pending already: the user made those writes. */
+  #countPending() {
+    let count = this.#pending.size;
+    for (const key of this.#staging.keys()) if (!this.#pending.has(key)) count++;
+    if (this.#status.pending !== count) this.#setStatus({ pending: count });
   }
 
   #setView(next) {

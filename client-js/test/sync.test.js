@@ -347,3 +347,25 @@ test("bad input to swap is refused and changes nothing", async () => {
   assert.throws(() => a.conn.syncedAtom("bad group!"), /invalid group/);
   a.conn.close();
 });
+
+test("a write whose transaction fails rejects and leaves the view as stored", async () => {
+  const server = new FakeServer();
+  server.stop();
+  const storage = new MemoryStorage();
+  let fail = false;
+  const flaky = {
+    transaction: (mode, body, options) => (fail && mode === "readwrite" ? Promise.reject(new Error("quota exceeded")) : storage.transaction(mode, body, options)),
+    close() {},
+  };
+  const a = await client(server, { storage: flaky });
+  await a.atom.swap((m) => m.set("k", "stored"));
+  fail = true;
+  const write = a.atom.swap((m) => m.set("k", "lost").set("other", 1));
+  assert.equal(a.atom.deref().get("k"), "lost", "the view changes at once");
+  assert.equal(a.atom.status.pending, 2, "a write being stored counts as pending");
+  await assert.rejects(write, /quota exceeded/);
+  assert.equal(a.atom.deref().get("k"), "stored");
+  assert.equal(a.atom.deref().has("other"), false);
+  assert.equal(a.atom.status.pending, 1);
+  a.conn.close();
+});

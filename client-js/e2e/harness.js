@@ -1,0 +1,200 @@
+// The end-to-end harness: the real atomsync-server binary on a free loopback port with a
+// database in a temporary directory (stopped and started again on the same port and
+// database when a test needs the server down), and headless Debian Chromium driven by
+// playwright-core. Nothing is downloaded: the browser is /usr/bin/chromium.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(here, "..", "..");
+export const ARTIFACTS = join(REPO, "test-artifacts");
+const BINARY = process.env.ATOMSYNC_SERVER_BIN ?? join(REPO, "target", "debug", "atomsync-server");
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+
+/** Builds the server once if the binary is missing (CI builds it first anyway). */
+function ensureBinary() {
+  if (existsSync(BINARY)) return;
+  const build = spawnSync("cargo", ["build", "--bin", "atomsync-server"], { cwd: REPO, stdio: "inherit" });
+  if (build.status !== 0 || !existsSync(BINARY)) throw new Error(`could not build ${BINARY}`);
+}
+
+/** A port nobody listens on right now (the server needs it known before it starts). */
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+/**
+ * Starts the server. `users`: `{name: {token, groups}}` turns auth on.
+ * @returns {Promise<TestServer>}
+ */
+export async function startServer({ users } = {}) {
+  ensureBinary();
+  const dir = mkdtempSync(join(tmpdir(), "atomsync-e2e-"));
+  const args = ["--bind", `127.0.0.1:${await freePort()}`, "--db", join(dir, "atomsync.db"), "--durability", "normal", "--log", "warn"];
+  if (users) {
+    const toml = Object.entries(users)
+      .map(([name, { token, groups }]) => `[users.${name}]\ntoken = ${JSON.stringify(token)}\ngroups = ${JSON.stringify(groups)}\n`)
+      .join("\n");
+    const config = join(dir, "atomsync.toml");
+    writeFileSync(config, toml);
+    args.push("--config", config);
+  }
+  const server = new TestServer(dir, args);
+  await server.start();
+  return server;
+}
+
+export class TestServer {
+  constructor(dir, args) {
+    this.dir = dir;
+    this.args = args;
+    this.origin = `http://${args[1]}`;
+    this.process = null;
+    this.log = "";
+  }
+
+  async start() {
+    const child = spawn(BINARY, this.args, { stdio: ["ignore", "pipe", "pipe"] });
+    this.process = child;
+    const keep = (chunk) => {
+      this.log = (this.log + chunk).slice(-20000);
+    };
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`atomsync-server exited with ${child.exitCode}:\n${this.log}`);
+      try {
+        const response = await fetch(`${this.origin}/healthz`);
+        if (response.ok) return;
+      } catch {
+        // Not listening yet.
+      }
+      if (Date.now() > deadline) throw new Error(`atomsync-server did not become healthy:\n${this.log}`);
+      await sleep(50);
+    }
+  }
+
+  /** Stops the process (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. */
+  async stop() {
+    const child = this.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((done) => child.once("exit", done));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+    this.process = null;
+  }
+
+  /** Stops the server for good and removes its database. */
+  async close() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * A pull over HTTP, `accept` choosing the encoding; returns the raw response.
+   * @param {string} group
+   * @param {{token?: string, accept?: string, since?: number}} [options]
+   */
+  async pull(group, { token, accept = "application/msgpack", since = 0 } = {}) {
+    const headers = { Accept: accept };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return fetch(`${this.origin}/sync?group=${encodeURIComponent(group)}&since=${since}`, { headers });
+  }
+
+  /** A push with a JSON body (tagged JSON values), as curl or a Rust tool would send. */
+  async pushJson(body, { token } = {}) {
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return fetch(`${this.origin}/sync`, { method: "POST", headers, body });
+  }
+}
+
+/** Headless Chromium with the flags a sandboxed CI machine needs. */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/** Opens the demo page and waits until its atom is loaded. */
+export async function openDemo(context, server, query = "") {
+  const page = await context.newPage();
+  page.on("pageerror", (error) => {
+    page.errors ??= [];
+    page.errors.push(error);
+  });
+  await page.goto(`${server.origin}/${query}`);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
+  return page;
+}
+
+/** Adds a todo through the page's form, as a user would. */
+export async function addTodo(page, text) {
+  await page.fill("[data-testid=new-text]", text);
+  await page.press("[data-testid=new-text]", "Enter");
+}
+
+/** The todo texts shown on the page, in order. */
+export function shownTodos(page) {
+  return page.$$eval("[data-testid=list] li .text, [data-testid=list] li input.edit", (nodes) => nodes.map((n) => n.textContent || n.value));
+}
+
+/** Waits until the page shows exactly `texts` (order-insensitive). */
+export async function expectTodos(page, texts, timeout = 15000) {
+  const want = JSON.stringify([...texts].sort());
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const have = JSON.stringify((await shownTodos(page)).sort());
+    if (have === want) return;
+    if (Date.now() > deadline) throw new Error(`page shows ${have}, expected ${want}`);
+    await sleep(50);
+  }
+}
+
+/** Waits until the page's atom status satisfies `check` (evaluated in the page). */
+export async function waitStatus(page, check, timeout = 20000) {
+  await page.waitForFunction(check, null, { timeout, polling: 50 });
+}
+
+export function artifactPath(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return join(ARTIFACTS, name);
+}
+
+/**
+ * Pulls `group` from the server (MessagePack, decoded by our own decoder) until the todo
+ * texts there are exactly `texts`; returns the documents.
+ */
+export async function expectServerTodos(server, group, texts, { token, timeout = 20000 } = {}) {
+  const { decode } = await import("../atomsync.js");
+  const want = JSON.stringify([...texts].sort());
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const response = await server.pull(group, { token });
+    if (!response.ok) throw new Error(`pull ${group}: ${response.status}`);
+    const docs = decode(new Uint8Array(await response.arrayBuffer())).changes;
+    const have = JSON.stringify(docs.filter((doc) => !doc.deleted).map((doc) => doc.value.text).sort());
+    if (have === want) return docs;
+    if (Date.now() > deadline) throw new Error(`server has ${have}, expected ${want}`);
+    await sleep(100);
+  }
+}
