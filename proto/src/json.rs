@@ -14,6 +14,11 @@ use crate::msgpack::{inner_depth, skip_value};
 use crate::{CodecError, Inst, Value};
 
 /// Appends the tagged-JSON text of `value` to `out`.
+///
+/// A map is a plain object when every key is a string, no name repeats and not exactly
+/// one name starts with `$` (such an object would read back as a tag); any other map
+/// takes the `{"$map": [[k, v], ...]}` form, so every value, duplicates included, reads
+/// back as itself.
 pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Nil => out.extend_from_slice(b"null"),

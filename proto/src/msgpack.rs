@@ -187,9 +187,10 @@ pub(crate) fn skip_value(
         Token::Map(len) => {
             let inner = inner_depth(depth_left, max_depth)?;
             for index in 0..len {
-                let key = reader.clone().next();
+                // The key is read again only if its value fails, to name the place.
+                let at_key = reader.clone();
                 skip_value(reader, inner, max_depth).map_err(|e| e.within(Seg::EntryKey(index)))?;
-                skip_value(reader, inner, max_depth).map_err(|e| match key {
+                skip_value(reader, inner, max_depth).map_err(|e| match at_key.clone().next() {
                     Ok(Token::Str(name)) => e.within(Seg::Key(name)),
                     _ => e.within(Seg::Entry(index)),
                 })?;
