@@ -23,6 +23,8 @@ mod group;
 #[cfg(test)]
 mod push_tests;
 mod registry;
+#[cfg(test)]
+mod subscribe_tests;
 
 pub use group::{
     GroupActor, LiveFrame, Push, PushError, Subscribe, SubscribeAck, Subscriber, SubscriberCount,

@@ -1,0 +1,388 @@
+//! Subscription at the group actor, against a temporary database: registration, the
+//! hand-over point between catch-up and live, commits racing a subscribe, unsubscribe,
+//! a subscriber too slow for its queue, and no registration outliving its connection.
+//!
+//! The property every test leans on: for a subscriber registered at `ack.seq`, storage up to
+//! `ack.seq` plus the frames its queue receives hold every seq exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atomsync_proto::wire::{Change, Op, PushRequest, ServerFrame};
+use atomsync_proto::{Encoding, Packed, Value};
+use tokio::sync::{Notify, mpsc};
+
+use super::{
+    LiveFrame, Push, Registry, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
+};
+use crate::config::Durability;
+use crate::storage::{Storage, read};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    storage: Storage,
+    registry: Registry,
+}
+
+fn open() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("t.db"), Durability::Normal, 4).unwrap();
+    let writer = storage.start_writer().unwrap();
+    let registry = Registry::new(storage.clone(), writer);
+    Fixture {
+        _dir: dir,
+        storage,
+        registry,
+    }
+}
+
+/// A connection's side of a subscription: its queue and overflow signal.
+struct Conn {
+    subscriber: Subscriber,
+    frames: mpsc::Receiver<LiveFrame>,
+    overflow: Arc<Notify>,
+}
+
+fn conn(conn_id: u64, encoding: Encoding, capacity: usize) -> Conn {
+    let (queue, frames) = mpsc::channel(capacity);
+    let overflow = Arc::new(Notify::new());
+    let subscriber = Subscriber {
+        conn_id,
+        encoding,
+        queue,
+        overflow: overflow.clone(),
+    };
+    Conn {
+        subscriber,
+        frames,
+        overflow,
+    }
+}
+
+async fn subscribe(f: &Fixture, group: &str, conn: &Conn) -> SubscribeAck {
+    let subscriber = conn.subscriber.clone();
+    f.registry
+        .get(group)
+        .send(Subscribe { subscriber })
+        .await
+        .unwrap()
+}
+
+async fn count(f: &Fixture, group: &str) -> usize {
+    f.registry.get(group).send(SubscriberCount).await.unwrap()
+}
+
+/// Pushes one new key per change; returns the group's seq after it.
+async fn push(f: &Fixture, group: &str, keys: &[String]) -> u64 {
+    let changes = keys
+        .iter()
+        .map(|key| Change {
+            key: key.clone(),
+            base: 0,
+            op: Op::Set(Packed::from_value(&Value::from(key.as_str()))),
+        })
+        .collect();
+    let request = PushRequest {
+        group: group.into(),
+        changes,
+    };
+    f.registry
+        .get(group)
+        .send(Push { request })
+        .await
+        .unwrap()
+        .unwrap()
+        .seq
+}
+
+async fn push_one(f: &Fixture, group: &str, key: &str) -> u64 {
+    push(f, group, &[key.to_owned()]).await
+}
+
+/// The seqs of every document in the frames queued so far, checking each frame's own seq.
+fn drain(conn: &mut Conn, group: &str) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while let Ok(frame) = conn.frames.try_recv() {
+        assert_eq!(&*frame.group, group);
+        assert_eq!(frame.encoding, conn.subscriber.encoding);
+        match ServerFrame::decode(&frame.bytes, frame.encoding).unwrap() {
+            ServerFrame::Changes {
+                group: g,
+                changes,
+                seq,
+            } => {
+                assert_eq!(g, group);
+                assert_eq!(seq, frame.seq, "the frame's seq is its last document's");
+                assert_eq!(changes.last().map(|d| d.seq), Some(seq));
+                seqs.extend(changes.iter().map(|d| d.seq));
+            }
+            other => panic!("expected changes, got {other:?}"),
+        }
+    }
+    seqs
+}
+
+/// What catch-up would send: storage from `since` up to the hand-over point.
+fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
+    let mut conn = f.storage.reader().unwrap();
+    let page = read::pull(&mut conn, group, since, 100_000, upto).unwrap();
+    assert!(!page.more);
+    page.docs.iter().map(|d| d.seq).collect()
+}
+
+/// Waits until the actor has streamed every commit sent so far (its mailbox is in order).
+async fn settle(f: &Fixture, group: &str) {
+    let _ = count(f, group).await;
+    // The writer thread's `Stream` message may still be on its way: give it a moment,
+    // then pass through the mailbox again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = count(f, group).await;
+}
+
+#[actix_rt::test]
+async fn registration_answers_the_hand_over_point() {
+    let f = open();
+    let a = conn(1, Encoding::Json, 16);
+    assert_eq!(subscribe(&f, "fresh", &a).await, SubscribeAck { seq: 0 });
+    assert_eq!(count(&f, "fresh").await, 1);
+
+    for key in ["x", "y", "z"] {
+        push_one(&f, "written", key).await;
+    }
+    settle(&f, "written").await;
+    let b = conn(2, Encoding::MsgPack, 16);
+    assert_eq!(subscribe(&f, "written", &b).await.seq, 3);
+
+    // A new actor (a restarted server) reads its starting point from storage.
+    let writer = f.storage.start_writer().unwrap();
+    let restarted = Registry::new(f.storage.clone(), writer);
+    let subscriber = conn(3, Encoding::Json, 16).subscriber;
+    let ack = restarted
+        .get("written")
+        .send(Subscribe { subscriber })
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 3);
+}
+
+#[actix_rt::test]
+async fn catch_up_to_the_ack_then_live_frames_hand_over_exactly() {
+    let f = open();
+    for key in ["a", "b", "c"] {
+        push_one(&f, "g", key).await;
+    }
+    settle(&f, "g").await;
+    let mut sub = conn(1, Encoding::Json, 64);
+    let ack = subscribe(&f, "g", &sub).await;
+    assert_eq!(ack.seq, 3);
+    push(&f, "g", &["d".into(), "e".into()]).await;
+    push_one(&f, "g", "f").await;
+    settle(&f, "g").await;
+    assert_eq!(catch_up(&f, "g", 0, ack.seq), vec![1, 2, 3]);
+    assert_eq!(
+        drain(&mut sub, "g"),
+        vec![4, 5, 6],
+        "one frame per commit, in order"
+    );
+    // A conflict commits nothing and streams nothing.
+    let request = PushRequest {
+        group: "g".into(),
+        changes: vec![Change {
+            key: "a".into(),
+            base: 0,
+            op: Op::Delete,
+        }],
+    };
+    f.registry
+        .get("g")
+        .send(Push { request })
+        .await
+        .unwrap()
+        .unwrap();
+    settle(&f, "g").await;
+    assert!(drain(&mut sub, "g").is_empty());
+}
+
+#[actix_rt::test]
+async fn commits_racing_subscribes_are_each_seen_exactly_once() {
+    const WRITERS: usize = 4;
+    const PUSHES: usize = 60;
+    let f = Arc::new(open());
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let f = f.clone();
+        writers.push(actix_rt::spawn(async move {
+            for i in 0..PUSHES {
+                // One or two changes per push: commits of different sizes.
+                let keys: Vec<String> = (0..1 + i % 2)
+                    .map(|k| format!("w{writer}-{i}-{k}"))
+                    .collect();
+                push(&f, "race", &keys).await;
+            }
+        }));
+    }
+    // Subscribers arrive while the writers run, each at a different point.
+    let mut subs = Vec::new();
+    for conn_id in 0..8u64 {
+        tokio::time::sleep(Duration::from_millis(3 * conn_id)).await;
+        let sub = conn(
+            conn_id,
+            if conn_id % 2 == 0 {
+                Encoding::Json
+            } else {
+                Encoding::MsgPack
+            },
+            10_000,
+        );
+        let ack = subscribe(&f, "race", &sub).await;
+        subs.push((sub, ack));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    settle(&f, "race").await;
+    let total = (WRITERS * PUSHES * 3 / 2) as u64;
+    let acks: Vec<u64> = subs.iter().map(|(_, ack)| ack.seq).collect();
+    assert!(
+        acks.iter().any(|&seq| seq > 0 && seq < total),
+        "some subscribe raced the writers: {acks:?}"
+    );
+    for (mut sub, ack) in subs {
+        let mut seen = catch_up(&f, "race", 0, ack.seq);
+        assert!(seen.iter().all(|&seq| seq <= ack.seq));
+        let live = drain(&mut sub, "race");
+        assert!(
+            live.iter().all(|&seq| seq > ack.seq),
+            "nothing live at or below the ack {}",
+            ack.seq
+        );
+        seen.extend(live);
+        assert_eq!(seen, (1..=total).collect::<Vec<_>>(), "ack {}", ack.seq);
+    }
+}
+
+#[actix_rt::test]
+async fn each_encoding_is_encoded_once_and_shared() {
+    let f = open();
+    let mut json_a = conn(1, Encoding::Json, 8);
+    let mut json_b = conn(2, Encoding::Json, 8);
+    let mut packed = conn(3, Encoding::MsgPack, 8);
+    for c in [&json_a, &json_b, &packed] {
+        subscribe(&f, "shared", c).await;
+    }
+    push_one(&f, "shared", "k").await;
+    settle(&f, "shared").await;
+    let (a, b, m) = (
+        json_a.frames.try_recv().unwrap(),
+        json_b.frames.try_recv().unwrap(),
+        packed.frames.try_recv().unwrap(),
+    );
+    assert_eq!(
+        a.bytes.as_ptr(),
+        b.bytes.as_ptr(),
+        "the same bytes, not a copy"
+    );
+    assert_ne!(a.bytes.as_ptr(), m.bytes.as_ptr());
+    assert!(a.bytes.starts_with(b"{"));
+    assert_eq!(
+        ServerFrame::decode(&m.bytes, Encoding::MsgPack).unwrap(),
+        ServerFrame::decode(&a.bytes, Encoding::Json).unwrap()
+    );
+}
+
+#[actix_rt::test]
+async fn unsubscribe_and_resubscribe() {
+    let f = open();
+    let mut sub = conn(7, Encoding::Json, 64);
+    subscribe(&f, "g", &sub).await;
+    // Subscribing again replaces the registration rather than adding one.
+    subscribe(&f, "g", &sub).await;
+    assert_eq!(count(&f, "g").await, 1);
+    push_one(&f, "g", "a").await;
+    settle(&f, "g").await;
+    assert_eq!(drain(&mut sub, "g"), vec![1], "one registration, one frame");
+
+    f.registry
+        .get("g")
+        .send(Unsubscribe { conn_id: 7 })
+        .await
+        .unwrap();
+    assert_eq!(count(&f, "g").await, 0);
+    push_one(&f, "g", "b").await;
+    settle(&f, "g").await;
+    assert!(drain(&mut sub, "g").is_empty(), "nothing after unsubscribe");
+    // Unsubscribing what is not subscribed is harmless.
+    f.registry
+        .get("g")
+        .send(Unsubscribe { conn_id: 99 })
+        .await
+        .unwrap();
+
+    let ack = subscribe(&f, "g", &sub).await;
+    assert_eq!(ack.seq, 2);
+    push_one(&f, "g", "c").await;
+    settle(&f, "g").await;
+    assert_eq!(drain(&mut sub, "g"), vec![3]);
+}
+
+#[actix_rt::test]
+async fn a_full_queue_drops_only_the_slow_subscriber_and_signals_it() {
+    let f = open();
+    let slow = conn(1, Encoding::Json, 2);
+    let mut fast = conn(2, Encoding::Json, 64);
+    subscribe(&f, "busy", &slow).await;
+    subscribe(&f, "busy", &fast).await;
+    for i in 0..5 {
+        push_one(&f, "busy", &format!("k{i}")).await;
+    }
+    settle(&f, "busy").await;
+    tokio::time::timeout(Duration::from_secs(5), slow.overflow.notified())
+        .await
+        .expect("overflow signalled");
+    assert_eq!(count(&f, "busy").await, 1, "the slow one is unregistered");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), fast.overflow.notified())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        drain(&mut fast, "busy"),
+        vec![1, 2, 3, 4, 5],
+        "the fast one lost nothing"
+    );
+}
+
+#[actix_rt::test]
+async fn no_registration_outlives_its_connection() {
+    let f = open();
+    let mut conns = Vec::new();
+    for conn_id in 0..10 {
+        let c = conn(conn_id, Encoding::MsgPack, 4);
+        subscribe(&f, "leak", &c).await;
+        subscribe(&f, "other", &c).await;
+        conns.push(c);
+    }
+    assert_eq!(count(&f, "leak").await, 10);
+    // Half unsubscribe as a session does when it ends ...
+    for conn_id in 0..5 {
+        f.registry
+            .get("leak")
+            .send(Unsubscribe { conn_id })
+            .await
+            .unwrap();
+        f.registry
+            .get("other")
+            .send(Unsubscribe { conn_id })
+            .await
+            .unwrap();
+    }
+    assert_eq!(count(&f, "leak").await, 5);
+    // ... and the rest just vanish: the next commit finds their queues closed.
+    drop(conns);
+    push_one(&f, "leak", "k").await;
+    push_one(&f, "other", "k").await;
+    settle(&f, "leak").await;
+    settle(&f, "other").await;
+    assert_eq!(count(&f, "leak").await, 0);
+    assert_eq!(count(&f, "other").await, 0);
+}
