@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use atomsync_proto::Encoding;
-use atomsync_proto::wire::{PushRequest, PushResponse, ServerFrame};
+use atomsync_proto::wire::{PushRequest, PushResponse, encode_changes};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -120,11 +120,7 @@ impl GroupActor {
         if self.subscribers.is_empty() {
             return;
         }
-        let frame = ServerFrame::Changes {
-            group: self.name.to_string(),
-            changes: committed.docs,
-            seq: last,
-        };
+        let docs = committed.docs;
         let mut encoded: [Option<Bytes>; 2] = [None, None];
         let name = &self.name;
         self.subscribers.retain(|_, sub| {
@@ -133,7 +129,7 @@ impl GroupActor {
                 Encoding::Json => 1,
             };
             let bytes = encoded[slot]
-                .get_or_insert_with(|| Bytes::from(frame.encode(sub.encoding)))
+                .get_or_insert_with(|| Bytes::from(encode_changes(name, &docs, last, sub.encoding)))
                 .clone();
             let live = LiveFrame {
                 group: name.clone(),
