@@ -22,6 +22,7 @@ test("two browsers converge live, and the demo looks right", async () => {
   const alice = await openDemo(await browser.newContext({ viewport: { width: 760, height: 640 } }), server);
   const bob = await openDemo(await browser.newContext(), server);
   for (const page of [alice, bob]) await waitStatus(page, "window.atomsync.todos.status.online");
+  for (const page of [alice, bob]) assert.equal(await page.evaluate(() => window.atomsync.todos.status.transport), "ws");
 
   await addTodo(alice, "Buy milk");
   await expectTodos(bob, ["Buy milk"]);
@@ -53,4 +54,20 @@ test("two browsers converge live, and the demo looks right", async () => {
   await alice.mouse.move(0, 0);
   await alice.screenshot({ path: artifactPath("demo.png") });
   assert.deepEqual([...(alice.errors ?? []), ...(bob.errors ?? [])], []);
+});
+
+test("when the WebSocket cannot be used, pages sync over HTTP", async () => {
+  const blocked = await browser.newContext();
+  // The socket "opens" but closes at once, before any subscription: the client falls back.
+  await blocked.routeWebSocket(/\/sync\/ws/, (ws) => ws.close());
+  const carol = await openDemo(blocked, server, "?group=fallback");
+  const dave = await openDemo(await browser.newContext(), server, "?group=fallback");
+  await waitStatus(carol, "window.atomsync.todos.status.online && window.atomsync.todos.status.transport === 'http'");
+  await waitStatus(dave, "window.atomsync.todos.status.transport === 'ws'");
+  assert.match(await carol.textContent("[data-testid=net]"), /Online \(HTTP\)/);
+  await addTodo(carol, "Sent over HTTP");
+  await expectTodos(dave, ["Sent over HTTP"]);
+  await addTodo(dave, "Pulled over HTTP");
+  await expectTodos(carol, ["Sent over HTTP", "Pulled over HTTP"]);
+  await expectServerTodos(server, "fallback", ["Sent over HTTP", "Pulled over HTTP"]);
 });
