@@ -1,0 +1,222 @@
+//! The table's rows: which measurement is compared with which, and the target for
+//! each. Ratios are always ours / the baseline: above 1 is faster for rates, slower for
+//! latencies (whose targets are absolute, in ms).
+
+use crate::plan::Plan;
+use crate::report::{RowSpec, Target};
+
+const MODES: [&str; 2] = ["full", "normal"];
+
+fn row(
+    workload: &'static str,
+    metric: String,
+    unit: &'static str,
+    value: String,
+    baseline: String,
+    baseline_key: Option<String>,
+    target: Option<Target>,
+) -> RowSpec {
+    RowSpec {
+        workload,
+        metric,
+        unit,
+        value,
+        baseline,
+        baseline_key,
+        target,
+    }
+}
+
+/// Every row of a run with `plan`, in the order.
+pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
+    let modes: Vec<&str> = MODES
+        .iter()
+        .copied()
+        .filter(|m| durabilities.contains(m))
+        .collect();
+    let first = modes.first().copied().unwrap_or("full");
+    let mut rows = Vec::new();
+    for d in &modes {
+        for enc in ["msgpack", "json"] {
+            rows.push(row(
+                "W1",
+                format!("batched push, 100/request, {enc}, {d}"),
+                "changes/s",
+                format!("w1.{d}.{enc}"),
+                format!("raw SQLite, 100/tx, {d}"),
+                Some(format!("raw.w1.{d}")),
+                Some(Target::RatioAtLeast(0.5)),
+            ));
+        }
+    }
+    rows.push(row(
+        "W1",
+        format!("batched push, msgpack, {first}"),
+        "changes/s",
+        format!("w1.{first}.msgpack"),
+        "pouchdb-server _bulk_docs, 100/request".into(),
+        Some("peer.bulk".into()),
+        Some(Target::RatioAtLeast(20.0)),
+    ));
+    for d in &modes {
+        rows.push(row(
+            "W2",
+            format!("single-change pushes, 1 client, {d}"),
+            "changes/s",
+            format!("w2.{d}.sequential"),
+            format!("raw SQLite, 1 change/tx, {d}"),
+            Some(format!("raw.w2.{d}")),
+            Some(Target::RatioAtLeast(0.5)),
+        ));
+        let target = (*d == "full").then_some(Target::RatioAtLeast(2.0));
+        rows.push(row(
+            "W2",
+            format!("single-change pushes, {} clients, {d}", plan.w2_clients),
+            "changes/s",
+            format!("w2.{d}.concurrent"),
+            format!("raw SQLite, 1 change/tx, {d}"),
+            Some(format!("raw.w2.{d}")),
+            target,
+        ));
+    }
+    rows.push(row(
+        "W2",
+        format!("single-change pushes, 1 client, {first}"),
+        "changes/s",
+        format!("w2.{first}.sequential"),
+        "pouchdb-server PUT, 1 client".into(),
+        Some("peer.put.sequential".into()),
+        None,
+    ));
+    rows.push(row(
+        "W2",
+        format!("single-change pushes, {} clients, {first}", plan.w2_clients),
+        "changes/s",
+        format!("w2.{first}.concurrent"),
+        format!("pouchdb-server PUT, {} clients", plan.w2_clients),
+        Some("peer.put.concurrent".into()),
+        None,
+    ));
+    for d in &modes {
+        rows.push(row(
+            "W3",
+            format!("half-stale batches, 100/request, {d}"),
+            "changes/s",
+            format!("w3.{d}"),
+            format!("W1 msgpack, {d}"),
+            Some(format!("w1.{d}.msgpack")),
+            Some(Target::RatioAtLeast(1.0)),
+        ));
+    }
+    for &rate in &plan.w4_rates {
+        for &subs in &plan.w4_subscribers {
+            let key = format!("w4.r{rate}.s{subs}");
+            for (stat, name) in [("p50", "p50"), ("p99", "p99"), ("max", "max")] {
+                let target = match (rate, subs, stat) {
+                    (1000, 1, "p50") => Some(Target::AtMost(1.0)),
+                    (1000, 1, "p99") => Some(Target::AtMost(3.0)),
+                    (_, 1000, "p99") => Some(Target::AtMost(30.0)),
+                    _ => None,
+                };
+                let (baseline, baseline_key) = if subs == 1 && plan.peer_rates.contains(&rate) {
+                    (
+                        format!("pouchdb-server _changes longpoll, {name}"),
+                        Some(format!("peer.longpoll.r{rate}.{stat}")),
+                    )
+                } else {
+                    (String::new(), None)
+                };
+                rows.push(row(
+                    "W4",
+                    format!(
+                        "push-to-delivery {name}, {rate} pushes/s, {subs} subscribers, {first}"
+                    ),
+                    "ms",
+                    format!("{key}.{stat}"),
+                    baseline,
+                    baseline_key,
+                    target,
+                ));
+            }
+            rows.push(row(
+                "W4",
+                format!("deliveries lost, {rate} pushes/s, {subs} subscribers"),
+                "deliveries",
+                format!("{key}.lost"),
+                String::new(),
+                None,
+                Some(Target::AtMost(0.0)),
+            ));
+        }
+    }
+    for &subs in &plan.w5_subscribers {
+        rows.push(row(
+            "W5",
+            format!("fan-out, {subs} subscribers, unpaced writer, {first}"),
+            "deliveries/s",
+            format!("w5.s{subs}"),
+            "tokio-tungstenite broadcast server".into(),
+            Some(format!("bcast.s{subs}")),
+            Some(Target::RatioAtLeast(0.5)),
+        ));
+        rows.push(row(
+            "W5",
+            format!("deliveries lost, {subs} subscribers"),
+            "deliveries",
+            format!("w5.s{subs}.lost"),
+            "broadcast server".into(),
+            Some(format!("bcast.s{subs}.lost")),
+            Some(Target::AtMost(0.0)),
+        ));
+    }
+    rows.push(row(
+        "W5",
+        format!(
+            "resident memory per idle subscribed connection, {} connections",
+            plan.memory_connections
+        ),
+        "KiB",
+        "mem.atomsync".into(),
+        "tokio-tungstenite broadcast server".into(),
+        Some("mem.bcast".into()),
+        Some(Target::AtMost(16.0)),
+    ));
+    for d in &modes {
+        rows.push(row(
+            "W6",
+            format!(
+                "{} groups pushing at once, 100/request, {d}",
+                plan.w6_groups
+            ),
+            "changes/s",
+            format!("w6.{d}"),
+            format!("W1 msgpack, {d}"),
+            Some(format!("w1.{d}.msgpack")),
+            Some(Target::RatioAtLeast(0.9)),
+        ));
+        rows.push(row(
+            "W6",
+            format!("SQLITE_BUSY errors, {d}"),
+            "errors",
+            format!("w6.{d}.busy"),
+            String::new(),
+            None,
+            Some(Target::AtMost(0.0)),
+        ));
+    }
+    for (enc, target) in [("msgpack", Some(Target::RatioAtLeast(0.3))), ("json", None)] {
+        rows.push(row(
+            "W7",
+            format!(
+                "catch-up of {} documents, pages of {}, {enc}",
+                plan.w7_docs, plan.w7_page
+            ),
+            "docs/s",
+            format!("w7.{enc}"),
+            "raw SQLite reading the same rows".into(),
+            Some("raw.w7".into()),
+            target,
+        ));
+    }
+    rows
+}

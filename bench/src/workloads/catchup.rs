@@ -1,0 +1,101 @@
+//! W7 catch-up: a client pulls every document of a group from `since=0` in pages, as a new
+//! device does. Baseline: raw SQLite reading the same rows from the server's own database
+//! file, page by page, each page in its own read transaction.
+
+use std::time::Instant;
+
+use atomsync_proto::Encoding;
+
+use super::{Ctx, Target};
+use crate::data;
+use crate::error::{BenchError, Result};
+use crate::http;
+use crate::raw;
+
+/// The group W7 reads.
+pub const GROUP: &str = "w7-catchup";
+
+/// Writes the documents W7 reads, in the largest pushes the server takes. Untimed.
+pub async fn setup(ctx: &Ctx, target: &Target) -> Result<()> {
+    let client = http::client()?;
+    let changes = data::changes("w7", 0..ctx.plan.w7_docs, |_| 0);
+    for body in data::push_bodies(GROUP, &changes, 10_000, Encoding::MsgPack) {
+        let outcome = http::push(&client, &target.base, body, Encoding::MsgPack).await?;
+        if outcome.conflicts > 0 {
+            return Err(BenchError::Protocol(format!(
+                "W7 setup: {} conflicts on a new group",
+                outcome.conflicts
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One repetition: the pull in both encodings, then the raw read.
+pub async fn w7(ctx: &mut Ctx, target: &Target) {
+    for (encoding, name) in [(Encoding::MsgPack, "msgpack"), (Encoding::Json, "json")] {
+        ctx.settle().await;
+        let rate = pull_all(ctx, target, encoding).await;
+        ctx.outcome(&format!("w7.{name}"), rate);
+    }
+    let Some(db) = target.db.clone() else {
+        ctx.outcome(
+            "raw.w7",
+            Err(BenchError::Setup(
+                "needs the server's database file: not with --url".into(),
+            )),
+        );
+        return;
+    };
+    let page = ctx.plan.w7_page;
+    let deadline = Instant::now() + ctx.plan.phase_limit + ctx.plan.settle;
+    ctx.settle().await;
+    let rate = tokio::task::spawn_blocking(move || raw::read_all(&db, GROUP, page, deadline))
+        .await
+        .map_err(|e| BenchError::Setup(format!("the raw read thread failed: {e}")))
+        .and_then(|done| check_count(done?, ctx.plan.w7_docs));
+    ctx.outcome("raw.w7", rate);
+}
+
+/// Pulls pages until `more` is false; documents per second.
+async fn pull_all(ctx: &Ctx, target: &Target, encoding: Encoding) -> Result<f64> {
+    let client = http::client()?;
+    let deadline = Instant::now() + ctx.plan.phase_limit;
+    let start = Instant::now();
+    let mut since = 0;
+    let mut items = 0;
+    while Instant::now() < deadline {
+        let page = http::pull(
+            &client,
+            &target.base,
+            GROUP,
+            since,
+            ctx.plan.w7_page,
+            encoding,
+        )
+        .await?;
+        items += page.changes.len() as u64;
+        since = page.seq;
+        if !page.more {
+            break;
+        }
+    }
+    check_count(
+        raw::Done {
+            items,
+            elapsed: start.elapsed(),
+        },
+        ctx.plan.w7_docs,
+    )
+}
+
+fn check_count(done: raw::Done, want: u64) -> Result<f64> {
+    if done.items == want {
+        Ok(done.rate())
+    } else {
+        Err(BenchError::Protocol(format!(
+            "read {} of {want} documents within the phase's time",
+            done.items
+        )))
+    }
+}
