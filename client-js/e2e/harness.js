@@ -198,3 +198,29 @@ export async function expectServerTodos(server, group, texts, { token, timeout =
     await sleep(100);
   }
 }
+
+const INTEROP = process.env.ATOMSYNC_INTEROP_BIN ?? join(REPO, "target", "debug", "examples", "interop");
+
+/**
+ * Runs the Rust client's interop example (client-rs/examples/interop.rs) against the
+ * server with a fresh local database: `write` stores its every-type value under `key`,
+ * `read` prints the key's value as tagged JSON. Resolves with its standard output.
+ */
+export async function rustInterop(server, command, group, key) {
+  if (!existsSync(INTEROP)) {
+    const build = spawnSync("cargo", ["build", "-p", "atomsync-client", "--example", "interop"], { cwd: REPO, stdio: "inherit" });
+    if (build.status !== 0) throw new Error("could not build the interop example");
+  }
+  const db = join(mkdtempSync(join(tmpdir(), "atomsync-rs-")), "client.db");
+  const child = spawn(INTEROP, [command, `${server.origin}/sync`, group, key, db], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (chunk) => (out += chunk));
+  child.stderr.on("data", (chunk) => (err += chunk));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60000);
+  const code = await new Promise((done) => child.once("exit", done));
+  clearTimeout(timer);
+  rmSync(dirname(db), { recursive: true, force: true });
+  if (code !== 0) throw new Error(`interop ${command} exited with ${code}: ${err}`);
+  return out.trim();
+}

@@ -1,12 +1,14 @@
-// Types survive the round trip between the browser and the Rust side. Browser → server:
-// a value holding every type, written by the page, is read back by the server's Rust
-// codec as tagged JSON (so the Rust Value has the right types), and its MessagePack
-// bytes come back unchanged. Rust/curl → browser: a tagged-JSON push arrives in the page
-// as Keyword, Set, Uuid, Inst (ns kept), Uint8Array, Map, BigInt and Float, and a
-// read-modify-write in the browser keeps every one of those types on the server.
+// Types survive the round trip between the browser and the Rust side, through the real
+// server. Browser → Rust: a value holding every type, written by the page, is read by the
+// Rust client (client-rs/examples/interop.rs) and by the server's own codec with exactly
+// the types it had (compared as tagged JSON, which names every type), and its
+// MessagePack bytes come back unchanged. Rust → browser: what the Rust client (or a
+// tagged-JSON push, as curl would send) writes arrives in the page as Keyword, Set, Uuid,
+// Inst (ns kept), Uint8Array, Map, BigInt and Float, and a browser read-modify-write
+// keeps every one of those types for the Rust client.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, openDemo, startServer } from "./harness.js";
+import { launchBrowser, openDemo, rustInterop, startServer } from "./harness.js";
 
 let server;
 let browser;
@@ -47,8 +49,9 @@ const EVERY_TYPE_JSON =
   '"set":{"$set":[{"$kw":"groceries"},1]},"anyKeys":{"$map":[[1,"one"],[{"$kw":"k"},[true]]]},' +
   '"dollar":{"$map":[["$a",1]]},"nested":{"a":[{"b":{"$set":[]}}]}}';
 
-test("a value written by the browser reads back with identical types on the Rust side", async () => {
-  const hex = await page.evaluate(async () => {
+/** Writes the every-type value from the page under `key`; returns its MessagePack hex. */
+function writeFromBrowser(key) {
+  return page.evaluate(async (key) => {
     const m = await import("/atomsync.js");
     const value = {
       nil: null,
@@ -72,26 +75,18 @@ test("a value written by the browser reads back with identical types on the Rust
       dollar: { $a: 1 },
       nested: { a: [{ b: new Set() }] },
     };
-    await window.interop.swap((map) => map.set("from-browser", value));
+    await window.interop.swap((map) => map.set(key, value));
     return Array.from(m.encode(value), (b) => b.toString(16).padStart(2, "0")).join("");
-  });
-  const { json } = await serverJson("from-browser");
-  assert.equal(json, EVERY_TYPE_JSON);
-  // The MessagePack pull carries the browser's exact bytes.
-  const packed = Buffer.from(await (await server.pull("interop")).arrayBuffer()).toString("hex");
-  assert.ok(packed.includes(hex), "the server returns the value's bytes unchanged");
-});
+  }, key);
+}
 
-test("a value written by a Rust/JSON client reads in the browser with identical types, and survives a browser read-modify-write", async () => {
-  const body = `{"group":"interop","changes":[{"key":"from-rust","base":0,"value":${EVERY_TYPE_JSON}}]}`;
-  const pushed = await server.pushJson(body);
-  assert.equal(pushed.status, 200, await pushed.text());
-
-  const types = await page.evaluate(async () => {
+/** Waits for `key` in the page and says, per field, whether it has its type there. */
+function typesInBrowser(key) {
+  return page.evaluate(async (key) => {
     const m = await import("/atomsync.js");
     const atom = window.interop;
-    for (let i = 0; i < 200 && !atom.deref().has("from-rust"); i++) await new Promise((done) => setTimeout(done, 100));
-    const v = atom.deref().get("from-rust");
+    for (let i = 0; i < 300 && !atom.deref().has(key); i++) await new Promise((done) => setTimeout(done, 100));
+    const v = atom.deref().get(key);
     return {
       nil: v.nil === null,
       yes: v.yes === true,
@@ -115,11 +110,35 @@ test("a value written by a Rust/JSON client reads in the browser with identical 
       dollar: v.dollar.$a === 1 && Object.keys(v.dollar).length === 1,
       nested: v.nested.a[0].b instanceof Set && v.nested.a[0].b.size === 0,
     };
-  });
-  for (const [name, ok] of Object.entries(types)) assert.equal(ok, true, `${name} has its type in the browser`);
+  }, key);
+}
 
-  // Read-modify-write: change one field, keep the rest as read.
-  await page.evaluate(() => window.interop.swap((map) => map.set("from-rust", { ...map.get("from-rust"), str: "changed" })));
+function assertTypes(types) {
+  for (const [name, ok] of Object.entries(types)) assert.equal(ok, true, `${name} has its type in the browser`);
+}
+
+/** A read-modify-write in the page: one field changes, the rest is written back as read. */
+function touchInBrowser(key) {
+  return page.evaluate((key) => window.interop.swap((map) => map.set(key, { ...map.get(key), str: "changed" })), key);
+}
+
+test("a value written by the browser reads back with identical types on the server's Rust codec", async () => {
+  const hex = await writeFromBrowser("from-browser");
+  const { json } = await serverJson("from-browser");
+  assert.equal(json, EVERY_TYPE_JSON);
+  // The MessagePack pull carries the browser's exact bytes.
+  const packed = Buffer.from(await (await server.pull("interop")).arrayBuffer()).toString("hex");
+  assert.ok(packed.includes(hex), "the server returns the value's bytes unchanged");
+});
+
+test("a value pushed as tagged JSON (curl) reads in the browser with identical types, and survives a browser read-modify-write", async () => {
+  const body = `{"group":"interop","changes":[{"key":"from-rust","base":0,"value":${EVERY_TYPE_JSON}}]}`;
+  const pushed = await server.pushJson(body);
+  assert.equal(pushed.status, 200, await pushed.text());
+
+  assertTypes(await typesInBrowser("from-rust"));
+
+  await touchInBrowser("from-rust");
   let after;
   for (let i = 0; i < 200; i++) {
     after = await serverJson("from-rust");
@@ -128,4 +147,17 @@ test("a value written by a Rust/JSON client reads in the browser with identical 
   }
   assert.equal(after.version, 2);
   assert.equal(after.json, EVERY_TYPE_JSON.replace('"str":"héllo"', '"str":"changed"'));
+});
+
+test("the Rust client reads the browser's value with identical types", async () => {
+  await writeFromBrowser("browser-to-rust");
+  assert.equal(await rustInterop(server, "read", "interop", "browser-to-rust"), EVERY_TYPE_JSON);
+});
+
+test("the browser reads the Rust client's value with identical types, and a browser read-modify-write keeps them for Rust", async () => {
+  assert.equal(await rustInterop(server, "write", "interop", "rust-to-browser"), "ok");
+  assertTypes(await typesInBrowser("rust-to-browser"));
+  await touchInBrowser("rust-to-browser");
+  for (let i = 0; i < 200 && (await serverJson("rust-to-browser")).version !== 2; i++) await new Promise((done) => setTimeout(done, 100));
+  assert.equal(await rustInterop(server, "read", "interop", "rust-to-browser"), EVERY_TYPE_JSON.replace('"str":"héllo"', '"str":"changed"'));
 });
