@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-const USAGE: &str = "usage: ws_tail URL GROUP [TOKEN]   e.g. ws_tail ws://127.0.0.1:8090/sync/ws todo";
+const USAGE: &str =
+    "usage: ws_tail URL GROUP [TOKEN]   e.g. ws_tail ws://127.0.0.1:8090/sync/ws todo";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -33,11 +34,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut request = url.as_str().into_client_request()?;
     if let Some(token) = token {
-        request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
     }
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    let subscribe = ClientFrame::Subscribe { group: group.clone(), since: 0 };
-    socket.send(Message::text(String::from_utf8(subscribe.encode(Encoding::Json))?)).await?;
+    let subscribe = ClientFrame::Subscribe {
+        group: group.clone(),
+        since: 0,
+    };
+    socket
+        .send(Message::text(String::from_utf8(
+            subscribe.encode(Encoding::Json),
+        )?))
+        .await?;
     eprintln!("connected to {url}, following group {group:?} (Ctrl-C to stop)");
 
     while let Some(message) = socket.next().await {
@@ -55,12 +66,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
             Ok(ServerFrame::Changes { changes, .. }) => {
                 for doc in changes {
                     let value = doc.value.map_or("(deleted)".to_owned(), |v| v.to_json());
-                    println!("{at}  seq={:<6} {} v{} = {value}", doc.seq, doc.key, doc.version);
+                    println!(
+                        "{at}  seq={:<6} {} v{} = {value}",
+                        doc.seq, doc.key, doc.version
+                    );
                 }
             }
-            Ok(ServerFrame::Subscribed { seq, epoch, reset, .. }) => {
+            Ok(ServerFrame::Subscribed {
+                seq, epoch, reset, ..
+            }) => {
                 let reset = if reset { " (reset)" } else { "" };
-                println!("{at}  subscribed: caught up to seq {seq}, epoch {epoch}{reset}; live from here");
+                println!(
+                    "{at}  subscribed: caught up to seq {seq}, epoch {epoch}{reset}; live from here"
+                );
             }
             Ok(other) => println!("{at}  {other:?}"),
             Err(e) => println!("{at}  undecodable frame: {e}"),
@@ -71,7 +89,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
 /// The wall-clock time of day, UTC, `HH:MM:SS.ffffff`.
 fn clock() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let day_seconds = now.as_secs() % 86_400;
     format!(
         "{:02}:{:02}:{:02}.{:06}",

@@ -232,9 +232,8 @@ mod tests {
     fn scan(bytes: &[u8], cut: usize, limit: u64) -> Option<usize> {
         let mut scanner = Scanner::default();
         let (a, b) = bytes.split_at(cut);
-        match scanner.feed(a, limit) {
-            Err(OverLimit { frame_start }) => return Some(frame_start),
-            Ok(()) => {}
+        if let Err(OverLimit { frame_start }) = scanner.feed(a, limit) {
+            return Some(frame_start);
         }
         scanner.feed(b, limit).err().map(|o| o.frame_start + cut)
     }
