@@ -2,30 +2,54 @@
 //! `GET /` or `GET /demo/` (the todo demo). Both are embedded in the binary at build time,
 //! so a single executable is the whole deployment.
 //!
+//! `GET /sw.js` is the demo's service worker, which keeps the page and the module available
+//! for a reload while the server is down.
+//!
 //! Caching: `Cache-Control: no-cache` with a strong `ETag`, so browsers revalidate on every
 //! load (cheap: 304) and never run a stale client against a newer server.
+//!
+//! With auth on these need a token like every path but `/healthz` (PROTOCOL.md section 5):
+//! the demo passes its `?token=` on to the module and the service worker it loads.
 
 use actix_web::http::header;
+use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::error::ApiError;
+use super::request::{query_pairs, response_encoding, token};
 
 const CLIENT_JS: &str = include_str!("../../client-js/atomsync.js");
 const DEMO_HTML: &str = include_str!("../../client-js/demo/index.html");
+const DEMO_SW: &str = include_str!("../../client-js/demo/sw.js");
+const JS: &str = "text/javascript; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 
 /// Registers the asset routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/atomsync.js")
-            .route(web::get().to(|req: HttpRequest| async move {
-                asset(&req, CLIENT_JS, "text/javascript; charset=utf-8")
-            }))
-            .default_service(web::to(super::method_not_allowed("GET"))),
-    );
-    for path in ["/", "/demo/", "/demo"] {
+    let routes: [(&str, &'static str, &'static str); 5] = [
+        ("/atomsync.js", CLIENT_JS, JS),
+        ("/sw.js", DEMO_SW, JS),
+        ("/", DEMO_HTML, HTML),
+        ("/demo/", DEMO_HTML, HTML),
+        ("/demo", DEMO_HTML, HTML),
+    ];
+    for (path, body, content_type) in routes {
         cfg.service(
             web::resource(path)
-                .route(web::get().to(|req: HttpRequest| async move {
-                    asset(&req, DEMO_HTML, "text/html; charset=utf-8")
-                }))
+                .route(
+                    web::get().to(move |req: HttpRequest, state: Data<AppState>| async move {
+                        let pairs = query_pairs(&req).unwrap_or_default();
+                        state
+                            .auth
+                            .authenticate(token(&req, &pairs))
+                            .map_err(|error| ApiError {
+                                error,
+                                encoding: response_encoding(&req),
+                            })?;
+                        Ok::<_, ApiError>(asset(&req, body, content_type))
+                    }),
+                )
                 .default_service(web::to(super::method_not_allowed("GET"))),
         );
     }

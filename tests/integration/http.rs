@@ -633,3 +633,43 @@ async fn every_acknowledged_write_survives_sigkill() {
         "no gap in seq"
     );
 }
+
+#[tokio::test]
+async fn browser_assets_are_served_with_etags_and_need_a_token_when_auth_is_on() {
+    let open = TestServer::start();
+    let c = client();
+    for (path, content_type) in [
+        ("/atomsync.js", "text/javascript; charset=utf-8"),
+        ("/sw.js", "text/javascript; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
+        ("/demo/", "text/html; charset=utf-8"),
+    ] {
+        let res = c.get(open.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["content-type"], content_type);
+        assert_eq!(res.headers()["cache-control"], "no-cache");
+        let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(!res.text().await.unwrap().is_empty());
+        let res = c
+            .get(open.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 304, "{path} revalidates");
+    }
+    let res = c.post(open.url("/atomsync.js")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+
+    let locked = TestServer::start_with("[users.alice]\ntoken = \"abc123\"\ngroups = [\"todo\"]\n");
+    let res = c.get(locked.url("/atomsync.js")).send().await.unwrap();
+    assert_eq!(res.status(), 401, "every path but /healthz needs the token");
+    let res = c
+        .get(locked.url("/atomsync.js?token=abc123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = c.get(locked.url("/?token=abc123")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
