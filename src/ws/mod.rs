@@ -31,6 +31,8 @@ mod catch_up;
 mod limit;
 mod outbox;
 mod session;
+#[cfg(test)]
+mod session_tests;
 mod subscription;
 
 use std::pin::Pin;

@@ -1,0 +1,274 @@
+//! Session tests in process, on a fake connection: the request body is a channel the test
+//! writes client frames into, and the response body is read frame by frame. Time is paused
+//! for the heartbeat and silence tests, so 45 s pass in no time and exactly.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::error::PayloadError;
+use actix_web::web::{BytesMut, Data, Payload};
+use actix_web::{FromRequest, dev, test::TestRequest};
+use atomsync_proto::Encoding;
+use atomsync_proto::wire::{Change, ClientFrame, Op, PushRequest, ServerFrame};
+use atomsync_proto::{Packed, Value};
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::session::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, QUEUE_CAPACITY};
+use crate::actors::{Push, Registry};
+use crate::auth::Auth;
+use crate::config::{Config, Durability};
+use crate::http::AppState;
+use crate::storage::Storage;
+
+const PING: u8 = 0x9;
+const PONG: u8 = 0xa;
+const CLOSE: u8 = 0x8;
+const TEXT: u8 = 0x1;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: Data<AppState>,
+    stop: watch::Sender<bool>,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("t.db"), Durability::Normal, 2).unwrap();
+    let writer = storage.start_writer().unwrap();
+    let config = Config::from_toml("").unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let state = Data::new(AppState {
+        registry: Registry::new(storage.clone(), writer.clone()),
+        storage,
+        writer,
+        auth: Arc::new(Auth::from_config(&config)),
+        limits: config.limits(),
+        max_body_bytes: config.server.max_body_bytes,
+        shutdown,
+    });
+    Harness {
+        _dir: dir,
+        state,
+        stop,
+    }
+}
+
+/// The client's end of one fake connection.
+struct Conn {
+    to_server: mpsc::UnboundedSender<Result<Bytes, PayloadError>>,
+    from_server: BoxBody,
+    buf: BytesMut,
+}
+
+async fn connect(h: &Harness) -> Conn {
+    let req = TestRequest::get()
+        .uri("/sync/ws")
+        .insert_header(("upgrade", "websocket"))
+        .insert_header(("connection", "upgrade"))
+        .insert_header(("sec-websocket-version", "13"))
+        .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+        .to_http_request();
+    let (to_server, mut incoming) = mpsc::unbounded_channel();
+    let stream: super::PayloadStream = Box::pin(futures_util::stream::poll_fn(move |cx| {
+        incoming.poll_recv(cx)
+    }));
+    let mut payload = dev::Payload::Stream { payload: stream };
+    let body = Payload::from_request(&req, &mut payload).await.unwrap();
+    let response = super::upgrade(req, body, h.state.clone()).await.unwrap();
+    assert_eq!(response.status(), 101);
+    Conn {
+        to_server,
+        from_server: response.into_body(),
+        buf: BytesMut::new(),
+    }
+}
+
+impl Conn {
+    /// Sends a masked client frame (mask key 0, so the payload reads as is).
+    fn send(&self, opcode: u8, payload: &[u8]) {
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | len as u8),
+            len => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(payload);
+        self.to_server.send(Ok(Bytes::from(frame))).unwrap();
+    }
+
+    fn send_frame(&self, frame: &ClientFrame) {
+        self.send(TEXT, &frame.encode(Encoding::Json));
+    }
+
+    /// The next server frame: its opcode and payload. `None` once the body ended.
+    async fn next(&mut self) -> Option<(u8, Bytes)> {
+        loop {
+            if let Some(frame) = self.parse() {
+                return Some(frame);
+            }
+            let chunk =
+                std::future::poll_fn(|cx| Pin::new(&mut self.from_server).poll_next(cx)).await?;
+            self.buf.extend_from_slice(&chunk.unwrap());
+        }
+    }
+
+    /// A complete unmasked server frame off the front of the buffer.
+    fn parse(&mut self) -> Option<(u8, Bytes)> {
+        let (first, second) = (*self.buf.first()?, *self.buf.get(1)?);
+        let (start, len) = match second & 0x7f {
+            126 => (
+                4,
+                u16::from_be_bytes([*self.buf.get(2)?, *self.buf.get(3)?]) as usize,
+            ),
+            127 => (
+                10,
+                u64::from_be_bytes(self.buf.get(2..10)?.try_into().ok()?) as usize,
+            ),
+            len => (2, len as usize),
+        };
+        if self.buf.len() < start + len {
+            return None;
+        }
+        let mut frame = self.buf.split_to(start + len);
+        Some((first & 0x0f, frame.split_off(start).freeze()))
+    }
+
+    /// The next data frame, decoded.
+    async fn data(&mut self) -> ServerFrame {
+        loop {
+            let (opcode, payload) = self.next().await.expect("open");
+            match opcode {
+                TEXT => return ServerFrame::decode(&payload, Encoding::Json).unwrap(),
+                PING | PONG => continue,
+                other => panic!("opcode {other}: {payload:?}"),
+            }
+        }
+    }
+}
+
+/// Paused time still rounds timers up to the millisecond.
+fn assert_at(start: Instant, expected: Duration) {
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= expected && elapsed <= expected + Duration::from_millis(5),
+        "at {elapsed:?}, expected {expected:?}"
+    );
+}
+
+fn close_code(payload: &[u8]) -> u16 {
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+#[actix_rt::test]
+async fn a_silent_client_is_pinged_every_15_s_and_closed_after_45_s() {
+    tokio::time::pause();
+    let h = harness();
+    let mut conn = connect(&h).await;
+    let start = Instant::now();
+    for n in 1..=2u32 {
+        let (opcode, _) = conn.next().await.unwrap();
+        assert_eq!(opcode, PING);
+        assert_at(start, HEARTBEAT_INTERVAL * n);
+    }
+    let (opcode, payload) = conn.next().await.unwrap();
+    assert_eq!(opcode, CLOSE);
+    assert_eq!(close_code(&payload), 1008);
+    assert_at(start, CLIENT_TIMEOUT);
+    assert!(conn.next().await.is_none(), "the body ends after the close");
+}
+
+#[actix_rt::test]
+async fn a_client_that_answers_pings_stays() {
+    tokio::time::pause();
+    let h = harness();
+    let mut conn = connect(&h).await;
+    let start = Instant::now();
+    for _ in 0..6 {
+        let (opcode, payload) = conn.next().await.unwrap();
+        assert_eq!(opcode, PING);
+        conn.send(PONG, &payload);
+    }
+    assert_at(start, HEARTBEAT_INTERVAL * 6);
+    // Any frame counts as a sign of life, and pings are answered.
+    conn.send(PING, b"hi");
+    let (opcode, payload) = conn.next().await.unwrap();
+    assert_eq!((opcode, &payload[..]), (PONG, &b"hi"[..]));
+    tokio::time::advance(Duration::from_secs(40)).await;
+    conn.send_frame(&ClientFrame::Unsubscribe { group: "g".into() });
+    assert_eq!(
+        conn.data().await,
+        ServerFrame::Unsubscribed { group: "g".into() }
+    );
+}
+
+#[actix_rt::test]
+async fn shutdown_closes_with_1001() {
+    let h = harness();
+    let mut conn = connect(&h).await;
+    conn.send_frame(&ClientFrame::Subscribe {
+        group: "g".into(),
+        since: 0,
+    });
+    assert!(matches!(conn.data().await, ServerFrame::Subscribed { .. }));
+    h.stop.send(true).unwrap();
+    let (opcode, payload) = conn.next().await.unwrap();
+    assert_eq!((opcode, close_code(&payload)), (CLOSE, 1001));
+}
+
+#[actix_rt::test]
+async fn a_client_that_reads_nothing_overflows_its_queue_and_gets_1013() {
+    let h = harness();
+    let mut conn = connect(&h).await;
+    conn.send_frame(&ClientFrame::Subscribe {
+        group: "g".into(),
+        since: 0,
+    });
+    assert!(matches!(conn.data().await, ServerFrame::Subscribed { .. }));
+    // Nothing reads the response body from here on: the socket's channel fills, then the
+    // connection's queue, and the actor reports the overflow.
+    let addr = h.state.registry.get("g");
+    let pushes = QUEUE_CAPACITY as u64 + 100;
+    for i in 0..pushes {
+        let value = Packed::from_value(&Value::from(i));
+        let request = PushRequest {
+            group: "g".into(),
+            changes: vec![Change {
+                key: format!("k{i}"),
+                base: 0,
+                op: Op::Set(value),
+            }],
+        };
+        addr.send(Push { request }).await.unwrap().unwrap();
+    }
+    // What the client finds when it reads at last: a gapless prefix, then 1013.
+    let mut cursor = 0;
+    let code = loop {
+        let (opcode, payload) = conn.next().await.expect("a close frame");
+        match opcode {
+            TEXT => match ServerFrame::decode(&payload, Encoding::Json).unwrap() {
+                ServerFrame::Changes { changes, .. } => {
+                    for doc in changes {
+                        assert_eq!(doc.seq, cursor + 1);
+                        cursor = doc.seq;
+                    }
+                }
+                other => panic!("{other:?}"),
+            },
+            CLOSE => break close_code(&payload),
+            PING | PONG => {}
+            other => panic!("opcode {other}"),
+        }
+    };
+    assert_eq!(code, 1013);
+    assert!(cursor < pushes);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let subscribers = addr.send(crate::actors::SubscriberCount).await.unwrap();
+    assert_eq!(subscribers, 0, "the closed session left no registration");
+}
