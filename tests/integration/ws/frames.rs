@@ -176,6 +176,16 @@ async fn a_frame_declaring_more_than_the_limit_closes_with_1009_unread() {
 }
 
 #[tokio::test]
+async fn bytes_that_are_not_websocket_framing_close_with_1002() {
+    let server = TestServer::start();
+    let mut ws = Client::connect(&server).await;
+    // A client frame must be masked.
+    ws.write_raw(&[0x81, 0x02, b'h', b'i']).await;
+    let (_, close) = ws.until_close().await;
+    assert_eq!(close.expect("a close frame").code, CloseCode::Protocol);
+}
+
+#[tokio::test]
 async fn the_token_is_checked_at_the_upgrade() {
     let server = TestServer::start_with(USERS);
     let url = server.ws_url("/sync/ws");
