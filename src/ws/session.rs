@@ -1,7 +1,7 @@
 //! One connection's task: reads client frames, answers them, and forwards the live frames
 //! of its subscriptions, until the client leaves, lags, falls silent or the server stops.
 //!
-//! The task waits on six things at once (see [`run`]): the overflow signal, shutdown, the
+//! The task waits on seven things at once (see [`run`]): the overflow signal, shutdown, the
 //! heartbeat, the answer to the push in flight, catch-up pages, live frames and the next
 //! client frame. It handles one at a time, so a subscription's state needs no lock.
 //! Client frames are read only while no push is in flight: pushes are answered in the
@@ -113,8 +113,9 @@ pub(super) async fn run(start: Start) {
         if *shutdown.borrow_and_update() {
             break End::going_away();
         }
+        // Not `biased`: a group that streams without pause must not starve the client's
+        // own frames; each branch gets its turn.
         let step = tokio::select! {
-            biased;
             () = overflow.notified() => Err(End::too_slow()),
             changed = shutdown.changed() => changed.map_err(|_| End::going_away()),
             _ = heartbeat.tick() => session.heartbeat().await,

@@ -23,8 +23,9 @@ use tokio::task::AbortHandle;
 
 use crate::actors::{GroupActor, LiveFrame};
 
-/// Live frames held back per group while it catches up, before the subscription lags.
-pub(super) const CATCH_UP_BUFFER: usize = 1024;
+/// Live frames held back per group while it catches up, before the subscription lags: as
+/// many as the connection's queue holds, since held frames are queued frames moved aside.
+pub(super) const CATCH_UP_BUFFER: usize = super::session::QUEUE_CAPACITY;
 
 /// A live subscription of the connection: its actor, its catch-up task, its hand-over.
 pub(super) struct Subscription {
