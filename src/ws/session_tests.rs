@@ -87,6 +87,17 @@ async fn connect(h: &Harness) -> Conn {
     }
 }
 
+/// A connection subscribed to `group`, caught up.
+async fn subscribed(h: &Harness, group: &str) -> Conn {
+    let mut conn = connect(h).await;
+    conn.send_frame(&ClientFrame::Subscribe {
+        group: group.into(),
+        since: 0,
+    });
+    assert!(matches!(conn.data().await, ServerFrame::Subscribed { .. }));
+    conn
+}
+
 impl Conn {
     /// Sends a masked client frame (mask key 0, so the payload reads as is).
     fn send(&self, opcode: u8, payload: &[u8]) {
@@ -211,12 +222,7 @@ async fn a_client_that_answers_pings_stays() {
 #[actix_rt::test]
 async fn shutdown_closes_with_1001() {
     let h = harness();
-    let mut conn = connect(&h).await;
-    conn.send_frame(&ClientFrame::Subscribe {
-        group: "g".into(),
-        since: 0,
-    });
-    assert!(matches!(conn.data().await, ServerFrame::Subscribed { .. }));
+    let mut conn = subscribed(&h, "g").await;
     h.stop.send(true).unwrap();
     let (opcode, payload) = conn.next().await.unwrap();
     assert_eq!((opcode, close_code(&payload)), (CLOSE, 1001));
@@ -225,12 +231,7 @@ async fn shutdown_closes_with_1001() {
 #[actix_rt::test]
 async fn a_client_that_reads_nothing_overflows_its_queue_and_gets_1013() {
     let h = harness();
-    let mut conn = connect(&h).await;
-    conn.send_frame(&ClientFrame::Subscribe {
-        group: "g".into(),
-        since: 0,
-    });
-    assert!(matches!(conn.data().await, ServerFrame::Subscribed { .. }));
+    let mut conn = subscribed(&h, "g").await;
     // Nothing reads the response body from here on: the socket's channel fills, then the
     // connection's queue, and the actor reports the overflow.
     let addr = h.state.registry.get("g");

@@ -439,38 +439,18 @@ async fn binary_frames_are_answered_in_msgpack_and_text_in_json() {
     let mut ws = Client::connect(&server).await;
     http_push(&http, &server, "bin", new_keys(&["b0"])).await;
     http_push(&http, &server, "txt", new_keys(&["t0"])).await;
-    ws.send(
-        &ClientFrame::Subscribe {
-            group: "bin".into(),
-            since: 0,
-        },
-        Encoding::MsgPack,
-    )
-    .await;
-    assert!(matches!(
-        ws.next().await,
-        (Encoding::MsgPack, ServerFrame::Changes { .. })
-    ));
-    assert!(matches!(
-        ws.next().await,
-        (Encoding::MsgPack, ServerFrame::Subscribed { .. })
-    ));
-    ws.send(
-        &ClientFrame::Subscribe {
-            group: "txt".into(),
-            since: 0,
-        },
-        Encoding::Json,
-    )
-    .await;
-    assert!(matches!(
-        ws.next().await,
-        (Encoding::Json, ServerFrame::Changes { .. })
-    ));
-    assert!(matches!(
-        ws.next().await,
-        (Encoding::Json, ServerFrame::Subscribed { .. })
-    ));
+    for (group, encoding) in [("bin", Encoding::MsgPack), ("txt", Encoding::Json)] {
+        ws.send(
+            &ClientFrame::Subscribe {
+                group: group.into(),
+                since: 0,
+            },
+            encoding,
+        )
+        .await;
+        assert!(matches!(ws.next().await, (e, ServerFrame::Changes { .. }) if e == encoding));
+        assert!(matches!(ws.next().await, (e, ServerFrame::Subscribed { .. }) if e == encoding));
+    }
 
     // Each subscription streams in the encoding of the frame that made it.
     http_push(&http, &server, "bin", new_keys(&["b1"])).await;
