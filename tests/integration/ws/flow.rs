@@ -61,6 +61,58 @@ async fn four_writers_and_a_catch_up_from_zero_see_every_seq_once_in_order() {
     ws.quiet().await;
 }
 
+#[tokio::test]
+async fn a_large_backlog_comes_in_bounded_frames() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start();
+    let http = http();
+    // 24 values of 300 KiB (7.2 MiB in all), and 1500 small ones.
+    for batch in 0..4 {
+        let big: Vec<_> = (0..6)
+            .map(|i| json!({"key": format!("big{batch}-{i}"), "base": 0, "value": "x".repeat(300 << 10)}))
+            .collect();
+        http_push(&http, &server, "backlog", json!(big)).await;
+    }
+    let small: Vec<_> = (0..1500)
+        .map(|i| json!({"key": format!("small{i}"), "base": 0, "value": i}))
+        .collect();
+    http_push(&http, &server, "backlog", json!(small)).await;
+
+    let mut ws = Client::connect(&server).await;
+    ws.send(
+        &ClientFrame::Subscribe {
+            group: "backlog".into(),
+            since: 0,
+        },
+        Encoding::MsgPack,
+    )
+    .await;
+    let (mut sizes, mut seen) = (Vec::new(), Vec::new());
+    loop {
+        let message = ws.socket.next().await.unwrap().unwrap();
+        let Message::Binary(bytes) = message else {
+            continue;
+        };
+        match ServerFrame::decode(&bytes, Encoding::MsgPack).unwrap() {
+            ServerFrame::Changes { changes, .. } => {
+                sizes.push(bytes.len());
+                seen.extend(seqs(&changes));
+            }
+            ServerFrame::Subscribed { seq, .. } => {
+                assert_eq!(seq, 1524);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, (1..=1524).collect::<Vec<_>>());
+    let largest = sizes.iter().max().copied().unwrap_or(0);
+    assert!(sizes.len() >= 8, "{sizes:?}");
+    assert!(largest < 1_400_000, "frames stay near 1 MiB: {sizes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_commit_reaches_fifty_subscribers() {
     let server = TestServer::start();
