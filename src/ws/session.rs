@@ -64,7 +64,8 @@ pub(super) struct Start {
     pub(super) state: Data<AppState>,
     /// Who authenticated at the upgrade.
     pub(super) identity: Identity,
-    /// Set when the client declared a frame over the limit.
+    /// Set when the client declared a frame over the limit. Shared (an `Arc` of an atomic)
+    /// with the payload adapter that actix-ws's decoder owns, the only one that can tell.
     pub(super) oversized: Arc<AtomicBool>,
 }
 
