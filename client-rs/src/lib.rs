@@ -1,1 +1,70 @@
+//! # atomsync-client: the offline-first synced atom for native Rust apps
+//!
+//! A map of typed documents per *group* that reads and writes locally at memory speed,
+//! survives restarts and network loss, and converges with every other client through an
+//! Atomsync server (the contract: `PROTOCOL.md`).
+//!
+//! ```no_run
+//! use atomsync_client::{Options, Store, kw, value};
+//!
+//! # async fn demo() -> Result<(), atomsync_client::ClientError> {
+//! let store = Store::open("my-app.db")?;
+//! let todos = store.synced_atom("todo", Options::new("http://localhost:8090/sync").token("abc123"))?;
+//! todos.ready().await;
+//! todos.swap(|m| {
+//!     m.insert("todo:1".into(), value!({"text": "Buy milk", "tags": #{kw!("groceries")}}));
+//! })?;
+//! let snapshot = todos.snapshot();
+//! let _guard = todos.watch(|_old, new| println!("{} todos", new.len()));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//!
+//! - [`Store`] (`store`): the local SQLite file, the atoms opened on it, the engine.
+//! - [`SyncedAtom`] (`atom`): the application's handle: snapshot, swap, watch, status.
+//! - `group`: one group's shared state: the map, the status, the write lock that orders
+//!   local and remote changes across memory and disk.
+//! - `local`: the SQLite schema and every SQL statement: documents as the server last
+//!   sent them, pending local changes folded per key, epoch and cursor.
+//! - `engine`: the background task: one connection per server URL and token, live over
+//!   the WebSocket, HTTP polling as the fallback, reconnecting with backoff.
+//! - `watchers`: callbacks and their in-order delivery.
+//! - [`Options`], [`Status`], [`ClientError`].
+//!
+//! ## How a write travels
+//!
+//! 1. `swap` computes the new map, writes the changed keys as pending changes in one
+//!    SQLite transaction, publishes the map, runs watchers and wakes the engine.
+//! 2. The engine pushes pending changes folded per key, each with `base` = the server
+//!    version it was made on. An accepted change records its new version; a conflict
+//!    takes the server's value unless the [`Resolver`] answers a value to push instead.
+//! 3. Remote changes (WebSocket `changes` frames, or pull pages) are stored with the
+//!    cursor in one transaction; a key with a pending change keeps its local value until
+//!    that change is settled.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
 
+mod atom;
+mod engine;
+mod error;
+mod group;
+mod local;
+mod options;
+mod status;
+mod store;
+mod watchers;
+
+use std::collections::BTreeMap;
+
+pub use atom::SyncedAtom;
+pub use atomsync_proto::serde_value::SerdeError;
+pub use atomsync_proto::{Inst, Value, from_value, kw, to_value, value};
+pub use error::ClientError;
+pub use options::{Options, Resolver};
+pub use status::{Connection, Status};
+pub use store::Store;
+pub use watchers::WatchGuard;
+
+/// The map a synced atom holds: document key to value.
+pub type Map = BTreeMap<String, Value>;
