@@ -1,29 +1,102 @@
 // The demo's service worker: keeps the page and the client module loadable while the
 // server is down, so "stop the server, write, reload" works. Network first (a running
-// server always serves the newest page and module), the cache only when the network fails.
-// Sync traffic (/sync, /sync/ws) is never touched: the client handles being offline itself.
+// server always serves the newest page and module, and its refusals, such as a 401 for a
+// missing token, reach the page unchanged); the cache only when the network fails or
+// does not answer within NETWORK_TIMEOUT_MS. Sync traffic (/sync, /sync/ws) is never
+// touched: the client handles being offline itself, and its data lives in IndexedDB.
+//
+// Registered by the demo as `/sw.js?token=...` (the server wants the token for every
+// asset when auth is on, PROTOCOL.md section 5). Installing stores the whole shell with
+// that token, so the very first visit is enough: the page that registered us could not
+// be cached by us, it loaded before we existed.
+//
+// Cache keys are the path alone, without the query. The shell is the same bytes whatever
+// `?token=` or `?group=` a page was opened with, so keying by the full URL would only
+// miss: a page opened as `/?group=b` after `/?group=a` would find nothing offline. And
+// the token never lands in Cache Storage. Serving a cached shell to a request with
+// another token is no leak: it happens only while the server cannot answer, the shell
+// holds no data, and the todos are in this origin's IndexedDB either way.
 
-const CACHE = "atomsync-demo-v1";
-const SHELL = new Set(["/", "/demo", "/demo/", "/atomsync.js"]);
+const CACHE = "atomsync-demo-v2";
+const SHELL = ["/", "/demo", "/demo/", "/atomsync.js"];
+const NETWORK_TIMEOUT_MS = 4000;
 
-self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+/** The query every shell request carries: our own token, passed on by the page. */
+function authQuery() {
+  const token = new URL(self.location.href).searchParams.get("token");
+  return token === null ? "" : "?token=" + encodeURIComponent(token);
+}
 
-self.addEventListener("fetch", (event) => {
-  const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== self.location.origin || !SHELL.has(url.pathname)) return;
-  event.respondWith(
+self.addEventListener("install", (event) => {
+  event.waitUntil(
     (async () => {
-      const cache = await caches.open(CACHE);
-      try {
-        const response = await fetch(event.request);
-        if (response.ok) await cache.put(event.request, response.clone());
-        return response;
-      } catch (error) {
-        const cached = await cache.match(event.request);
-        if (cached) return cached;
-        throw error;
-      }
+      // All or nothing: a worker that is installed has the whole shell, so a page it
+      // controls can be reloaded offline. A failure here leaves the page uncontrolled
+      // (the browser retries on the next registration) rather than half ready.
+      const query = authQuery();
+      const responses = await Promise.all(
+        SHELL.map(async (path) => {
+          const response = await fetch(path + query, { cache: "no-cache" });
+          if (!response.ok) throw new Error(`precaching ${path}: HTTP ${response.status}`);
+          return [path, response];
+        }),
+      );
+      await Promise.all(responses.map(([path, response]) => store(path, response)));
+      await self.skipWaiting();
     })(),
   );
 });
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    (async () => {
+      // Caches of older versions of this worker (another name) are dead weight.
+      for (const name of await caches.keys()) {
+        if (name.startsWith("atomsync-demo-") && name !== CACHE) await caches.delete(name);
+      }
+      // Take over the page that registered us, so it reloads fine offline straight away.
+      await self.clients.claim();
+    })(),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin || !SHELL.includes(url.pathname)) return;
+  const key = url.pathname;
+  const network = fetch(event.request).then(async (response) => {
+    // A full or failing cache must not cost an online page its answer.
+    if (response.ok) await store(key, response.clone()).catch(() => undefined);
+    return response;
+  });
+  // A slow answer still refreshes the cache after the page got the stored copy.
+  event.waitUntil(network.catch(() => undefined));
+  event.respondWith(networkFirst(network, key));
+});
+
+/** @param {string} key @param {Response} response */
+async function store(key, response) {
+  const cache = await caches.open(CACHE);
+  await cache.put(key, response);
+}
+
+/**
+ * The network's answer; the stored copy when the network fails or is slow, and without
+ * a stored copy whatever the network gives in the end (its error included).
+ * @param {Promise<Response>} network
+ * @param {string} key
+ */
+async function networkFirst(network, key) {
+  let timer;
+  const slow = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the network is slow")), NETWORK_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([network, slow]);
+  } catch {
+    const cached = await caches.match(key, { cacheName: CACHE });
+    return cached ?? network;
+  } finally {
+    clearTimeout(timer);
+  }
+}
