@@ -3,7 +3,7 @@
 // database when a test needs the server down), and headless Debian Chromium driven by
 // playwright-core. Nothing is downloaded: the browser is /usr/bin/chromium.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -16,9 +16,20 @@ export const ARTIFACTS = join(REPO, "test-artifacts");
 const BINARY = process.env.ATOMSYNC_SERVER_BIN ?? join(REPO, "target", "debug", "atomsync-server");
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 
-/** Builds the server once if the binary is missing (CI builds it first anyway). */
+/** The client files the server embeds at build time (src/http/assets.rs). */
+const EMBEDDED = ["client-js/atomsync.js", "client-js/demo/index.html", "client-js/demo/sw.js"].map((path) => join(REPO, path));
+
+/**
+ * Builds the server if the binary is missing or older than a client file it embeds: the
+ * browser tests run the page and module the binary serves, not the ones on disk.
+ */
 function ensureBinary() {
-  if (existsSync(BINARY)) return;
+  const stale = existsSync(BINARY) && EMBEDDED.some((path) => statSync(path).mtimeMs > statSync(BINARY).mtimeMs);
+  if (existsSync(BINARY) && !stale) return;
+  if (stale && process.env.ATOMSYNC_SERVER_BIN) {
+    console.warn(`${BINARY} is older than the client files it embeds; the tests run the embedded ones`);
+    return;
+  }
   const build = spawnSync("cargo", ["build", "--bin", "atomsync-server"], { cwd: REPO, stdio: "inherit" });
   if (build.status !== 0 || !existsSync(BINARY)) throw new Error(`could not build ${BINARY}`);
 }
@@ -47,16 +58,20 @@ export async function startServer({ users } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "atomsync-e2e-"));
   const args = ["--bind", `127.0.0.1:${await freePort()}`, "--db", join(dir, "atomsync.db"), "--durability", "normal", "--log", "warn"];
   if (users) {
-    const toml = Object.entries(users)
-      .map(([name, { token, groups }]) => `[users.${name}]\ntoken = ${JSON.stringify(token)}\ngroups = ${JSON.stringify(groups)}\n`)
-      .join("\n");
-    const config = join(dir, "atomsync.toml");
-    writeFileSync(config, toml);
-    args.push("--config", config);
+    writeUsers(dir, users);
+    args.push("--config", join(dir, "atomsync.toml"));
   }
   const server = new TestServer(dir, args);
   await server.start();
   return server;
+}
+
+/** Writes the server's config file (its users) into `dir`. */
+function writeUsers(dir, users) {
+  const toml = Object.entries(users)
+    .map(([name, { token, groups }]) => `[users.${name}]\ntoken = ${JSON.stringify(token)}\ngroups = ${JSON.stringify(groups)}\n`)
+    .join("\n");
+  writeFileSync(join(dir, "atomsync.toml"), toml);
 }
 
 export class TestServer {
@@ -102,6 +117,25 @@ export class TestServer {
     this.process = null;
   }
 
+  /** Freezes the process (SIGSTOP): connections are accepted by the kernel, never answered. */
+  pause() {
+    this.process?.kill("SIGSTOP");
+  }
+
+  /** Lets a paused process run again (SIGCONT). */
+  resume() {
+    this.process?.kill("SIGCONT");
+  }
+
+  /**
+   * Replaces the users of a server started with `users` (a token revoked, say); they
+   * take effect at the next `start()`.
+   */
+  setUsers(users) {
+    if (!this.args.includes("--config")) throw new Error("setUsers: this server was started without users");
+    writeUsers(this.dir, users);
+  }
+
   /** Stops the server for good and removes its database. */
   async close() {
     await this.stop();
@@ -145,6 +179,14 @@ export async function openDemo(context, server, query = "") {
   await page.goto(`${server.origin}/${query}`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
   return page;
+}
+
+/**
+ * Waits until the demo's service worker controls the page: from then on the page and the
+ * module reload from its cache when the server is down (installing stored them all).
+ */
+export async function waitOfflineReady(page, timeout = 15000) {
+  await page.waitForSelector("body[data-offline-ready=true]", { timeout });
 }
 
 /** Adds a todo through the page's form, as a user would. */
