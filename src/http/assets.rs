@@ -17,7 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::error::ApiError;
-use super::request::{query_pairs, response_encoding, token};
+use super::request::{identify, response_encoding};
 
 const CLIENT_JS: &str = include_str!("../../client-js/atomsync.js");
 const DEMO_HTML: &str = include_str!("../../client-js/demo/index.html");
@@ -39,14 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource(path)
                 .route(
                     web::get().to(move |req: HttpRequest, state: Data<AppState>| async move {
-                        let pairs = query_pairs(&req).unwrap_or_default();
-                        state
-                            .auth
-                            .authenticate(token(&req, &pairs))
-                            .map_err(|error| ApiError {
-                                error,
-                                encoding: response_encoding(&req),
-                            })?;
+                        identify(&req, &state.auth, response_encoding(&req))?;
                         Ok::<_, ApiError>(asset(&req, body, content_type))
                     }),
                 )

@@ -7,6 +7,7 @@ use atomsync_proto::{Encoding, ErrorCode};
 use futures_util::StreamExt;
 
 use super::error::ApiError;
+use crate::auth::{Auth, Identity};
 
 /// The response encoding: the first of ours that `Accept` names, else the request body's,
 /// else JSON (PROTOCOL.md section 3).
@@ -55,6 +56,21 @@ pub fn token<'a>(req: &'a HttpRequest, pairs: &'a [(String, String)]) -> Option<
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
         .or_else(|| param(pairs, "token"))
+}
+
+/// Who the request is from (PROTOCOL.md section 5): the token from the header or the query,
+/// checked against the configured users; 401 in `respond_in` when auth is on and it fails.
+pub fn identify(
+    req: &HttpRequest,
+    auth: &Auth,
+    respond_in: Encoding,
+) -> Result<Identity, ApiError> {
+    let pairs = query_pairs(req).unwrap_or_default();
+    auth.authenticate(token(req, &pairs))
+        .map_err(|error| ApiError {
+            error,
+            encoding: respond_in,
+        })
 }
 
 /// Reads the whole body, refusing (413) as soon as it is known to exceed `limit`: from

@@ -11,7 +11,7 @@ use atomsync_proto::{Encoding, ErrorCode, Value};
 
 use super::AppState;
 use super::error::ApiError;
-use super::request::{body_encoding, param, query_pairs, read_body, response_encoding, token};
+use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
 use crate::actors::Push;
 use crate::storage::read;
 
@@ -23,16 +23,8 @@ const MAX_LIMIT: usize = 10_000;
 pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
     let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
-    let pairs = query_pairs(&req);
-    let no_pairs = Vec::new();
-    let identity = state
-        .auth
-        .authenticate(token(&req, pairs.as_ref().unwrap_or(&no_pairs)))
-        .map_err(|error| ApiError {
-            error,
-            encoding: enc,
-        })?;
-    let pairs = pairs.map_err(bad)?;
+    let identity = identify(&req, &state.auth, enc)?;
+    let pairs = query_pairs(&req).map_err(bad)?;
     let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;
     let since = match param(&pairs, "since") {
@@ -84,14 +76,7 @@ pub async fn push(
     state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
-    let pairs = query_pairs(&req).unwrap_or_default();
-    let identity = state
-        .auth
-        .authenticate(token(&req, &pairs))
-        .map_err(|error| ApiError {
-            error,
-            encoding: enc,
-        })?;
+    let identity = identify(&req, &state.auth, enc)?;
     let body_enc = body_encoding(&req, enc)?;
     let body = read_body(&req, body, state.max_body_bytes, enc).await?;
     let unchecked =
