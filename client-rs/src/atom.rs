@@ -48,7 +48,11 @@ impl SyncedAtom {
 
     /// The value under `key`, converted to an application type (see [`crate::from_value`]).
     pub fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ClientError> {
-        self.shared.snapshot().get(key).map(|value| from_value(value).map_err(ClientError::from)).transpose()
+        self.shared
+            .snapshot()
+            .get(key)
+            .map(|value| from_value(value).map_err(ClientError::from))
+            .transpose()
     }
 
     /// Changes the map with `change`, which edits a copy of the current map. The
@@ -77,7 +81,11 @@ impl SyncedAtom {
     }
 
     /// Sets one key.
-    pub fn assoc(&self, key: impl Into<String>, value: impl Into<Value>) -> Result<Arc<Map>, ClientError> {
+    pub fn assoc(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Value>,
+    ) -> Result<Arc<Map>, ClientError> {
         let (key, value) = (key.into(), value.into());
         self.swap(move |map| {
             map.insert(key.clone(), value.clone());
@@ -97,7 +105,10 @@ impl SyncedAtom {
     /// may read and write the atom.
     pub fn watch(&self, callback: impl Fn(&Map, &Map) + Send + Sync + 'static) -> WatchGuard {
         let id = self.shared.watchers.add(Arc::new(callback));
-        WatchGuard { watchers: Arc::downgrade(&self.shared.watchers), id }
+        WatchGuard {
+            watchers: Arc::downgrade(&self.shared.watchers),
+            id,
+        }
     }
 
     /// A receiver of the map: `changed().await` wakes on every change (intermediate maps
@@ -138,13 +149,15 @@ impl SyncedAtom {
         self.store.send(Command::Kick(self.shared.name.clone()));
         let settled = status
             .wait_for(|now| {
-                now.failures > before.failures || (now.rounds > before.rounds && now.pending == 0 && now.online())
+                now.failures > before.failures
+                    || (now.rounds > before.rounds && now.pending == 0 && now.online())
             })
             .await;
         match settled {
-            Ok(now) if now.failures > before.failures => {
-                Err(now.last_error.clone().unwrap_or_else(|| Arc::new(ClientError::Network("sync failed".into()))))
-            }
+            Ok(now) if now.failures > before.failures => Err(now
+                .last_error
+                .clone()
+                .unwrap_or_else(|| Arc::new(ClientError::Network("sync failed".into())))),
             Ok(_) => Ok(()),
             Err(_) => Err(Arc::new(ClientError::Closed)),
         }
@@ -172,6 +185,8 @@ impl SyncedAtom {
 
 impl std::fmt::Debug for SyncedAtom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncedAtom").field("group", &self.shared.name).finish_non_exhaustive()
+        f.debug_struct("SyncedAtom")
+            .field("group", &self.shared.name)
+            .finish_non_exhaustive()
     }
 }

@@ -98,7 +98,10 @@ pub enum ClientError {
 impl ClientError {
     /// True for the errors that stop retrying: 401 and 403.
     pub fn is_auth(&self) -> bool {
-        matches!(self, ClientError::Unauthorized(_) | ClientError::Forbidden(_))
+        matches!(
+            self,
+            ClientError::Unauthorized(_) | ClientError::Forbidden(_)
+        )
     }
 
     /// The error for a protocol error code and message, as an error body or frame carries it.

@@ -14,7 +14,7 @@ use atomsync_proto::wire::check_key;
 use atomsync_proto::{Limits, Packed, Value};
 use tokio::sync::watch;
 
-use crate::local::{Applied, LocalDb, Loaded};
+use crate::local::{Applied, Loaded, LocalDb};
 use crate::watchers::Watchers;
 use crate::{ClientError, Map, Options, Status};
 
@@ -34,7 +34,12 @@ pub(crate) struct GroupShared {
 }
 
 impl GroupShared {
-    pub(crate) fn new(name: String, db: Arc<LocalDb>, loaded: Loaded, options: Options) -> GroupShared {
+    pub(crate) fn new(
+        name: String,
+        db: Arc<LocalDb>,
+        loaded: Loaded,
+        options: Options,
+    ) -> GroupShared {
         let status = Status {
             pending: loaded.pending,
             cursor: loaded.meta.cursor,
@@ -122,7 +127,10 @@ impl GroupShared {
     }
 
     /// Runs one engine-side transaction and publishes what it changed.
-    pub(crate) fn apply(&self, op: impl FnOnce(&LocalDb) -> Result<Applied, ClientError>) -> Result<Applied, ClientError> {
+    pub(crate) fn apply(
+        &self,
+        op: impl FnOnce(&LocalDb) -> Result<Applied, ClientError>,
+    ) -> Result<Applied, ClientError> {
         let guard = lock(&self.write);
         let applied = op(&self.db)?;
         let old = self.snapshot();
@@ -177,10 +185,18 @@ fn diff(old: &Map, new: &Map) -> Result<Vec<(String, Option<Packed>)>, ClientErr
 
 /// The value's encoding, once the key and value pass the checks the server makes.
 pub(crate) fn checked(key: &str, value: &Value) -> Result<Packed, ClientError> {
-    check_key(key).map_err(|reason| ClientError::InvalidKey { key: key.to_owned(), reason })?;
+    check_key(key).map_err(|reason| ClientError::InvalidKey {
+        key: key.to_owned(),
+        reason,
+    })?;
     let limits = Limits::default();
-    let invalid = |reason: String| ClientError::InvalidValue { key: key.to_owned(), reason };
-    value.check(limits.max_depth).map_err(|e| invalid(e.to_string().trim_start_matches(": ").to_owned()))?;
+    let invalid = |reason: String| ClientError::InvalidValue {
+        key: key.to_owned(),
+        reason,
+    };
+    value
+        .check(limits.max_depth)
+        .map_err(|e| invalid(e.to_string().trim_start_matches(": ").to_owned()))?;
     let packed = Packed::from_value(value);
     if packed.len() > limits.max_value_bytes {
         return Err(invalid(format!(

@@ -15,7 +15,8 @@ use crate::{ClientError, Value};
 ///
 /// It runs on a blocking thread of the sync engine; it must not block for long, and it
 /// must not call back into the atom it resolves for.
-pub type Resolver = Arc<dyn Fn(&str, Option<&Value>, Option<&Value>) -> Option<Value> + Send + Sync>;
+pub type Resolver =
+    Arc<dyn Fn(&str, Option<&Value>, Option<&Value>) -> Option<Value> + Send + Sync>;
 
 /// How a synced atom reaches its server.
 ///
@@ -36,7 +37,11 @@ impl Options {
     /// Options for the server's sync endpoint, e.g. `http://localhost:8090/sync` (or
     /// `https://`). Pull and push use that URL, the WebSocket the same path + `/ws`.
     pub fn new(url: impl Into<String>) -> Options {
-        Options { url: url.into(), token: None, resolver: None }
+        Options {
+            url: url.into(),
+            token: None,
+            resolver: None,
+        }
     }
 
     /// The bearer token sent with every request (needed when the server has users).
@@ -56,7 +61,10 @@ impl Options {
 
     /// The connection these options sync over: atoms with the same URL and token share one.
     pub(crate) fn connection_key(&self) -> ConnectionKey {
-        ConnectionKey { url: self.url.clone(), token: self.token.clone() }
+        ConnectionKey {
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
     }
 
     /// Whether `other` syncs the same way (the resolver compared by identity).
@@ -105,7 +113,10 @@ impl Endpoints {
     /// Derives both endpoints from the sync URL; an unusable URL is an error before any
     /// network traffic.
     pub(crate) fn parse(url: &str) -> Result<Endpoints, ClientError> {
-        let invalid = |reason: &str| ClientError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let invalid = |reason: &str| ClientError::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
         let http = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
         let ws_scheme = match http.scheme() {
             "http" => "ws",
@@ -119,7 +130,8 @@ impl Endpoints {
             return Err(invalid("must not carry a query or fragment"));
         }
         let mut ws = http.clone();
-        ws.set_scheme(ws_scheme).map_err(|()| invalid("cannot be turned into a WebSocket URL"))?;
+        ws.set_scheme(ws_scheme)
+            .map_err(|()| invalid("cannot be turned into a WebSocket URL"))?;
         let path = format!("{}/ws", http.path().trim_end_matches('/'));
         ws.set_path(&path);
         Ok(Endpoints { http, ws })
@@ -141,8 +153,17 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        for url in ["", "localhost:8090", "ftp://x/sync", "http://x/sync?group=a", "not a url"] {
-            assert!(matches!(Endpoints::parse(url), Err(ClientError::InvalidUrl { .. })), "{url}");
+        for url in [
+            "",
+            "localhost:8090",
+            "ftp://x/sync",
+            "http://x/sync?group=a",
+            "not a url",
+        ] {
+            assert!(
+                matches!(Endpoints::parse(url), Err(ClientError::InvalidUrl { .. })),
+                "{url}"
+            );
         }
     }
 

@@ -60,7 +60,10 @@ impl Store {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(ClientError::Closed);
         }
-        check_group(group).map_err(|reason| ClientError::InvalidGroup { group: group.to_owned(), reason })?;
+        check_group(group).map_err(|reason| ClientError::InvalidGroup {
+            group: group.to_owned(),
+            reason,
+        })?;
         Endpoints::parse(&options.url)?;
         let commands = self.inner.engine_commands()?;
         let mut groups = lock(&self.inner.groups);
@@ -74,13 +77,21 @@ impl Store {
             }
             None => {
                 let loaded = self.inner.db.load(group)?;
-                let shared = Arc::new(GroupShared::new(group.to_owned(), self.inner.db.clone(), loaded, options));
+                let shared = Arc::new(GroupShared::new(
+                    group.to_owned(),
+                    self.inner.db.clone(),
+                    loaded,
+                    options,
+                ));
                 groups.insert(group.to_owned(), shared.clone());
                 let _ = commands.send(Command::Attach(shared.clone()));
                 shared
             }
         };
-        Ok(SyncedAtom { shared, store: self.inner.clone() })
+        Ok(SyncedAtom {
+            shared,
+            store: self.inner.clone(),
+        })
     }
 
     /// Stops syncing and closes every atom of the store: their reads still work, writes
@@ -88,7 +99,10 @@ impl Store {
     /// was already durable; pending changes are pushed when the store is opened again.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        let groups: Vec<Arc<GroupShared>> = lock(&self.inner.groups).drain().map(|(_, shared)| shared).collect();
+        let groups: Vec<Arc<GroupShared>> = lock(&self.inner.groups)
+            .drain()
+            .map(|(_, shared)| shared)
+            .collect();
         for shared in groups {
             close_group(&shared);
         }
@@ -125,7 +139,9 @@ impl StoreInner {
     /// opening of the group closes nothing of the current one.
     pub(crate) fn close_group(&self, shared: &Arc<GroupShared>) {
         let mut groups = lock(&self.groups);
-        let current = groups.get(&shared.name).is_some_and(|open| Arc::ptr_eq(open, shared));
+        let current = groups
+            .get(&shared.name)
+            .is_some_and(|open| Arc::ptr_eq(open, shared));
         if current {
             groups.remove(&shared.name);
             drop(groups);

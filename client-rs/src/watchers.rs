@@ -113,7 +113,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn map(n: usize) -> Arc<Map> {
-        Arc::new((0..n).map(|i| (i.to_string(), crate::Value::from(i))).collect())
+        Arc::new(
+            (0..n)
+                .map(|i| (i.to_string(), crate::Value::from(i)))
+                .collect(),
+        )
     }
 
     #[test]
@@ -122,7 +126,9 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
         watchers.add(Arc::new(|_, _| panic!("boom")));
-        watchers.add(Arc::new(move |_, new| seen2.lock().unwrap().push(new.len())));
+        watchers.add(Arc::new(move |_, new| {
+            seen2.lock().unwrap().push(new.len())
+        }));
         watchers.enqueue(map(0), map(1));
         watchers.enqueue(map(1), map(2));
         watchers.dispatch();
@@ -136,11 +142,9 @@ mod tests {
         let (inner, count) = (Arc::downgrade(&watchers), calls.clone());
         watchers.add(Arc::new(move |_, new| {
             count.fetch_add(1, Ordering::SeqCst);
-            if new.len() < 3 {
-                if let Some(w) = inner.upgrade() {
-                    w.enqueue(map(new.len()), map(new.len() + 1));
-                    w.dispatch(); // re-entrant: returns at once, the outer loop delivers
-                }
+            if let Some(w) = inner.upgrade().filter(|_| new.len() < 3) {
+                w.enqueue(map(new.len()), map(new.len() + 1));
+                w.dispatch(); // re-entrant: returns at once, the outer loop delivers
             }
         }));
         watchers.enqueue(map(0), map(1));
@@ -156,7 +160,10 @@ mod tests {
         let id = watchers.add(Arc::new(move |_, _| {
             count.fetch_add(1, Ordering::SeqCst);
         }));
-        let guard = WatchGuard { watchers: Arc::downgrade(&watchers), id };
+        let guard = WatchGuard {
+            watchers: Arc::downgrade(&watchers),
+            id,
+        };
         watchers.enqueue(map(0), map(1));
         watchers.dispatch();
         drop(guard);

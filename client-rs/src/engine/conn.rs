@@ -94,7 +94,9 @@ impl Conn {
                     tracing::info!(server = ?self.key, %error, "no WebSocket: syncing over HTTP");
                     polling::run(&mut self).await
                 }
-                Err(ConnectError::Auth(error) | ConnectError::Network(error)) => Outcome::Failed(error),
+                Err(ConnectError::Auth(error) | ConnectError::Network(error)) => {
+                    Outcome::Failed(error)
+                }
             };
             match outcome {
                 Outcome::Closed => return,

@@ -59,7 +59,9 @@ impl HttpApi {
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let request = request.header(ACCEPT, Encoding::MsgPack.content_type()).timeout(REQUEST_TIMEOUT);
+        let request = request
+            .header(ACCEPT, Encoding::MsgPack.content_type())
+            .timeout(REQUEST_TIMEOUT);
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -68,7 +70,10 @@ impl HttpApi {
 
     /// Sends a request; a 200 gives its body and encoding, anything else the error it
     /// stands for.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Encoding), ClientError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Vec<u8>, Encoding), ClientError> {
         let mut response = request.send().await.map_err(|e| network(&e))?;
         let encoding = response_encoding(&response);
         let status = response.status().as_u16();
@@ -95,7 +100,9 @@ async fn read_capped(response: &mut Response) -> Result<Vec<u8>, ClientError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| network(&e))? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ClientError::Protocol(format!("an answer over {MAX_RESPONSE_BYTES} bytes")));
+            return Err(ClientError::Protocol(format!(
+                "an answer over {MAX_RESPONSE_BYTES} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
@@ -111,7 +118,11 @@ pub(crate) fn status_error(status: u16, body: &[u8], encoding: Encoding) -> Clie
             match status {
                 401 => ClientError::Unauthorized(format!("HTTP 401 {text}")),
                 403 => ClientError::Forbidden(format!("HTTP 403 {text}")),
-                _ => ClientError::Server { status, code: "http".to_owned(), message: text },
+                _ => ClientError::Server {
+                    status,
+                    code: "http".to_owned(),
+                    message: text,
+                },
             }
         }
     }

@@ -9,7 +9,9 @@ use atomsync_proto::wire::{ClientFrame, ServerFrame};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::conn::{Conn, Effect, Outcome};
-use super::round::{self, Settled, apply_changes, blocking, check_epoch, finish_catch_up, next_batch, push_request};
+use super::round::{
+    self, Settled, apply_changes, blocking, check_epoch, finish_catch_up, next_batch, push_request,
+};
 use super::ws::{Incoming, Socket};
 use crate::local::{EpochCheck, PendingChange};
 use crate::status::Connection;
@@ -40,14 +42,24 @@ pub(crate) async fn run(conn: &mut Conn, mut socket: Socket) -> Outcome {
 }
 
 async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, ClientError> {
-    let names: Vec<String> = conn.slots.iter().filter(|(_, slot)| !slot.forbidden).map(|(name, _)| name.clone()).collect();
+    let names: Vec<String> = conn
+        .slots
+        .iter()
+        .filter(|(_, slot)| !slot.forbidden)
+        .map(|(name, _)| name.clone())
+        .collect();
     for name in names {
         subscribe(conn, socket, &name).await?;
     }
     let mut last_heard = Instant::now();
     loop {
         start_pushes(conn, socket).await?;
-        let retry_at = conn.slots.values().filter_map(|slot| slot.retry_at).min().map(Instant::from_std);
+        let retry_at = conn
+            .slots
+            .values()
+            .filter_map(|slot| slot.retry_at)
+            .min()
+            .map(Instant::from_std);
         tokio::select! {
             incoming = socket.next() => {
                 last_heard = Instant::now();
@@ -83,26 +95,44 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
 
 /// Subscribes a group from its stored cursor.
 async fn subscribe(conn: &mut Conn, socket: &mut Socket, name: &str) -> Result<(), ClientError> {
-    let Some(slot) = conn.slots.get_mut(name) else { return Ok(()) };
+    let Some(slot) = conn.slots.get_mut(name) else {
+        return Ok(());
+    };
     slot.live = false;
     let shared = slot.shared.clone();
     let meta = blocking(move || shared.db.meta(&shared.name)).await?;
-    socket.send(&ClientFrame::Subscribe { group: name.to_owned(), since: meta.cursor }).await
+    socket
+        .send(&ClientFrame::Subscribe {
+            group: name.to_owned(),
+            since: meta.cursor,
+        })
+        .await
 }
 
 /// Starts a push for every live group that has pending changes and none in flight.
 async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), ClientError> {
-    let ready: Vec<String> =
-        conn.slots.iter().filter(|(_, slot)| slot.live && slot.may_push()).map(|(name, _)| name.clone()).collect();
+    let ready: Vec<String> = conn
+        .slots
+        .iter()
+        .filter(|(_, slot)| slot.live && slot.may_push())
+        .map(|(name, _)| name.clone())
+        .collect();
     for name in ready {
         let id = conn.push_id();
-        let Some(slot) = conn.slots.get_mut(&name) else { continue };
+        let Some(slot) = conn.slots.get_mut(&name) else {
+            continue;
+        };
         let batch = next_batch(slot).await?;
         if batch.is_empty() {
             continue;
         }
         let push = push_request(&name, &batch).to_unchecked();
-        socket.send(&ClientFrame::Push { id: Value::from(id), push }).await?;
+        socket
+            .send(&ClientFrame::Push {
+                id: Value::from(id),
+                push,
+            })
+            .await?;
         slot.in_flight = Some((id, batch));
     }
     Ok(())
@@ -110,13 +140,24 @@ async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), Client
 
 async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>, ClientError> {
     match frame {
-        ServerFrame::Changes { group, changes, seq } => {
+        ServerFrame::Changes {
+            group,
+            changes,
+            seq,
+        } => {
             if let Some(slot) = conn.slots.get(&group).filter(|slot| !slot.forbidden) {
                 apply_changes(&slot.shared, changes, seq).await?;
             }
         }
-        ServerFrame::Subscribed { group, epoch, seq, reset } => {
-            let Some(slot) = conn.slots.get_mut(&group).filter(|slot| !slot.forbidden) else { return Ok(None) };
+        ServerFrame::Subscribed {
+            group,
+            epoch,
+            seq,
+            reset,
+        } => {
+            let Some(slot) = conn.slots.get_mut(&group).filter(|slot| !slot.forbidden) else {
+                return Ok(None);
+            };
             if check_epoch(&slot.shared, &epoch).await? == EpochCheck::Changed {
                 return Ok(Some(Outcome::Reconnect));
             }
@@ -132,8 +173,12 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
         }
         ServerFrame::Unsubscribed { .. } => {}
         ServerFrame::Pushed { id, response } => {
-            let Some(slot) = conn.slots.get_mut(&response.group) else { return Ok(None) };
-            let Some(sent) = take_in_flight(&mut slot.in_flight, &id) else { return Ok(None) };
+            let Some(slot) = conn.slots.get_mut(&response.group) else {
+                return Ok(None);
+            };
+            let Some(sent) = take_in_flight(&mut slot.in_flight, &id) else {
+                return Ok(None);
+            };
             if round::settle(slot, sent, response).await? == Settled::EpochChanged {
                 return Ok(Some(Outcome::Reconnect));
             }
@@ -144,7 +189,9 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
                 tracing::warn!(server = ?conn.key, %error, "the server reported an error");
                 return Ok(None);
             };
-            let sent = id.as_ref().and_then(|id| take_in_flight(&mut slot.in_flight, id));
+            let sent = id
+                .as_ref()
+                .and_then(|id| take_in_flight(&mut slot.in_flight, id));
             match sent {
                 Some(sent) => {
                     if let Err(error) = round::refused(slot, sent, error).await {
@@ -173,19 +220,36 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
 
 /// The changes of the in-flight push whose frame id is `id` (an answer to an older,
 /// forgotten push matches nothing).
-fn take_in_flight(in_flight: &mut Option<(u64, Vec<PendingChange>)>, id: &Value) -> Option<Vec<PendingChange>> {
+fn take_in_flight(
+    in_flight: &mut Option<(u64, Vec<PendingChange>)>,
+    id: &Value,
+) -> Option<Vec<PendingChange>> {
     let expected = in_flight.as_ref().map(|(expected, _)| *expected)?;
-    if id.as_u64() == Some(expected) { in_flight.take().map(|(_, sent)| sent) } else { None }
+    if id.as_u64() == Some(expected) {
+        in_flight.take().map(|(_, sent)| sent)
+    } else {
+        None
+    }
 }
 
-async fn on_command(conn: &mut Conn, socket: &mut Socket, command: super::ConnCommand) -> Result<(), ClientError> {
+async fn on_command(
+    conn: &mut Conn,
+    socket: &mut Socket,
+    command: super::ConnCommand,
+) -> Result<(), ClientError> {
     match conn.on_command(command) {
         Effect::Added(name) => subscribe(conn, socket, &name).await?,
-        Effect::Removed(name) => socket.send(&ClientFrame::Unsubscribe { group: name }).await?,
+        Effect::Removed(name) => {
+            socket
+                .send(&ClientFrame::Unsubscribe { group: name })
+                .await?
+        }
         // `start_pushes` runs before the next wait.
         Effect::Wake => {}
         Effect::Kick(name) => {
-            let Some(slot) = conn.slots.get(&name) else { return Ok(()) };
+            let Some(slot) = conn.slots.get(&name) else {
+                return Ok(());
+            };
             if !slot.live {
                 subscribe(conn, socket, &name).await?;
             } else if slot.in_flight.is_none() && slot.shared.status().pending == 0 {

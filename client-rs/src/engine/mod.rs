@@ -68,7 +68,11 @@ pub(crate) fn start(runtime: &Handle) -> Result<EngineHandle, ClientError> {
         .build()
         .map_err(|e| http::network(&e))?;
     let (commands, receiver) = mpsc::unbounded_channel();
-    let engine = Engine { client, routes: HashMap::new(), connections: HashMap::new() };
+    let engine = Engine {
+        client,
+        routes: HashMap::new(),
+        connections: HashMap::new(),
+    };
     let task = runtime.spawn(engine.run(receiver));
     Ok(EngineHandle { commands, task })
 }
@@ -145,7 +149,9 @@ impl Engine {
     }
 
     fn detach(&mut self, group: &str) {
-        let Some(key) = self.routes.remove(group) else { return };
+        let Some(key) = self.routes.remove(group) else {
+            return;
+        };
         if let Some(sender) = self.connections.get(&key) {
             let _ = sender.send(ConnCommand::Remove(group.to_owned()));
         }
@@ -155,7 +161,10 @@ impl Engine {
     }
 
     fn send_to(&self, group: &str, command: ConnCommand) {
-        let sender = self.routes.get(group).and_then(|key| self.connections.get(key));
+        let sender = self
+            .routes
+            .get(group)
+            .and_then(|key| self.connections.get(key));
         if let Some(sender) = sender {
             let _ = sender.send(command);
         }

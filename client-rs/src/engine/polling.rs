@@ -9,7 +9,9 @@ use tokio::time::{Instant, sleep_until};
 
 use super::conn::{Conn, Effect, Outcome};
 use super::live::PUSH_RETRY;
-use super::round::{self, Settled, apply_changes, blocking, check_epoch, check_page, finish_catch_up, next_batch};
+use super::round::{
+    self, Settled, apply_changes, blocking, check_epoch, check_page, finish_catch_up, next_batch,
+};
 use crate::local::EpochCheck;
 use crate::status::Connection;
 use crate::{ClientError, Status};
@@ -24,7 +26,12 @@ const WEBSOCKET_RETRY: Duration = Duration::from_secs(30);
 pub(crate) async fn run(conn: &mut Conn) -> Outcome {
     let until = Instant::now() + WEBSOCKET_RETRY;
     loop {
-        let names: Vec<String> = conn.slots.iter().filter(|(_, slot)| !slot.forbidden).map(|(name, _)| name.clone()).collect();
+        let names: Vec<String> = conn
+            .slots
+            .iter()
+            .filter(|(_, slot)| !slot.forbidden)
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in names {
             if let Err(error) = sync_group(conn, &name).await {
                 return Outcome::Failed(error);
@@ -55,7 +62,9 @@ pub(crate) async fn run(conn: &mut Conn) -> Outcome {
 async fn sync_group(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
     loop {
         match catch_up(conn, name).await {
-            Err(ClientError::Forbidden(message)) => return forbid(conn, name, ClientError::Forbidden(message)),
+            Err(ClientError::Forbidden(message)) => {
+                return forbid(conn, name, ClientError::Forbidden(message));
+            }
             other => other?,
         }
         match push_all(conn, name).await? {
@@ -73,7 +82,9 @@ async fn sync_group(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
 /// Pulls pages until the server has no more.
 async fn catch_up(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
     loop {
-        let Some(slot) = conn.slots.get(name) else { return Ok(()) };
+        let Some(slot) = conn.slots.get(name) else {
+            return Ok(());
+        };
         let shared = slot.shared.clone();
         let reader = shared.clone();
         let meta = blocking(move || reader.db.meta(&reader.name)).await?;
@@ -96,7 +107,9 @@ async fn catch_up(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
 /// Pushes pending changes batch by batch until none is left (or pushing must wait).
 async fn push_all(conn: &mut Conn, name: &str) -> Result<Settled, ClientError> {
     loop {
-        let Some(slot) = conn.slots.get_mut(name) else { return Ok(Settled::Done) };
+        let Some(slot) = conn.slots.get_mut(name) else {
+            return Ok(Settled::Done);
+        };
         if !slot.may_push() {
             return Ok(Settled::Done);
         }
@@ -107,13 +120,17 @@ async fn push_all(conn: &mut Conn, name: &str) -> Result<Settled, ClientError> {
         let request = round::push_request(name, &batch);
         match conn.http.push(&request).await {
             Ok(response) => {
-                let Some(slot) = conn.slots.get_mut(name) else { return Ok(Settled::Done) };
+                let Some(slot) = conn.slots.get_mut(name) else {
+                    return Ok(Settled::Done);
+                };
                 if round::settle(slot, batch, response).await? == Settled::EpochChanged {
                     return Ok(Settled::EpochChanged);
                 }
             }
             Err(error) => {
-                let Some(slot) = conn.slots.get_mut(name) else { return Ok(Settled::Done) };
+                let Some(slot) = conn.slots.get_mut(name) else {
+                    return Ok(Settled::Done);
+                };
                 match round::refused(slot, batch, error).await {
                     Ok(()) => {}
                     Err(error @ (ClientError::Server { .. } | ClientError::Protocol(_))) => {

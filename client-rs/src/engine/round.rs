@@ -10,12 +10,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
+use atomsync_proto::Packed;
 use atomsync_proto::wire::{Change, Doc, Op, PullResponse, PushRequest, PushResponse, PushResult};
-use atomsync_proto::{Packed, Value};
 
 use crate::group::{GroupShared, checked};
 use crate::local::{Applied, EpochCheck, PendingChange, Settlement};
-use crate::{ClientError, Status};
+use crate::{ClientError, Resolver, Status};
 
 /// Most changes in one push (the server's default limit is 10000).
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -40,7 +40,14 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub(crate) fn new(shared: Arc<GroupShared>) -> Slot {
-        Slot { shared, forbidden: false, batch_limit: MAX_BATCH, in_flight: None, live: false, retry_at: None }
+        Slot {
+            shared,
+            forbidden: false,
+            batch_limit: MAX_BATCH,
+            in_flight: None,
+            live: false,
+            retry_at: None,
+        }
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -53,7 +60,9 @@ impl Slot {
 
     /// Whether a push may start now.
     pub(crate) fn may_push(&self) -> bool {
-        !self.forbidden && self.in_flight.is_none() && self.retry_at.is_none_or(|at| at <= Instant::now())
+        !self.forbidden
+            && self.in_flight.is_none()
+            && self.retry_at.is_none_or(|at| at <= Instant::now())
     }
 }
 
@@ -64,12 +73,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(op).await {
         Ok(result) => result,
         // A panicking watcher is caught where it is called; this is only a cancelled task.
-        Err(error) => Err(ClientError::Protocol(format!("local store task failed: {error}"))),
+        Err(error) => Err(ClientError::Protocol(format!(
+            "local store task failed: {error}"
+        ))),
     }
 }
 
 /// Compares the server's epoch with the recorded one (resetting the group on a change).
-pub(crate) async fn check_epoch(shared: &Arc<GroupShared>, epoch: &str) -> Result<EpochCheck, ClientError> {
+pub(crate) async fn check_epoch(
+    shared: &Arc<GroupShared>,
+    epoch: &str,
+) -> Result<EpochCheck, ClientError> {
     let (shared, epoch) = (shared.clone(), epoch.to_owned());
     blocking(move || {
         let mut check = EpochCheck::Same;
@@ -90,35 +104,62 @@ pub(crate) async fn check_epoch(shared: &Arc<GroupShared>, epoch: &str) -> Resul
 pub(crate) async fn begin_compaction_reset(shared: &Arc<GroupShared>) -> Result<(), ClientError> {
     let shared = shared.clone();
     tracing::info!(group = %shared.name, "the server compacted past our cursor: full catch-up");
-    blocking(move || shared.apply(|db| db.begin_compaction_reset(&shared.name)).map(drop)).await
+    blocking(move || {
+        shared
+            .apply(|db| db.begin_compaction_reset(&shared.name))
+            .map(drop)
+    })
+    .await
 }
 
 /// Stores documents and advances the cursor to `seq`, after checking their order.
-pub(crate) async fn apply_changes(shared: &Arc<GroupShared>, docs: Vec<Doc>, seq: u64) -> Result<(), ClientError> {
+pub(crate) async fn apply_changes(
+    shared: &Arc<GroupShared>,
+    docs: Vec<Doc>,
+    seq: u64,
+) -> Result<(), ClientError> {
     check_order(&docs, 0, seq)?;
     let shared = shared.clone();
-    blocking(move || shared.apply(|db| db.apply_remote(&shared.name, &docs, seq)).map(drop)).await
+    blocking(move || {
+        shared
+            .apply(|db| db.apply_remote(&shared.name, &docs, seq))
+            .map(drop)
+    })
+    .await
 }
 
 /// Ends a complete catch-up (sweeping after a reset).
 pub(crate) async fn finish_catch_up(shared: &Arc<GroupShared>) -> Result<(), ClientError> {
     let shared = shared.clone();
-    blocking(move || shared.apply(|db| db.finish_catch_up(&shared.name)).map(drop)).await
+    blocking(move || {
+        shared
+            .apply(|db| db.finish_catch_up(&shared.name))
+            .map(drop)
+    })
+    .await
 }
 
 /// Checks a pull page against the request: the right group, changes after `since` in
 /// `seq` order up to the page's cursor, and progress whenever `more` is set.
 pub(crate) fn check_page(page: &PullResponse, group: &str, since: u64) -> Result<(), ClientError> {
     if page.group != group {
-        return Err(ClientError::Protocol(format!("pull of {group:?} answered for {:?}", page.group)));
+        return Err(ClientError::Protocol(format!(
+            "pull of {group:?} answered for {:?}",
+            page.group
+        )));
     }
     // A reset answer is a pull from 0.
     let since = if page.reset { 0 } else { since };
     if page.seq < since {
-        return Err(ClientError::Protocol(format!("pull since {since} answered with cursor {}", page.seq)));
+        return Err(ClientError::Protocol(format!(
+            "pull since {since} answered with cursor {}",
+            page.seq
+        )));
     }
     if page.more && page.changes.is_empty() {
-        return Err(ClientError::Protocol("pull answered more: true with no changes".into()));
+        return Err(ClientError::Protocol(
+            "pull answered more: true with no changes".into(),
+        ));
     }
     check_order(&page.changes, since, page.seq)
 }
@@ -141,7 +182,12 @@ fn check_order(docs: &[Doc], since: u64, seq: u64) -> Result<(), ClientError> {
 /// The next batch of pending changes of a slot (empty when none).
 pub(crate) async fn next_batch(slot: &Slot) -> Result<Vec<PendingChange>, ClientError> {
     let (shared, limit) = (slot.shared.clone(), slot.batch_limit);
-    blocking(move || shared.db.pending_batch(&shared.name, limit, MAX_BATCH_BYTES)).await
+    blocking(move || {
+        shared
+            .db
+            .pending_batch(&shared.name, limit, MAX_BATCH_BYTES)
+    })
+    .await
 }
 
 /// The push request for a batch.
@@ -154,7 +200,10 @@ pub(crate) fn push_request(group: &str, batch: &[PendingChange]) -> PushRequest 
             op: change.value.clone().map_or(Op::Delete, Op::Set),
         })
         .collect();
-    PushRequest { group: group.to_owned(), changes }
+    PushRequest {
+        group: group.to_owned(),
+        changes,
+    }
 }
 
 /// What settling a push found.
@@ -181,13 +230,19 @@ pub(crate) async fn settle(
         let mut settlements = Vec::with_capacity(sent.len());
         for (sent, result) in sent.into_iter().zip(response.results) {
             match result {
-                PushResult::Accepted { version, .. } => settlements.push(Settlement::Accepted { sent, version }),
+                PushResult::Accepted { version, .. } => {
+                    settlements.push(Settlement::Accepted { sent, version })
+                }
                 // Bases of the old database mean nothing to the new one: the change stays
                 // pending and is rebased after the catch-up.
                 PushResult::Conflict { .. } if epoch_changed => {}
                 PushResult::Conflict { current, .. } => {
-                    let resolution = resolve(resolver.as_deref(), &sent, current.as_ref());
-                    settlements.push(Settlement::Conflict { sent, current, resolution });
+                    let resolution = resolve(resolver.as_ref(), &sent, current.as_ref());
+                    settlements.push(Settlement::Conflict {
+                        sent,
+                        current,
+                        resolution,
+                    });
                 }
             }
         }
@@ -198,13 +253,24 @@ pub(crate) async fn settle(
         slot.batch_limit = MAX_BATCH;
     }
     slot.status(|status| status.rounds += 1);
-    Ok(if epoch_changed { Settled::EpochChanged } else { Settled::Done })
+    Ok(if epoch_changed {
+        Settled::EpochChanged
+    } else {
+        Settled::Done
+    })
 }
 
 /// One result per change sent, for the same keys in the same order.
-fn check_results(group: &str, sent: &[PendingChange], response: &PushResponse) -> Result<(), ClientError> {
+fn check_results(
+    group: &str,
+    sent: &[PendingChange],
+    response: &PushResponse,
+) -> Result<(), ClientError> {
     if response.group != group {
-        return Err(ClientError::Protocol(format!("push to {group:?} answered for {:?}", response.group)));
+        return Err(ClientError::Protocol(format!(
+            "push to {group:?} answered for {:?}",
+            response.group
+        )));
     }
     if response.results.len() != sent.len() {
         return Err(ClientError::Protocol(format!(
@@ -219,7 +285,10 @@ fn check_results(group: &str, sent: &[PendingChange], response: &PushResponse) -
             PushResult::Conflict { key, current } => (key, current.as_ref()),
         };
         if *key != change.key || current.is_some_and(|doc| doc.key != change.key) {
-            return Err(ClientError::Protocol(format!("results[{index}] is for {key:?}, not {:?}", change.key)));
+            return Err(ClientError::Protocol(format!(
+                "results[{index}] is for {key:?}, not {:?}",
+                change.key
+            )));
         }
     }
     Ok(())
@@ -229,17 +298,21 @@ fn check_results(group: &str, sent: &[PendingChange], response: &PushResponse) -
 /// when both sides hold the same value (a retried push meeting its own first attempt).
 /// A resolver that panics or answers a value the server would refuse counts as `None`.
 fn resolve(
-    resolver: Option<&(dyn Fn(&str, Option<&Value>, Option<&Value>) -> Option<Value> + Send + Sync)>,
+    resolver: Option<&Resolver>,
     sent: &PendingChange,
     current: Option<&Doc>,
 ) -> Option<Packed> {
     let resolver = resolver?;
     let local = sent.value.as_ref().map(Packed::to_value);
-    let server = current.and_then(|doc| doc.value.as_ref()).map(Packed::to_value);
+    let server = current
+        .and_then(|doc| doc.value.as_ref())
+        .map(Packed::to_value);
     if local == server {
         return None;
     }
-    let answer = catch_unwind(AssertUnwindSafe(|| resolver(&sent.key, local.as_ref(), server.as_ref())));
+    let answer = catch_unwind(AssertUnwindSafe(|| {
+        resolver(&sent.key, local.as_ref(), server.as_ref())
+    }));
     match answer {
         Ok(Some(value)) => match checked(&sent.key, &value) {
             Ok(packed) => Some(packed),
@@ -259,8 +332,18 @@ fn resolve(
 /// The server refused a push. Splits a batch to find the change it refuses; drops a lone
 /// refused change (the key goes back to the server's value). Returns the error to report
 /// when the push is to be retried later rather than at once.
-pub(crate) async fn refused(slot: &mut Slot, sent: Vec<PendingChange>, error: ClientError) -> Result<(), ClientError> {
-    let over_limit = matches!(&error, ClientError::Server { status: 400 | 413, .. });
+pub(crate) async fn refused(
+    slot: &mut Slot,
+    sent: Vec<PendingChange>,
+    error: ClientError,
+) -> Result<(), ClientError> {
+    let over_limit = matches!(
+        &error,
+        ClientError::Server {
+            status: 400 | 413,
+            ..
+        }
+    );
     match error {
         ClientError::Forbidden(_) => {
             slot.forbidden = true;
@@ -274,9 +357,15 @@ pub(crate) async fn refused(slot: &mut Slot, sent: Vec<PendingChange>, error: Cl
             Ok(())
         }
         ClientError::Server { message, .. } if over_limit => {
-            let key = sent.first().map(|change| change.key.clone()).unwrap_or_default();
+            let key = sent
+                .first()
+                .map(|change| change.key.clone())
+                .unwrap_or_default();
             tracing::error!(group = %slot.name(), %key, %message, "the server refused a change: dropped");
-            let settlements: Vec<Settlement> = sent.into_iter().map(|sent| Settlement::Rejected { sent }).collect();
+            let settlements: Vec<Settlement> = sent
+                .into_iter()
+                .map(|sent| Settlement::Rejected { sent })
+                .collect();
             let shared = slot.shared.clone();
             blocking(move || shared.apply(|db| db.settle(&shared.name, &settlements))).await?;
             let error = Arc::new(ClientError::Rejected { key, message });

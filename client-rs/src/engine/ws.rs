@@ -49,13 +49,17 @@ pub(crate) enum Incoming {
 impl Socket {
     /// Opens the WebSocket at `url`, with the token as a bearer header.
     pub(crate) async fn connect(url: &Url, token: Option<&str>) -> Result<Socket, ConnectError> {
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::Network(ClientError::InvalidUrl { url: url.to_string(), reason: e.to_string() }))?;
+        let mut request = url.as_str().into_client_request().map_err(|e| {
+            ConnectError::Network(ClientError::InvalidUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })
+        })?;
         if let Some(token) = token {
             let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ConnectError::Auth(ClientError::Unauthorized("the token holds characters a header cannot carry".into()))
+                ConnectError::Auth(ClientError::Unauthorized(
+                    "the token holds characters a header cannot carry".into(),
+                ))
             })?;
             request.headers_mut().insert(AUTHORIZATION, value);
         }
@@ -80,7 +84,11 @@ impl Socket {
                     .unwrap_or(Encoding::Json);
                 let body = response.body().as_deref().unwrap_or_default();
                 let error = status_error(status, body, encoding);
-                Err(if error.is_auth() { ConnectError::Auth(error) } else { ConnectError::Unavailable(error) })
+                Err(if error.is_auth() {
+                    ConnectError::Auth(error)
+                } else {
+                    ConnectError::Unavailable(error)
+                })
             }
             Ok(Err(error)) => Err(ConnectError::Network(network(&error))),
         }
@@ -89,13 +97,20 @@ impl Socket {
     /// Sends a frame as binary MessagePack.
     pub(crate) async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let bytes = frame.encode(Encoding::MsgPack);
-        self.stream.send(Message::Binary(bytes.into())).await.map_err(|e| network(&e))
+        self.stream
+            .send(Message::Binary(bytes.into()))
+            .await
+            .map_err(|e| network(&e))
     }
 
     /// The next message from the server.
     pub(crate) async fn next(&mut self) -> Incoming {
         let message = match self.stream.next().await {
-            None => return Incoming::Closed(ClientError::Network("the server closed the WebSocket".into())),
+            None => {
+                return Incoming::Closed(ClientError::Network(
+                    "the server closed the WebSocket".into(),
+                ));
+            }
             Some(Err(error)) => return Incoming::Closed(network(&error)),
             Some(Ok(message)) => message,
         };
@@ -104,13 +119,21 @@ impl Socket {
             Message::Text(text) => ServerFrame::decode(text.as_bytes(), Encoding::Json),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Incoming::Alive,
             Message::Close(frame) => {
-                let why = frame.map_or_else(|| "no reason".to_owned(), |f| format!("code {} {}", f.code, f.reason));
-                return Incoming::Closed(ClientError::Network(format!("the server closed the WebSocket ({why})")));
+                let why = frame.map_or_else(
+                    || "no reason".to_owned(),
+                    |f| format!("code {} {}", f.code, f.reason),
+                );
+                return Incoming::Closed(ClientError::Network(format!(
+                    "the server closed the WebSocket ({why})"
+                )));
             }
         };
         match decoded {
             Ok(frame) => Incoming::Frame(frame),
-            Err(error) => Incoming::Bad(ClientError::Protocol(format!("WebSocket frame: {}", error.message))),
+            Err(error) => Incoming::Bad(ClientError::Protocol(format!(
+                "WebSocket frame: {}",
+                error.message
+            ))),
         }
     }
 

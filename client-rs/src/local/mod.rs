@@ -51,7 +51,9 @@ impl ResetMode {
             0 => Ok(ResetMode::None),
             1 => Ok(ResetMode::Compaction),
             2 => Ok(ResetMode::Epoch),
-            other => Err(ClientError::Corrupt(format!("groups.reset: unknown mode {other}"))),
+            other => Err(ClientError::Corrupt(format!(
+                "groups.reset: unknown mode {other}"
+            ))),
         }
     }
 }
@@ -120,9 +122,14 @@ impl LocalDb {
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&conn)?;
-        let next_rev: i64 = conn.query_row("SELECT COALESCE(MAX(rev), 0) + 1 FROM pending", [], |row| row.get(0))?;
+        let next_rev: i64 =
+            conn.query_row("SELECT COALESCE(MAX(rev), 0) + 1 FROM pending", [], |row| {
+                row.get(0)
+            })?;
         let next_rev = from_sql_u64(next_rev, "pending.rev")?;
-        Ok(LocalDb { inner: Mutex::new(Inner { conn, next_rev }) })
+        Ok(LocalDb {
+            inner: Mutex::new(Inner { conn, next_rev }),
+        })
     }
 
     /// Runs `op` in one immediate transaction and commits it; any error rolls it back.
@@ -150,7 +157,8 @@ impl LocalDb {
                 "SELECT key, value FROM docs WHERE grp = ?1 AND value IS NOT NULL
                  AND key NOT IN (SELECT key FROM pending WHERE grp = ?1)",
             )?;
-            let mut from_pending = tx.prepare("SELECT key, value FROM pending WHERE grp = ?1 AND value IS NOT NULL")?;
+            let mut from_pending =
+                tx.prepare("SELECT key, value FROM pending WHERE grp = ?1 AND value IS NOT NULL")?;
             for statement in [&mut from_docs, &mut from_pending] {
                 let mut rows = statement.query([group])?;
                 while let Some(row) = rows.next()? {
@@ -160,7 +168,11 @@ impl LocalDb {
                     visible.insert(key, value);
                 }
             }
-            Ok(Loaded { meta: meta(tx, group)?, visible, pending: pending_count(tx, group)? })
+            Ok(Loaded {
+                meta: meta(tx, group)?,
+                visible,
+                pending: pending_count(tx, group)?,
+            })
         })
     }
 
@@ -171,7 +183,11 @@ impl LocalDb {
 
     /// Records local edits as pending changes, folded per key: a key already pending keeps
     /// its base (the version the first unsent edit was made on) and takes the new value.
-    pub(crate) fn write_local(&self, group: &str, edits: &[(String, Option<Packed>)]) -> Result<Applied, ClientError> {
+    pub(crate) fn write_local(
+        &self,
+        group: &str,
+        edits: &[(String, Option<Packed>)],
+    ) -> Result<Applied, ClientError> {
         self.with_tx(|tx, next_rev| {
             for (key, value) in edits {
                 let rev = take_rev(next_rev)?;
@@ -203,14 +219,18 @@ impl LocalDb {
     ) -> Result<Vec<PendingChange>, ClientError> {
         self.with_tx(|tx, _| {
             let limit = i64::try_from(max_changes).unwrap_or(i64::MAX);
-            let mut statement =
-                tx.prepare("SELECT key, base, value, rev FROM pending WHERE grp = ?1 ORDER BY rev LIMIT ?2")?;
+            let mut statement = tx.prepare(
+                "SELECT key, base, value, rev FROM pending WHERE grp = ?1 ORDER BY rev LIMIT ?2",
+            )?;
             let mut rows = statement.query(params![group, limit])?;
             let mut batch = Vec::new();
             let mut bytes = 0usize;
             while let Some(row) = rows.next()? {
                 let key: String = row.get(0)?;
-                let value = row.get::<_, Option<Vec<u8>>>(2)?.map(|raw| packed(&raw, &key)).transpose()?;
+                let value = row
+                    .get::<_, Option<Vec<u8>>>(2)?
+                    .map(|raw| packed(&raw, &key))
+                    .transpose()?;
                 bytes = bytes.saturating_add(key.len() + value.as_ref().map_or(0, Packed::len));
                 if bytes > max_bytes && !batch.is_empty() {
                     break;
@@ -230,12 +250,24 @@ impl LocalDb {
 /// The position of `group` (a group never registered is at the start).
 fn meta(tx: &Transaction<'_>, group: &str) -> Result<GroupMeta, ClientError> {
     let row = tx
-        .query_row("SELECT epoch, cursor, reset FROM groups WHERE name = ?1", [group], |row| {
-            Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        })
+        .query_row(
+            "SELECT epoch, cursor, reset FROM groups WHERE name = ?1",
+            [group],
+            |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            },
+        )
         .optional()?;
     match row {
-        None => Ok(GroupMeta { epoch: None, cursor: 0, reset: ResetMode::None }),
+        None => Ok(GroupMeta {
+            epoch: None,
+            cursor: 0,
+            reset: ResetMode::None,
+        }),
         Some((epoch, cursor, reset)) => Ok(GroupMeta {
             epoch,
             cursor: from_sql_u64(cursor, "groups.cursor")?,
@@ -245,26 +277,47 @@ fn meta(tx: &Transaction<'_>, group: &str) -> Result<GroupMeta, ClientError> {
 }
 
 fn pending_count(tx: &Transaction<'_>, group: &str) -> Result<usize, ClientError> {
-    let count: i64 = tx.query_row("SELECT COUNT(*) FROM pending WHERE grp = ?1", [group], |row| row.get(0))?;
+    let count: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pending WHERE grp = ?1",
+        [group],
+        |row| row.get(0),
+    )?;
     Ok(usize::try_from(count).unwrap_or(0))
 }
 
 /// The [`Applied`] of an operation that produced `edits`.
-fn finish(tx: &Transaction<'_>, group: &str, edits: Vec<(String, Option<Value>)>) -> Result<Applied, ClientError> {
+fn finish(
+    tx: &Transaction<'_>,
+    group: &str,
+    edits: Vec<(String, Option<Value>)>,
+) -> Result<Applied, ClientError> {
     let meta = meta(tx, group)?;
-    Ok(Applied { edits, pending: pending_count(tx, group)?, cursor: meta.cursor, epoch: meta.epoch })
+    Ok(Applied {
+        edits,
+        pending: pending_count(tx, group)?,
+        cursor: meta.cursor,
+        epoch: meta.epoch,
+    })
 }
 
 /// What the application sees for `key`: the pending value when one is pending, else the
 /// server's (`None` for absent, deleted or pending delete).
 fn visible(tx: &Transaction<'_>, group: &str, key: &str) -> Result<Option<Value>, ClientError> {
     let pending: Option<Option<Vec<u8>>> = tx
-        .query_row("SELECT value FROM pending WHERE grp = ?1 AND key = ?2", [group, key], |row| row.get(0))
+        .query_row(
+            "SELECT value FROM pending WHERE grp = ?1 AND key = ?2",
+            [group, key],
+            |row| row.get(0),
+        )
         .optional()?;
     let bytes = match pending {
         Some(bytes) => bytes,
         None => tx
-            .query_row("SELECT value FROM docs WHERE grp = ?1 AND key = ?2", [group, key], |row| row.get(0))
+            .query_row(
+                "SELECT value FROM docs WHERE grp = ?1 AND key = ?2",
+                [group, key],
+                |row| row.get(0),
+            )
             .optional()?
             .flatten(),
     };
@@ -280,8 +333,9 @@ fn take_rev(next_rev: &mut u64) -> Result<i64, ClientError> {
 
 /// Stored value bytes, checked (the file may have been damaged or edited).
 fn packed(bytes: &[u8], key: &str) -> Result<Packed, ClientError> {
-    Packed::from_bytes(bytes, RESPONSE_MAX_DEPTH)
-        .map_err(|e| ClientError::Corrupt(format!("the stored value of {key:?} does not decode: {e}")))
+    Packed::from_bytes(bytes, RESPONSE_MAX_DEPTH).map_err(|e| {
+        ClientError::Corrupt(format!("the stored value of {key:?} does not decode: {e}"))
+    })
 }
 
 fn decode(bytes: &[u8], key: &str) -> Result<Value, ClientError> {
@@ -291,11 +345,13 @@ fn decode(bytes: &[u8], key: &str) -> Result<Value, ClientError> {
 /// A protocol number as SQLite stores it (i64). Versions and sequence numbers above
 /// `i64::MAX` cannot come from a real server.
 fn to_sql_u64(number: u64) -> Result<i64, ClientError> {
-    i64::try_from(number).map_err(|_| ClientError::Protocol(format!("number {number} is beyond 2^63")))
+    i64::try_from(number)
+        .map_err(|_| ClientError::Protocol(format!("number {number} is beyond 2^63")))
 }
 
 fn from_sql_u64(number: i64, column: &str) -> Result<u64, ClientError> {
-    u64::try_from(number).map_err(|_| ClientError::Corrupt(format!("{column}: negative number {number}")))
+    u64::try_from(number)
+        .map_err(|_| ClientError::Corrupt(format!("{column}: negative number {number}")))
 }
 
 #[cfg(test)]

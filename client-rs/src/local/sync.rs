@@ -6,7 +6,9 @@ use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Applied, LocalDb, PendingChange, ResetMode, finish, meta, take_rev, to_sql_u64, visible};
+use super::{
+    Applied, LocalDb, PendingChange, ResetMode, finish, meta, take_rev, to_sql_u64, visible,
+};
 use crate::ClientError;
 
 /// What the server's epoch says about the local data.
@@ -28,7 +30,11 @@ pub(crate) enum Settlement {
     Accepted { sent: PendingChange, version: u64 },
     /// The server had another version: `current` is its document (`None`: never written),
     /// `resolution` the resolver's answer (`None`: the server wins).
-    Conflict { sent: PendingChange, current: Option<Doc>, resolution: Option<Packed> },
+    Conflict {
+        sent: PendingChange,
+        current: Option<Doc>,
+        resolution: Option<Packed>,
+    },
     /// The server refused the change outright: it is dropped.
     Rejected { sent: PendingChange },
 }
@@ -37,7 +43,12 @@ impl LocalDb {
     /// Stores documents from a pull page or a `changes` frame and advances the cursor to
     /// `cursor`, in one transaction. A document older than the one stored is skipped
     /// (pages and frames can overlap with push answers).
-    pub(crate) fn apply_remote(&self, group: &str, docs: &[Doc], cursor: u64) -> Result<Applied, ClientError> {
+    pub(crate) fn apply_remote(
+        &self,
+        group: &str,
+        docs: &[Doc],
+        cursor: u64,
+    ) -> Result<Applied, ClientError> {
         self.with_tx(|tx, _| {
             let mut edits = Vec::new();
             for doc in docs {
@@ -55,12 +66,19 @@ impl LocalDb {
 
     /// Compares the server's epoch with the recorded one, recording it the first time and
     /// resetting the group when it changed.
-    pub(crate) fn check_epoch(&self, group: &str, epoch: &str) -> Result<(EpochCheck, Applied), ClientError> {
+    pub(crate) fn check_epoch(
+        &self,
+        group: &str,
+        epoch: &str,
+    ) -> Result<(EpochCheck, Applied), ClientError> {
         self.with_tx(|tx, _| {
             let check = match meta(tx, group)?.epoch {
                 Some(known) if known == epoch => EpochCheck::Same,
                 known => {
-                    tx.execute("UPDATE groups SET epoch = ?2 WHERE name = ?1", [group, epoch])?;
+                    tx.execute(
+                        "UPDATE groups SET epoch = ?2 WHERE name = ?1",
+                        [group, epoch],
+                    )?;
                     if known.is_none() {
                         EpochCheck::First
                     } else {
@@ -118,7 +136,11 @@ impl LocalDb {
     /// Records the outcome of a push. Only a pending change still as it was sent is
     /// settled: one written again meanwhile stays pending (after an accept, on top of the
     /// new version; after a conflict, to meet the conflict again with its newer value).
-    pub(crate) fn settle(&self, group: &str, settlements: &[Settlement]) -> Result<Applied, ClientError> {
+    pub(crate) fn settle(
+        &self,
+        group: &str,
+        settlements: &[Settlement],
+    ) -> Result<Applied, ClientError> {
         self.with_tx(|tx, next_rev| {
             let mut edits = Vec::with_capacity(settlements.len());
             for settlement in settlements {
@@ -192,9 +214,11 @@ fn begin_reset(tx: &Transaction<'_>, group: &str, mode: ResetMode) -> Result<(),
 /// replaced (its version belongs to before a reset). Returns whether it was stored.
 fn store_doc(tx: &Transaction<'_>, group: &str, doc: &Doc) -> Result<bool, ClientError> {
     let stored: Option<(i64, bool)> = tx
-        .query_row("SELECT version, stale FROM docs WHERE grp = ?1 AND key = ?2", [group, &doc.key], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .query_row(
+            "SELECT version, stale FROM docs WHERE grp = ?1 AND key = ?2",
+            [group, &doc.key],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()?;
     let version = to_sql_u64(doc.version)?;
     let newer = stored.is_none_or(|(stored_version, stale)| stale || version > stored_version);
@@ -209,12 +233,20 @@ fn store_doc(tx: &Transaction<'_>, group: &str, doc: &Doc) -> Result<bool, Clien
 
 fn pending_rev(tx: &Transaction<'_>, group: &str, key: &str) -> Result<Option<u64>, ClientError> {
     let rev: Option<i64> = tx
-        .query_row("SELECT rev FROM pending WHERE grp = ?1 AND key = ?2", [group, key], |row| row.get(0))
+        .query_row(
+            "SELECT rev FROM pending WHERE grp = ?1 AND key = ?2",
+            [group, key],
+            |row| row.get(0),
+        )
         .optional()?;
-    rev.map(|rev| super::from_sql_u64(rev, "pending.rev")).transpose()
+    rev.map(|rev| super::from_sql_u64(rev, "pending.rev"))
+        .transpose()
 }
 
 fn delete_pending(tx: &Transaction<'_>, group: &str, key: &str) -> Result<(), ClientError> {
-    tx.execute("DELETE FROM pending WHERE grp = ?1 AND key = ?2", [group, key])?;
+    tx.execute(
+        "DELETE FROM pending WHERE grp = ?1 AND key = ?2",
+        [group, key],
+    )?;
     Ok(())
 }

@@ -16,7 +16,12 @@ fn set(key: &str, value: impl Into<Value>) -> (String, Option<Packed>) {
 }
 
 fn doc(key: &str, version: u64, seq: u64, value: Option<i64>) -> Doc {
-    Doc { key: key.to_owned(), version, seq, value: value.map(packed) }
+    Doc {
+        key: key.to_owned(),
+        version,
+        seq,
+        value: value.map(packed),
+    }
 }
 
 fn open() -> (tempfile::TempDir, LocalDb) {
@@ -55,8 +60,14 @@ fn map_and_pending_survive_reopening() {
     {
         let db = LocalDb::open(&path).unwrap();
         db.load(G).unwrap();
-        db.apply_remote(G, &[doc("server", 1, 1, Some(7)), doc("gone", 2, 2, None)], 2).unwrap();
-        db.write_local(G, &[set("local", "x"), ("server".to_owned(), None)]).unwrap();
+        db.apply_remote(
+            G,
+            &[doc("server", 1, 1, Some(7)), doc("gone", 2, 2, None)],
+            2,
+        )
+        .unwrap();
+        db.write_local(G, &[set("local", "x"), ("server".to_owned(), None)])
+            .unwrap();
         db.check_epoch(G, "e1").unwrap();
     }
     let db = LocalDb::open(&path).unwrap();
@@ -67,22 +78,42 @@ fn map_and_pending_survive_reopening() {
     // "server" has a pending delete, "gone" is a tombstone: only "local" is visible.
     assert_eq!(loaded.visible.keys().collect::<Vec<_>>(), ["local"]);
     // Revision numbers keep growing across opens.
-    let before = all_pending(&db).iter().map(|change| change.rev).max().unwrap();
+    let before = all_pending(&db)
+        .iter()
+        .map(|change| change.rev)
+        .max()
+        .unwrap();
     db.write_local(G, &[set("local", "y")]).unwrap();
-    assert!(all_pending(&db).iter().all(|change| change.key != "local" || change.rev > before));
+    assert!(
+        all_pending(&db)
+            .iter()
+            .all(|change| change.key != "local" || change.rev > before)
+    );
 }
 
 #[test]
 fn a_remote_change_never_overwrites_a_pending_key() {
     let (_dir, db) = open();
     db.write_local(G, &[set("k", "mine")]).unwrap();
-    let applied = db.apply_remote(G, &[doc("k", 1, 5, Some(1)), doc("other", 1, 6, Some(2))], 6).unwrap();
+    let applied = db
+        .apply_remote(
+            G,
+            &[doc("k", 1, 5, Some(1)), doc("other", 1, 6, Some(2))],
+            6,
+        )
+        .unwrap();
     assert_eq!(applied.cursor, 6);
-    let edits: Vec<_> = applied.edits.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let edits: Vec<_> = applied
+        .edits
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     assert!(edits.contains(&("k", Some(Value::from("mine")))));
     assert!(edits.contains(&("other", Some(Value::from(2)))));
     // An older copy of a document is ignored, and the cursor never goes back.
-    let applied = db.apply_remote(G, &[doc("other", 0, 3, Some(9))], 3).unwrap();
+    let applied = db
+        .apply_remote(G, &[doc("other", 0, 3, Some(9))], 3)
+        .unwrap();
     assert!(applied.edits.is_empty());
     assert_eq!(applied.cursor, 6);
 }
@@ -93,27 +124,41 @@ fn an_accepted_push_settles_only_what_was_sent() {
     db.write_local(G, &[set("a", 1), set("b", 1)]).unwrap();
     let sent = all_pending(&db);
     db.write_local(G, &[set("b", 2)]).unwrap(); // b written again while in flight
-    let settlements: Vec<Settlement> =
-        sent.into_iter().map(|sent| Settlement::Accepted { sent, version: 1 }).collect();
+    let settlements: Vec<Settlement> = sent
+        .into_iter()
+        .map(|sent| Settlement::Accepted { sent, version: 1 })
+        .collect();
     let applied = db.settle(G, &settlements).unwrap();
     assert_eq!(applied.pending, 1);
     let left = all_pending(&db);
-    assert_eq!((left[0].key.as_str(), left[0].base, left[0].value.clone()), ("b", 1, Some(packed(2))));
+    assert_eq!(
+        (left[0].key.as_str(), left[0].base, left[0].value.clone()),
+        ("b", 1, Some(packed(2)))
+    );
     assert_eq!(db.load(G).unwrap().visible.get("b"), Some(&Value::from(2)));
 }
 
 #[test]
 fn conflicts_let_the_server_win_or_push_the_resolution() {
     let (_dir, db) = open();
-    db.write_local(G, &[set("lose", 1), set("merge", 1)]).unwrap();
+    db.write_local(G, &[set("lose", 1), set("merge", 1)])
+        .unwrap();
     let mut sent = all_pending(&db).into_iter();
     let (first, second) = (sent.next().unwrap(), sent.next().unwrap());
-    let (lose, merge) = if first.key == "lose" { (first, second) } else { (second, first) };
+    let (lose, merge) = if first.key == "lose" {
+        (first, second)
+    } else {
+        (second, first)
+    };
     let applied = db
         .settle(
             G,
             &[
-                Settlement::Conflict { sent: lose, current: Some(doc("lose", 4, 9, Some(40))), resolution: None },
+                Settlement::Conflict {
+                    sent: lose,
+                    current: Some(doc("lose", 4, 9, Some(40))),
+                    resolution: None,
+                },
                 Settlement::Conflict {
                     sent: merge,
                     current: Some(doc("merge", 2, 10, Some(20))),
@@ -124,7 +169,10 @@ fn conflicts_let_the_server_win_or_push_the_resolution() {
         .unwrap();
     assert_eq!(applied.pending, 1);
     let left = all_pending(&db);
-    assert_eq!((left[0].key.as_str(), left[0].base, left[0].value.clone()), ("merge", 2, Some(packed(21))));
+    assert_eq!(
+        (left[0].key.as_str(), left[0].base, left[0].value.clone()),
+        ("merge", 2, Some(packed(21)))
+    );
     let visible = db.load(G).unwrap().visible;
     assert_eq!(visible.get("lose"), Some(&Value::from(40)));
     assert_eq!(visible.get("merge"), Some(&Value::from(21)));
@@ -144,16 +192,31 @@ fn a_rejected_change_goes_back_to_the_server_value() {
 #[test]
 fn a_compaction_reset_drops_what_the_full_pull_did_not_return() {
     let (_dir, db) = open();
-    db.apply_remote(G, &[doc("keep", 1, 1, Some(1)), doc("drop", 1, 2, Some(2)), doc("mine", 1, 3, Some(3))], 3)
-        .unwrap();
+    db.apply_remote(
+        G,
+        &[
+            doc("keep", 1, 1, Some(1)),
+            doc("drop", 1, 2, Some(2)),
+            doc("mine", 1, 3, Some(3)),
+        ],
+        3,
+    )
+    .unwrap();
     db.write_local(G, &[set("mine", 30)]).unwrap();
     db.begin_compaction_reset(G).unwrap();
     assert_eq!(db.meta(G).unwrap().cursor, 0);
-    db.apply_remote(G, &[doc("keep", 1, 1, Some(1))], 5).unwrap();
+    db.apply_remote(G, &[doc("keep", 1, 1, Some(1))], 5)
+        .unwrap();
     let applied = db.finish_catch_up(G).unwrap();
     let mut edits = applied.edits;
     edits.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(edits, vec![("drop".to_owned(), None), ("mine".to_owned(), Some(Value::from(30)))]);
+    assert_eq!(
+        edits,
+        vec![
+            ("drop".to_owned(), None),
+            ("mine".to_owned(), Some(Value::from(30)))
+        ]
+    );
     assert_eq!(db.meta(G).unwrap().reset, ResetMode::None);
     assert_eq!(applied.pending, 1);
 }
@@ -162,17 +225,26 @@ fn a_compaction_reset_drops_what_the_full_pull_did_not_return() {
 fn an_epoch_change_restarts_and_rebases_pending_changes() {
     let (_dir, db) = open();
     assert_eq!(db.check_epoch(G, "old").unwrap().0, EpochCheck::First);
-    db.apply_remote(G, &[doc("a", 7, 7, Some(1)), doc("b", 8, 8, Some(2))], 8).unwrap();
+    db.apply_remote(G, &[doc("a", 7, 7, Some(1)), doc("b", 8, 8, Some(2))], 8)
+        .unwrap();
     db.write_local(G, &[set("a", 10), set("new", 1)]).unwrap();
     assert_eq!(db.check_epoch(G, "old").unwrap().0, EpochCheck::Same);
     let (check, applied) = db.check_epoch(G, "fresh").unwrap();
-    assert_eq!((check, applied.cursor, applied.epoch.as_deref()), (EpochCheck::Changed, 0, Some("fresh")));
+    assert_eq!(
+        (check, applied.cursor, applied.epoch.as_deref()),
+        (EpochCheck::Changed, 0, Some("fresh"))
+    );
     // The new database has "a" at version 2 and no "b".
     db.apply_remote(G, &[doc("a", 2, 1, Some(5))], 1).unwrap();
     let applied = db.finish_catch_up(G).unwrap();
     assert!(applied.edits.contains(&("b".to_owned(), None)));
     let pending = all_pending(&db);
-    let base = |key: &str| pending.iter().find(|change| change.key == key).map(|change| change.base);
+    let base = |key: &str| {
+        pending
+            .iter()
+            .find(|change| change.key == key)
+            .map(|change| change.base)
+    };
     assert_eq!((base("a"), base("new")), (Some(2), Some(0)));
     assert_eq!(db.load(G).unwrap().visible.get("a"), Some(&Value::from(10)));
 }
@@ -180,7 +252,9 @@ fn an_epoch_change_restarts_and_rebases_pending_changes() {
 #[test]
 fn batches_respect_count_and_bytes() {
     let (_dir, db) = open();
-    let edits: Vec<_> = (0..10).map(|i| set(&format!("k{i}"), "x".repeat(100))).collect();
+    let edits: Vec<_> = (0..10)
+        .map(|i| set(&format!("k{i}"), "x".repeat(100)))
+        .collect();
     db.write_local(G, &edits).unwrap();
     assert_eq!(db.pending_batch(G, 3, usize::MAX).unwrap().len(), 3);
     assert_eq!(db.pending_batch(G, 100, 250).unwrap().len(), 2);
@@ -193,7 +267,11 @@ fn damaged_values_are_an_error_not_a_panic() {
     let path = dir.path().join("store.db");
     LocalDb::open(&path).unwrap().load(G).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("INSERT INTO docs (grp, key, version, value) VALUES ('g', 'bad', 1, x'c1')", []).unwrap();
+    conn.execute(
+        "INSERT INTO docs (grp, key, version, value) VALUES ('g', 'bad', 1, x'c1')",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let error = LocalDb::open(&path).unwrap().load(G).unwrap_err();
     assert!(matches!(error, crate::ClientError::Corrupt(_)), "{error}");
@@ -203,6 +281,12 @@ fn damaged_values_are_an_error_not_a_panic() {
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-    assert!(matches!(LocalDb::open(&path), Err(crate::ClientError::Corrupt(_))));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        LocalDb::open(&path),
+        Err(crate::ClientError::Corrupt(_))
+    ));
 }
