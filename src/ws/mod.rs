@@ -45,7 +45,7 @@ use atomsync_proto::ErrorCode;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::http::request::{query_pairs, response_encoding, token};
+use crate::http::request::{identify, response_encoding};
 use crate::http::{ApiError, AppState};
 
 /// What actix-web's request payload holds: any stream of body chunks.
@@ -58,11 +58,7 @@ pub async fn upgrade(
     state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let encoding = response_encoding(&req);
-    let pairs = query_pairs(&req).unwrap_or_default();
-    let identity = state
-        .auth
-        .authenticate(token(&req, &pairs))
-        .map_err(|error| ApiError { error, encoding })?;
+    let identity = identify(&req, &state.auth, encoding)?;
     if *state.shutdown.borrow() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
