@@ -122,6 +122,9 @@ pub async fn run(
             .configure(http::configure)
     })
     .disable_signals()
+    // Small frames (a pushed answer, a live change) must leave at once, not wait for
+    // Nagle's algorithm to collect more: latency is the product.
+    .tcp_nodelay(true)
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
     .listen(listener)?;
     if s.workers > 0 {
