@@ -16,7 +16,7 @@ pub enum BenchError {
         source: std::io::Error,
     },
     /// An HTTP request failed below the protocol (connection refused, reset, timeout).
-    #[error("http: {0}")]
+    #[error("http: {}", chain(.0))]
     Http(#[from] reqwest::Error),
     /// A WebSocket failed (handshake refused, connection closed).
     #[error("websocket: {0}")]
@@ -52,6 +52,19 @@ impl BenchError {
             source,
         }
     }
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") says nothing
+/// of why (refused, reset, timed out).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// The result of every benchmark step.

@@ -75,7 +75,7 @@ impl Plan {
             w4_seconds: 5.0,
             w4_heavy_seconds: 2.0,
             w5_subscribers: vec![1_000, 5_000],
-            w5_deliveries: 1_000_000,
+            w5_deliveries: 500_000,
             memory_connections: 10_000,
             w6_groups: 100,
             w6_changes_per_group: 1_000,

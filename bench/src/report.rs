@@ -40,7 +40,8 @@ pub struct RowSpec {
 #[derive(Debug, Default)]
 pub struct Results {
     samples: HashMap<String, Vec<f64>>,
-    failures: HashMap<String, String>,
+    /// Failed repetitions: how many, and the first one's reason.
+    failures: HashMap<String, (usize, String)>,
 }
 
 impl Results {
@@ -49,22 +50,31 @@ impl Results {
         self.samples.entry(key.to_owned()).or_default().push(value);
     }
 
-    /// Marks a measurement as failed; the first reason is kept.
+    /// Marks one repetition of a measurement as failed; the first reason is kept.
     pub fn fail(&mut self, key: &str, reason: &str) {
         self.failures
             .entry(key.to_owned())
-            .or_insert_with(|| reason.to_owned());
+            .or_insert_with(|| (0, reason.to_owned()))
+            .0 += 1;
     }
 
-    /// The median of the recorded values, or why there is none.
+    /// The median of the values recorded (failed repetitions left out), or why there is none.
     pub fn median(&self, key: &str) -> Result<f64, String> {
-        if let Some(reason) = self.failures.get(key) {
-            return Err(reason.clone());
-        }
-        match self.samples.get(key) {
-            Some(values) if !values.is_empty() => Ok(median(values)),
+        match (self.samples.get(key), self.failures.get(key)) {
+            (Some(values), _) if !values.is_empty() => Ok(median(values)),
+            (_, Some((_, reason))) => Err(reason.clone()),
             _ => Err("not measured".to_owned()),
         }
+    }
+
+    /// When some repetitions failed and others did not: what the median stands on.
+    pub fn partial(&self, key: &str) -> Option<String> {
+        let values = self.samples.get(key).filter(|v| !v.is_empty())?;
+        let (failed, reason) = self.failures.get(key)?;
+        Some(format!(
+            "median of {} repetitions; {failed} failed: {reason}",
+            values.len()
+        ))
     }
 }
 
@@ -92,6 +102,8 @@ pub struct Row {
     pub value: Result<f64, String>,
     /// The baseline's median, or why there is none.
     pub baseline_value: Option<Result<f64, String>>,
+    /// Failed repetitions behind a median that exists.
+    pub notes: Vec<String>,
 }
 
 impl Row {
@@ -134,6 +146,9 @@ impl Row {
         if let (false, Some(map)) = (errors.is_empty(), line.as_object_mut()) {
             map.insert("error".into(), errors.join("; baseline: ").into());
         }
+        if let (false, Some(map)) = (self.notes.is_empty(), line.as_object_mut()) {
+            map.insert("note".into(), self.notes.join("; ").into());
+        }
         line
     }
 }
@@ -142,10 +157,21 @@ impl Row {
 pub fn rows(specs: Vec<RowSpec>, results: &Results) -> Vec<Row> {
     specs
         .into_iter()
-        .map(|spec| Row {
-            value: results.median(&spec.value),
-            baseline_value: spec.baseline_key.as_deref().map(|k| results.median(k)),
-            spec,
+        .map(|spec| {
+            let mut notes: Vec<String> = results.partial(&spec.value).into_iter().collect();
+            if let Some(note) = spec
+                .baseline_key
+                .as_deref()
+                .and_then(|k| results.partial(k))
+            {
+                notes.push(format!("baseline: {note}"));
+            }
+            Row {
+                value: results.median(&spec.value),
+                baseline_value: spec.baseline_key.as_deref().map(|k| results.median(k)),
+                notes,
+                spec,
+            }
         })
         .collect()
 }
@@ -182,14 +208,21 @@ pub fn table(rows: &[Row]) -> String {
         "met",
     ];
     let mut cells: Vec<[String; 9]> = vec![header.map(str::to_owned)];
-    let mut notes = Vec::new();
+    // Footnotes, numbered once per distinct text (many rows share one failure).
+    let mut notes: Vec<String> = Vec::new();
+    let mut footnote = |text: String| -> usize {
+        match notes.iter().position(|n| *n == text) {
+            Some(i) => i + 1,
+            None => {
+                notes.push(text);
+                notes.len()
+            }
+        }
+    };
     for row in rows {
         let mut show = |r: &Result<f64, String>| match r {
             Ok(v) => number(*v),
-            Err(e) => {
-                notes.push(format!("{} {}: {e}", row.spec.workload, row.spec.metric));
-                format!("n/a [{}]", notes.len())
-            }
+            Err(e) => format!("n/a [{}]", footnote(e.clone())),
         };
         let value = show(&row.value);
         let baseline_value = row
@@ -210,7 +243,11 @@ pub fn table(rows: &[Row]) -> String {
                 Some(true) => "yes".into(),
                 Some(false) => "NO".into(),
                 None => String::new(),
-            },
+            } + &row
+                .notes
+                .iter()
+                .map(|n| format!(" [{}]", footnote(n.clone())))
+                .collect::<String>(),
         ]);
     }
     let mut widths = [0usize; 9];
@@ -285,8 +322,26 @@ mod tests {
         let rows = rows(vec![spec(None)], &results);
         let table = table(&rows);
         assert!(table.contains("n/a [1]"), "{table}");
-        assert!(table.contains("[1] W1 m: npm is not installed"), "{table}");
+        assert!(table.contains("[1] npm is not installed"), "{table}");
         assert_eq!(rows[0].json()["error"], "npm is not installed");
         assert!(rows[0].json()["ratio"].is_null());
+    }
+
+    #[test]
+    fn a_failed_repetition_leaves_the_median_of_the_others_with_a_note() {
+        let mut results = Results::default();
+        results.record("v", 1.0);
+        results.fail("v", "timed out");
+        results.record("v", 3.0);
+        results.record("b", 4.0);
+        let rows = rows(vec![spec(Some(Target::RatioAtLeast(0.1)))], &results);
+        assert_eq!(rows[0].value, Ok(2.0));
+        let note = "median of 2 repetitions; 1 failed: timed out";
+        assert_eq!(rows[0].json()["note"], note);
+        let table = table(&rows);
+        assert!(
+            table.contains("yes [1]") && table.contains(&format!("[1] {note}")),
+            "{table}"
+        );
     }
 }

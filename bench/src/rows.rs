@@ -27,6 +27,15 @@ fn row(
     }
 }
 
+/// `1 subscriber`, `1000 subscribers`.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// Every row of a run with `plan`, in the order.
 pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
     let modes: Vec<&str> = MODES
@@ -108,66 +117,70 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
             Some(Target::RatioAtLeast(1.0)),
         ));
     }
-    for &rate in &plan.w4_rates {
-        for &subs in &plan.w4_subscribers {
-            let key = format!("w4.r{rate}.s{subs}");
-            for (stat, name) in [("p50", "p50"), ("p99", "p99"), ("max", "max")] {
-                let target = match (rate, subs, stat) {
-                    (1000, 1, "p50") => Some(Target::AtMost(1.0)),
-                    (1000, 1, "p99") => Some(Target::AtMost(3.0)),
-                    (_, 1000, "p99") => Some(Target::AtMost(30.0)),
-                    _ => None,
-                };
-                let (baseline, baseline_key) = if subs == 1 && plan.peer_rates.contains(&rate) {
-                    (
-                        format!("pouchdb-server _changes longpoll, {name}"),
-                        Some(format!("peer.longpoll.r{rate}.{stat}")),
-                    )
-                } else {
-                    (String::new(), None)
-                };
+    for d in &modes {
+        for &rate in &plan.w4_rates {
+            for &subs in &plan.w4_subscribers {
+                let key = format!("w4.{d}.r{rate}.s{subs}");
+                let who = format!("{rate} pushes/s, {}, {d}", plural(subs, "subscriber"));
+                for stat in ["p50", "p99", "max"] {
+                    let target = match (rate, subs, stat) {
+                        (1000, 1, "p50") => Some(Target::AtMost(1.0)),
+                        (1000, 1, "p99") => Some(Target::AtMost(3.0)),
+                        (_, 1000, "p99") => Some(Target::AtMost(30.0)),
+                        _ => None,
+                    };
+                    let (baseline, baseline_key) = if subs == 1 && plan.peer_rates.contains(&rate) {
+                        (
+                            format!("pouchdb-server _changes longpoll, {stat}"),
+                            Some(format!("peer.longpoll.r{rate}.{stat}")),
+                        )
+                    } else {
+                        (String::new(), None)
+                    };
+                    rows.push(row(
+                        "W4",
+                        format!("push-to-delivery {stat}, {who}"),
+                        "ms",
+                        format!("{key}.{stat}"),
+                        baseline,
+                        baseline_key,
+                        target,
+                    ));
+                }
                 rows.push(row(
                     "W4",
-                    format!(
-                        "push-to-delivery {name}, {rate} pushes/s, {subs} subscribers, {first}"
-                    ),
-                    "ms",
-                    format!("{key}.{stat}"),
-                    baseline,
-                    baseline_key,
-                    target,
+                    format!("deliveries lost, {who}"),
+                    "deliveries",
+                    format!("{key}.lost"),
+                    String::new(),
+                    None,
+                    Some(Target::AtMost(0.0)),
                 ));
             }
+        }
+    }
+    for d in &modes {
+        for &subs in &plan.w5_subscribers {
+            let who = format!("{}, {d}", plural(subs, "subscriber"));
             rows.push(row(
-                "W4",
-                format!("deliveries lost, {rate} pushes/s, {subs} subscribers"),
+                "W5",
+                format!("fan-out, unpaced writer, {who}"),
+                "deliveries/s",
+                format!("w5.{d}.s{subs}"),
+                "tokio-tungstenite broadcast server".into(),
+                Some(format!("bcast.{d}.s{subs}")),
+                Some(Target::RatioAtLeast(0.5)),
+            ));
+            rows.push(row(
+                "W5",
+                format!("deliveries lost, {who}"),
                 "deliveries",
-                format!("{key}.lost"),
-                String::new(),
-                None,
+                format!("w5.{d}.s{subs}.lost"),
+                "broadcast server".into(),
+                Some(format!("bcast.{d}.s{subs}.lost")),
                 Some(Target::AtMost(0.0)),
             ));
         }
-    }
-    for &subs in &plan.w5_subscribers {
-        rows.push(row(
-            "W5",
-            format!("fan-out, {subs} subscribers, unpaced writer, {first}"),
-            "deliveries/s",
-            format!("w5.s{subs}"),
-            "tokio-tungstenite broadcast server".into(),
-            Some(format!("bcast.s{subs}")),
-            Some(Target::RatioAtLeast(0.5)),
-        ));
-        rows.push(row(
-            "W5",
-            format!("deliveries lost, {subs} subscribers"),
-            "deliveries",
-            format!("w5.s{subs}.lost"),
-            "broadcast server".into(),
-            Some(format!("bcast.s{subs}.lost")),
-            Some(Target::AtMost(0.0)),
-        ));
     }
     rows.push(row(
         "W5",

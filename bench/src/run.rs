@@ -79,12 +79,10 @@ pub async fn run(cli: Cli, pinned: bool) -> Result<()> {
                 write::w6(&mut ctx, &target, rep).await;
             }
         }
-        // The read and streaming workloads run once, on the first (the default) durability.
-        if i == 0 {
-            streaming(&mut ctx, &cli, &target, server_core).await;
-            if cli.runs("w7") {
-                catch_up(&mut ctx, &target).await;
-            }
+        streaming(&mut ctx, &cli, &target, server_core).await;
+        // Reads do not depend on durability: W7 runs once, on the first (the default).
+        if i == 0 && cli.runs("w7") {
+            catch_up(&mut ctx, &target).await;
         }
     }
     if cli.runs("mem") {
@@ -166,18 +164,15 @@ async fn streaming(ctx: &mut Ctx, cli: &Cli, target: &Target, core: Option<usize
     if !w4 && !w5 {
         return;
     }
+    let d = target.durability.name();
     if let Err(e) = crate::ws::probe(target.addr).await {
+        // Fail fast, once, with the reason in every row, rather than time out per phase.
         let reason = e.to_string();
         eprintln!("W4/W5 cannot run: {reason}");
-        for key in stream_keys(&ctx.plan)
-            .into_iter()
-            .filter(|k| !k.starts_with("bcast"))
-        {
+        for key in stream_keys(&ctx.plan, d) {
             ctx.results.fail(&key, &reason);
         }
-        if !w5 {
-            return;
-        }
+        return;
     }
     let bcast = if w5 {
         start_broadcast(ctx, core).map_err(|e| e.to_string())
@@ -188,35 +183,21 @@ async fn streaming(ctx: &mut Ctx, cli: &Cli, target: &Target, core: Option<usize
         if w4 {
             for rate in ctx.plan.w4_rates.clone() {
                 for subs in ctx.plan.w4_subscribers.clone() {
-                    let key = format!("w4.r{rate}.s{subs}");
-                    if ctx
-                        .results
-                        .median(&format!("{key}.p50"))
-                        .is_err_and(|e| e != "not measured")
-                    {
-                        continue;
-                    }
-                    eprintln!("W4 {rate} pushes/s, {subs} subscribers");
+                    eprintln!("W4 {d}: {rate} pushes/s, {subs} subscribers");
                     let result = stream::w4(ctx, target, rate, subs, rep).await;
-                    record_latency(ctx, &key, result);
+                    record_latency(ctx, &format!("w4.{d}.r{rate}.s{subs}"), result);
                 }
             }
         }
         if w5 {
             for subs in ctx.plan.w5_subscribers.clone() {
+                let bcast_addr = bcast.as_ref().map(|(_, a)| *a).map_err(Clone::clone);
                 for (prefix, addr, path) in [
                     ("w5", Ok(target.addr), "/sync/ws"),
-                    (
-                        "bcast",
-                        bcast.as_ref().map(|(_, a)| *a).map_err(Clone::clone),
-                        "/",
-                    ),
+                    ("bcast", bcast_addr, "/"),
                 ] {
-                    let key = format!("{prefix}.s{subs}");
-                    if ctx.results.median(&key).is_err_and(|e| e != "not measured") {
-                        continue;
-                    }
-                    eprintln!("W5 {prefix} {subs} subscribers");
+                    let key = format!("{prefix}.{d}.s{subs}");
+                    eprintln!("W5 {d}: {prefix}, {subs} subscribers");
                     let result = match addr {
                         Ok(addr) => stream::w5(ctx, addr, path, subs, rep).await,
                         Err(reason) => Err(BenchError::Setup(reason)),
@@ -357,15 +338,22 @@ fn peer_keys(plan: &Plan) -> Vec<String> {
     keys
 }
 
-fn stream_keys(plan: &Plan) -> Vec<String> {
+fn stream_keys(plan: &Plan, d: &str) -> Vec<String> {
     let mut keys = Vec::new();
     for rate in &plan.w4_rates {
         for subs in &plan.w4_subscribers {
-            keys.extend(["p50", "p99", "max", "lost"].map(|s| format!("w4.r{rate}.s{subs}.{s}")));
+            keys.extend(
+                ["p50", "p99", "max", "lost"].map(|s| format!("w4.{d}.r{rate}.s{subs}.{s}")),
+            );
         }
     }
     for subs in &plan.w5_subscribers {
-        keys.extend([format!("w5.s{subs}"), format!("w5.s{subs}.lost")]);
+        for prefix in ["w5", "bcast"] {
+            keys.extend([
+                format!("{prefix}.{d}.s{subs}"),
+                format!("{prefix}.{d}.s{subs}.lost"),
+            ]);
+        }
     }
     keys
 }

@@ -34,20 +34,38 @@ fn quick_run_prints_every_workload() {
 
     let mut workloads = BTreeSet::new();
     for line in stdout.lines() {
-        let row: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        for field in ["workload", "metric", "value", "unit", "baseline", "baseline_value", "ratio"] {
+        let row: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for field in [
+            "workload",
+            "metric",
+            "value",
+            "unit",
+            "baseline",
+            "baseline_value",
+            "ratio",
+        ] {
             assert!(row.get(field).is_some(), "no {field:?} in {line}");
         }
-        let workload = row["workload"].as_str().expect("workload is a string").to_owned();
+        let workload = row["workload"]
+            .as_str()
+            .expect("workload is a string")
+            .to_owned();
         // Every workload ran: each row has its number.
         assert!(row["value"].is_number(), "no value in {line}\n{stderr}");
         let baseline = row["baseline"].as_str().expect("baseline is a string");
         if baseline.contains("pouchdb") {
             // --quick skips the peer (it needs npm and time); the row must say so.
             let error = row["error"].as_str().unwrap_or_default();
-            assert!(error.contains("skipped"), "peer row without its reason: {line}");
+            assert!(
+                error.contains("skipped"),
+                "peer row without its reason: {line}"
+            );
         } else if !baseline.is_empty() {
-            assert!(row["baseline_value"].is_number(), "no baseline value in {line}\n{stderr}");
+            assert!(
+                row["baseline_value"].is_number(),
+                "no baseline value in {line}\n{stderr}"
+            );
         }
         workloads.insert(workload);
     }
@@ -55,6 +73,9 @@ fn quick_run_prints_every_workload() {
     assert_eq!(workloads, expected, "{stdout}");
     // The table (on stderr with --json) shows them too.
     for workload in &expected {
-        assert!(stderr.contains(&format!("| {workload} ")), "the table lacks {workload}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("| {workload} ")),
+            "the table lacks {workload}\n{stderr}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use atomsync_proto::wire::ServerFrame;
@@ -81,18 +82,24 @@ async fn open_subscribers(
     all.into_iter().collect()
 }
 
-/// Reads `expected` changes or until `deadline`, noting latencies when `log` is given.
+/// How often a waiting subscriber looks again at how many changes it should expect.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Reads changes until it has `expected` (which the writer lowers to what it really sent),
+/// or until `deadline`, noting latencies when `log` is given.
 fn listen(
     mut ws: Ws,
-    expected: u64,
+    expected: Arc<AtomicU64>,
     log: Option<Arc<SendLog>>,
     deadline: tokio::time::Instant,
 ) -> tokio::task::JoinHandle<Seen> {
     tokio::spawn(async move {
         let mut seen = Seen::default();
-        while seen.received < expected {
-            let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
-                Err(_) => break,
+        while seen.received < expected.load(Ordering::Acquire) {
+            let wait = deadline.min(tokio::time::Instant::now() + RECHECK);
+            let frame = match tokio::time::timeout_at(wait, ws.next()).await {
+                Err(_) if tokio::time::Instant::now() >= deadline => break,
+                Err(_) => continue,
                 Ok(None) => {
                     seen.closed = Some("the connection closed".into());
                     break;
@@ -119,8 +126,8 @@ fn listen(
                 seen.last = Some(at);
                 if let Some(log) = &log {
                     for doc in &changes {
-                        let index = key_index(&doc.key);
-                        if let Some(latency) = index.and_then(|i| log.latency(i, at)) {
+                        if let Some(latency) = key_index(&doc.key).and_then(|i| log.latency(i, at))
+                        {
                             seen.latencies.push(latency);
                         }
                     }
@@ -136,12 +143,26 @@ fn listen(
 enum Pace {
     /// At this many pushes per second, whatever the answers.
     Rate(u64),
-    /// As fast as answers come back, with [`PUSH_WINDOW`] in flight.
+    /// As fast as answers come back, with [`PUSH_WINDOW`] in flight, until the phase's
+    /// time is up.
     Window,
 }
 
-/// Sends `pushes` single-change pushes to `group` (key index = push index); returns when
-/// every push is answered, or at `deadline`.
+/// What a writer did.
+#[derive(Debug)]
+struct Written {
+    /// When the first push went out.
+    start: Instant,
+    /// Pushes sent.
+    sent: u64,
+    /// Pushes answered `pushed` before the deadline.
+    answered: u64,
+}
+
+/// Sends up to `pushes` single-change pushes to `group` (key index = push index), setting
+/// `expected` to the number sent once done, then waits for their answers until `deadline`.
+/// An error answer, or a closed connection, fails the phase; slowness does not.
+#[allow(clippy::too_many_arguments)]
 async fn write(
     addr: SocketAddr,
     path: &'static str,
@@ -149,8 +170,10 @@ async fn write(
     pushes: u64,
     pace: Pace,
     log: Arc<SendLog>,
+    send_until: tokio::time::Instant,
     deadline: tokio::time::Instant,
-) -> Result<Instant> {
+    expected: &AtomicU64,
+) -> Result<Written> {
     let frames: Vec<bytes::Bytes> = (0..pushes)
         .map(|i| {
             ws::push_frame(
@@ -162,72 +185,94 @@ async fn write(
     let ws = ws::connect(addr, path).await?;
     let (mut sink, mut stream) = ws.split();
     let window = Arc::new(Semaphore::new(PUSH_WINDOW));
+    let answered = Arc::new(AtomicU64::new(0));
     let acks = {
-        let window = window.clone();
+        let (window, answered) = (window.clone(), answered.clone());
         tokio::spawn(async move {
-            let mut answered = 0;
-            while answered < pushes {
-                match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Ok(Some(Ok(Message::Binary(bytes)))) => {
-                        match ServerFrame::decode(&bytes, atomsync_proto::Encoding::MsgPack)? {
-                            ServerFrame::Pushed { .. } => {
-                                answered += 1;
-                                window.add_permits(1);
-                            }
-                            ServerFrame::Error { error, .. } => {
-                                return Err(BenchError::Protocol(format!(
-                                    "push answered {}: {}",
-                                    error.code.as_str(),
-                                    error.message
-                                )));
-                            }
-                            _ => {}
+            while let Some(message) = stream.next().await {
+                if let Message::Binary(bytes) = message? {
+                    match ServerFrame::decode(&bytes, atomsync_proto::Encoding::MsgPack)? {
+                        ServerFrame::Pushed { .. } => {
+                            answered.fetch_add(1, Ordering::AcqRel);
+                            window.add_permits(1);
                         }
-                    }
-                    Ok(Some(Ok(_))) => {}
-                    Ok(Some(Err(e))) => return Err(e.into()),
-                    Ok(None) => {
-                        return Err(BenchError::Protocol(
-                            "the writer's connection closed".into(),
-                        ));
-                    }
-                    Err(_) => {
-                        return Err(BenchError::Timeout(format!(
-                            "{answered} of {pushes} pushes answered; the rest"
-                        )));
+                        ServerFrame::Error { error, .. } => {
+                            return Err(BenchError::Protocol(format!(
+                                "push answered {}: {}",
+                                error.code.as_str(),
+                                error.message
+                            )));
+                        }
+                        _ => {}
                     }
                 }
             }
-            Ok(())
+            Err(BenchError::Protocol(
+                "the server closed the writer's connection".into(),
+            ))
         })
     };
     let start = Instant::now();
-    for (index, frame) in (0u64..).zip(frames) {
+    let mut sent = 0;
+    for frame in frames {
         match pace {
             Pace::Rate(rate) => {
-                let at = start + Duration::from_secs_f64(index as f64 / rate.max(1) as f64);
-                tokio::time::sleep_until(at.into()).await;
+                tokio::time::sleep_until(
+                    (start + Duration::from_secs_f64(sent as f64 / rate.max(1) as f64)).into(),
+                )
+                .await;
             }
-            Pace::Window => match tokio::time::timeout_at(deadline, window.acquire()).await {
+            Pace::Window => match tokio::time::timeout_at(send_until, window.acquire()).await {
                 Ok(Ok(permit)) => permit.forget(),
                 _ => break,
             },
         }
-        log.mark(index);
+        log.mark(sent);
         sink.send(Message::Binary(frame)).await?;
+        sent += 1;
     }
-    acks.await
-        .map_err(|e| BenchError::Setup(format!("the writer's reader failed: {e}")))??;
+    expected.store(sent, Ordering::Release);
+    while answered.load(Ordering::Acquire) < sent
+        && tokio::time::Instant::now() < deadline
+        && !acks.is_finished()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if acks.is_finished() {
+        acks.await
+            .map_err(|e| BenchError::Setup(format!("the writer's reader failed: {e}")))??;
+    } else {
+        acks.abort();
+    }
     let _ = sink.close().await;
-    Ok(start)
+    let answered = answered.load(Ordering::Acquire);
+    if answered < sent {
+        eprintln!("  {answered} of {sent} pushes answered within the phase's time");
+    }
+    Ok(Written {
+        start,
+        sent,
+        answered,
+    })
 }
 
-/// The end of a phase's waiting: sending time plus the drain allowance.
-fn phase_deadline(plan: &crate::plan::Plan, sending: Duration) -> tokio::time::Instant {
-    tokio::time::Instant::now() + sending + plan.drain_limit
+/// Collects every subscriber's view.
+async fn gather(listeners: Vec<tokio::task::JoinHandle<Seen>>) -> Result<Vec<Seen>> {
+    let mut all = Vec::with_capacity(listeners.len());
+    let mut ended = Ended::default();
+    for listener in listeners {
+        let seen = listener
+            .await
+            .map_err(|e| BenchError::Setup(format!("a subscriber task failed: {e}")))?;
+        ended.note(&seen);
+        all.push(seen);
+    }
+    ended.report();
+    Ok(all)
 }
 
-/// W4, one (rate, subscribers) pair on a new group.
+/// W4, one (rate, subscribers) pair on a new group: latencies over the deliveries that
+/// arrived, and how many did not.
 pub async fn w4(
     ctx: &super::Ctx,
     target: &super::Target,
@@ -240,36 +285,37 @@ pub async fn w4(
     let subs = open_subscribers(target.addr, "/sync/ws", &group, subscribers).await?;
     ctx.settle().await;
     let log = Arc::new(SendLog::new(pushes));
-    let deadline = phase_deadline(
-        &ctx.plan,
-        Duration::from_secs_f64(pushes as f64 / rate as f64),
-    );
-    let listeners: Vec<_> = subs
+    let sending = Duration::from_secs_f64(pushes as f64 / rate.max(1) as f64);
+    let send_until = tokio::time::Instant::now() + sending;
+    let deadline = send_until + ctx.plan.drain_limit;
+    let expected = Arc::new(AtomicU64::new(pushes));
+    let listeners = subs
         .into_iter()
-        .map(|ws| listen(ws, pushes, Some(log.clone()), deadline))
+        .map(|ws| listen(ws, expected.clone(), Some(log.clone()), deadline))
         .collect();
-    write(
+    let written = write(
         target.addr,
         "/sync/ws",
         &group,
         pushes,
         Pace::Rate(rate),
         log,
+        send_until,
         deadline,
+        &expected,
     )
     .await?;
-    let mut latencies = Vec::with_capacity(pushes as usize * subscribers);
-    let mut ended = Ended::default();
-    for listener in listeners {
-        let seen = listener
-            .await
-            .map_err(|e| BenchError::Setup(format!("a subscriber task failed: {e}")))?;
-        ended.note(&seen);
-        latencies.extend(seen.latencies);
-    }
-    ended.report();
-    Latency::from_nanos(latencies, pushes * subscribers as u64)
-        .ok_or_else(|| BenchError::Protocol("no subscriber received any change".into()))
+    let latencies: Vec<u64> = gather(listeners)
+        .await?
+        .into_iter()
+        .flat_map(|s| s.latencies)
+        .collect();
+    Latency::from_nanos(latencies, written.sent * subscribers as u64).ok_or_else(|| {
+        BenchError::Protocol(format!(
+            "no subscriber received any change ({} of {} pushes answered)",
+            written.answered, written.sent
+        ))
+    })
 }
 
 /// W5's numbers for one subscriber count: deliveries per second and lost deliveries.
@@ -277,12 +323,12 @@ pub async fn w4(
 pub struct Fanout {
     /// Changes delivered to subscribers per second, from the first push to the last arrival.
     pub per_second: f64,
-    /// Deliveries that never arrived.
+    /// Deliveries of sent pushes that never arrived.
     pub lost: u64,
 }
 
 /// W5, one subscriber count on a new group, against `addr` (Atomsync at `/sync/ws`, or
-/// the broadcast baseline).
+/// the broadcast baseline): the writer pushes for at most the phase's time.
 pub async fn w5(
     ctx: &super::Ctx,
     addr: SocketAddr,
@@ -294,37 +340,36 @@ pub async fn w5(
     let pushes = (ctx.plan.w5_deliveries / subscribers.max(1) as u64).max(1);
     let subs = open_subscribers(addr, path, &group, subscribers).await?;
     ctx.settle().await;
-    let deadline = phase_deadline(&ctx.plan, ctx.plan.phase_limit);
-    let listeners: Vec<_> = subs
+    let send_until = tokio::time::Instant::now() + ctx.plan.phase_limit;
+    let deadline = send_until + ctx.plan.drain_limit;
+    let expected = Arc::new(AtomicU64::new(pushes));
+    let listeners = subs
         .into_iter()
-        .map(|ws| listen(ws, pushes, None, deadline))
+        .map(|ws| listen(ws, expected.clone(), None, deadline))
         .collect();
-    let start = write(
+    let written = write(
         addr,
         path,
         &group,
         pushes,
         Pace::Window,
         Arc::new(SendLog::new(0)),
+        send_until,
         deadline,
+        &expected,
     )
     .await?;
-    let mut received = 0;
-    let mut last = start;
-    let mut ended = Ended::default();
-    for listener in listeners {
-        let seen = listener
-            .await
-            .map_err(|e| BenchError::Setup(format!("a subscriber task failed: {e}")))?;
-        ended.note(&seen);
-        received += seen.received;
-        last = last.max(seen.last.unwrap_or(start));
-    }
-    ended.report();
-    let seconds = last.duration_since(start).as_secs_f64().max(1e-9);
+    let seen = gather(listeners).await?;
+    let received: u64 = seen.iter().map(|s| s.received).sum();
+    let last = seen
+        .iter()
+        .filter_map(|s| s.last)
+        .max()
+        .unwrap_or(written.start);
+    let seconds = last.duration_since(written.start).as_secs_f64().max(1e-9);
     Ok(Fanout {
         per_second: received as f64 / seconds,
-        lost: (pushes * subscribers as u64).saturating_sub(received),
+        lost: (written.sent * subscribers as u64).saturating_sub(received),
     })
 }
 
