@@ -1,10 +1,11 @@
 //! The native client (`atomsync-client`) end to end: real client stores in temporary
 //! folders against the real server binary. Here the eight flows every Atomsync client must
 //! pass; in [`extra`] offline restarts, a merging resolver, an epoch change, live
-//! propagation over the WebSocket and auth errors. Every test uses its own groups and
+//! propagation over the WebSocket, the HTTP polling fallback and auth errors. Every test uses its own groups and
 //! bounded waits.
 
 mod extra;
+mod no_ws_proxy;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -109,12 +109,13 @@ async fn subscribe(conn: &mut Conn, socket: &mut Socket, name: &str) -> Result<(
         .await
 }
 
-/// Starts a push for every live group that has pending changes and none in flight.
+/// Starts a push for every live group that has pending changes and none in flight (the
+/// status's pending count, kept by every write, spares a query per frame).
 async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), ClientError> {
     let ready: Vec<String> = conn
         .slots
         .iter()
-        .filter(|(_, slot)| slot.live && slot.may_push())
+        .filter(|(_, slot)| slot.live && slot.may_push() && slot.shared.status().pending > 0)
         .map(|(name, _)| name.clone())
         .collect();
     for name in ready {
