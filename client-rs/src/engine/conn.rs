@@ -78,7 +78,7 @@ impl Conn {
     /// Keeps the groups synced until the engine drops the connection.
     pub(crate) async fn run(mut self) {
         loop {
-            if self.auth_stopped || !self.slots.values().any(|slot| !slot.forbidden) {
+            if self.auth_stopped || self.active_groups().is_empty() {
                 match self.commands.recv().await {
                     None => return,
                     Some(command) => {
@@ -191,6 +191,15 @@ impl Conn {
                 Effect::Kick(name)
             }
         }
+    }
+
+    /// The groups to sync: every one the server has not refused.
+    pub(crate) fn active_groups(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| !slot.forbidden)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// A fresh id for a WebSocket push.

@@ -42,12 +42,7 @@ pub(crate) async fn run(conn: &mut Conn, mut socket: Socket) -> Outcome {
 }
 
 async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, ClientError> {
-    let names: Vec<String> = conn
-        .slots
-        .iter()
-        .filter(|(_, slot)| !slot.forbidden)
-        .map(|(name, _)| name.clone())
-        .collect();
+    let names = conn.active_groups();
     for name in names {
         subscribe(conn, socket, &name).await?;
     }

@@ -26,12 +26,7 @@ const WEBSOCKET_RETRY: Duration = Duration::from_secs(30);
 pub(crate) async fn run(conn: &mut Conn) -> Outcome {
     let until = Instant::now() + WEBSOCKET_RETRY;
     loop {
-        let names: Vec<String> = conn
-            .slots
-            .iter()
-            .filter(|(_, slot)| !slot.forbidden)
-            .map(|(name, _)| name.clone())
-            .collect();
+        let names = conn.active_groups();
         for name in names {
             if let Err(error) = sync_group(conn, &name).await {
                 return Outcome::Failed(error);
