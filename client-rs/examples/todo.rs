@@ -10,6 +10,9 @@
 //! Options: `--db PATH` (default `todo.db`), `--server URL` (default
 //! `http://127.0.0.1:8090/sync`), `--group NAME` (default `todo`), `--token TOKEN`
 //! (or `ATOMSYNC_TOKEN`). Type `help` for the commands.
+//!
+//! Two copies that edit one todo while offline merge their edits when they sync (see
+//! `merge_todos`): the tags of both, the other fields from the copy that syncs last.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,7 +92,7 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), atomsync_client::ClientError> {
     let store = Store::open(&args.db)?;
-    let mut options = Options::new(&args.server);
+    let mut options = Options::new(&args.server).resolver(merge_todos);
     if let Some(token) = &args.token {
         options = options.token(token);
     }
@@ -142,6 +145,24 @@ async fn run(args: Args) -> Result<(), atomsync_client::ClientError> {
     }
     store.close().await;
     Ok(())
+}
+
+/// Merges two copies' edits of one todo (the conflict resolver): the tags of both, the
+/// other fields as this copy has them. A local delete lets the server's todo stand; a todo
+/// deleted on the server while edited here comes back.
+fn merge_todos(_key: &str, local: Option<&Value>, current: Option<&Value>) -> Option<Value> {
+    let mut merged: Todo = from_value(local?).ok()?;
+    if let Some(current) = current {
+        let theirs: Todo = from_value(current).ok()?;
+        if let (Value::Set(mine), Some(their_tags)) = (&mut merged.tags, theirs.tags.as_set()) {
+            for tag in their_tags {
+                if !mine.contains(tag) {
+                    mine.push(tag.clone());
+                }
+            }
+        }
+    }
+    to_value(&merged).ok()
 }
 
 /// Runs one command; `Ok(true)` quits.
