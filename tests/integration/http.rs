@@ -589,9 +589,11 @@ async fn restart_keeps_seq_epoch_and_data_and_sigterm_exits_zero() {
 async fn every_acknowledged_write_survives_sigkill() {
     let mut server = TestServer::start();
     let url = server.url("/sync");
+    let acks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let url = url.clone();
+            let acks = acks.clone();
             tokio::spawn(async move {
                 let c = client();
                 let mut acked = Vec::new();
@@ -599,7 +601,10 @@ async fn every_acknowledged_write_survives_sigkill() {
                     let body = json!({"group": "crash", "changes": [{"key": format!("w{w}-{i}"), "base": 0, "value": i}]});
                     let sent = c.post(&url).header("content-type", JSON).body(body.to_string()).send().await;
                     match sent {
-                        Ok(res) if res.status() == 200 => acked.push(format!("w{w}-{i}")),
+                        Ok(res) if res.status() == 200 => {
+                            acked.push(format!("w{w}-{i}"));
+                            acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         _ => break,
                     }
                 }
@@ -607,7 +612,13 @@ async fn every_acknowledged_write_survives_sigkill() {
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Kill once the writers are well into their stream, however slow the machine is today.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acks.load(std::sync::atomic::Ordering::Relaxed) < 200
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     server.kill();
     let mut acked = Vec::new();
     for w in writers {
