@@ -43,12 +43,16 @@ cargo test --workspace --quiet 2>&1 | tee /tmp/atomsync-cargo-test.log
 cargo_summary=$(grep -E '^test result:' /tmp/atomsync-cargo-test.log | awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')
 
 step "client-js unit tests (node --test)"
-(cd client-js && npm run --silent test:unit)
+(cd client-js && npm run --silent test:unit) 2>&1 | tee /tmp/atomsync-node-test.log
 
 if [ "$browser" = 1 ]; then
   step "client-js end-to-end tests (headless Chromium)"
-  (cd client-js && ATOMSYNC_SERVER_BIN="$PWD/../target/debug/atomsync-server" npm run --silent test:e2e)
+  (cd client-js && ATOMSYNC_SERVER_BIN="$PWD/../target/debug/atomsync-server" npm run --silent test:e2e) 2>&1 |
+    tee -a /tmp/atomsync-node-test.log
 fi
 
 step "done"
+node_summary=$(awk '/^# pass /{p+=$3} /^# fail /{f+=$3} END {print p" passed, "f" failed"}' /tmp/atomsync-node-test.log)
 echo "cargo: $cargo_summary"
+echo "node: $node_summary"
+echo "$cargo_summary $node_summary" | awk '{print "total: " $1+$5 " passed, " $3+$7 " failed"}'
