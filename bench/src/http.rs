@@ -73,6 +73,19 @@ pub async fn pull(
     limit: usize,
     encoding: Encoding,
 ) -> Result<PullResponse> {
+    let bytes = pull_bytes(client, base, group, since, limit, encoding).await?;
+    Ok(PullResponse::decode(&bytes, encoding)?)
+}
+
+/// `GET base/sync?group=G&since=S&limit=N`: the 200 answer's bytes, not yet decoded.
+pub async fn pull_bytes(
+    client: &reqwest::Client,
+    base: &str,
+    group: &str,
+    since: u64,
+    limit: usize,
+    encoding: Encoding,
+) -> Result<bytes::Bytes> {
     let res = client
         .get(format!(
             "{base}/sync?group={group}&since={since}&limit={limit}"
@@ -85,7 +98,7 @@ pub async fn pull(
     if !status.is_success() {
         return Err(answer_error("pull", status, &bytes, encoding));
     }
-    Ok(PullResponse::decode(&bytes, encoding)?)
+    Ok(bytes)
 }
 
 fn answer_error(

@@ -73,7 +73,7 @@ impl Plan {
             w4_rates: vec![20, 1_000],
             w4_subscribers: vec![1, 1_000],
             w4_seconds: 5.0,
-            w4_heavy_seconds: 2.0,
+            w4_heavy_seconds: 1.0,
             w5_subscribers: vec![1_000, 5_000],
             w5_deliveries: 500_000,
             memory_connections: 10_000,

@@ -126,7 +126,9 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
                     let target = match (rate, subs, stat) {
                         (1000, 1, "p50") => Some(Target::AtMost(1.0)),
                         (1000, 1, "p99") => Some(Target::AtMost(3.0)),
-                        (_, 1000, "p99") => Some(Target::AtMost(30.0)),
+                        // At 1,000 pushes/s, 1,000 subscribers need a million deliveries a second:
+                        // past what one core sends (see the README), so the target is read at 20/s.
+                        (20, 1000, "p99") => Some(Target::AtMost(30.0)),
                         _ => None,
                     };
                     let (baseline, baseline_key) = if subs == 1 && plan.peer_rates.contains(&rate) {
@@ -149,7 +151,10 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
                 }
                 rows.push(row(
                     "W4",
-                    format!("deliveries lost, {who}"),
+                    format!(
+                        "deliveries missing {}s after the last push, {who}",
+                        plan.drain_limit.as_secs()
+                    ),
                     "deliveries",
                     format!("{key}.lost"),
                     String::new(),
@@ -173,7 +178,10 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
             ));
             rows.push(row(
                 "W5",
-                format!("deliveries lost, {who}"),
+                format!(
+                    "deliveries missing {}s after the last push, {who}",
+                    plan.drain_limit.as_secs()
+                ),
                 "deliveries",
                 format!("w5.{d}.s{subs}.lost"),
                 "broadcast server".into(),
