@@ -39,7 +39,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, middleware, web};
+use actix_web::{App, HttpServer, web};
 use tokio::sync::watch;
 
 pub use config::Config;
@@ -118,7 +118,6 @@ pub async fn run(
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(middleware::Compress::default())
             .configure(http::configure)
     })
     .disable_signals()

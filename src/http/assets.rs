@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, body, content_type) in routes {
         cfg.service(
             web::resource(path)
+                .wrap(actix_web::middleware::Compress::default())
                 .route(
                     web::get().to(move |req: HttpRequest, state: Data<AppState>| async move {
                         identify(&req, &state.auth, response_encoding(&req))?;

@@ -16,7 +16,7 @@ pub mod sync;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, middleware, web};
 use atomsync_proto::{ErrorCode, Limits};
 use tokio::sync::watch;
 
@@ -46,8 +46,11 @@ pub struct AppState {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Gzip where bodies are large and compressible (pulls, the client module), never on
+    // the WebSocket: wrapping its body stream costs every live frame a copy.
     cfg.service(
         web::resource("/sync")
+            .wrap(middleware::Compress::default())
             .route(web::get().to(sync::pull))
             .route(web::post().to(sync::push))
             .default_service(web::to(method_not_allowed("GET, POST"))),

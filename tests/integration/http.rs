@@ -684,3 +684,26 @@ async fn browser_assets_are_served_with_etags_and_need_a_token_when_auth_is_on()
     let res = c.get(locked.url("/?token=abc123")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn pulls_are_gzipped_for_clients_that_ask() {
+    let server = TestServer::start();
+    let changes: Vec<Json> = (0..50)
+        .map(|i| json!({"key": format!("k{i}"), "base": 0, "value": "the same words again and again"}))
+        .collect();
+    push_json(&server, &json!({"group": "gz", "changes": changes})).await;
+    let res = client()
+        .get(server.url("/sync?group=gz"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let plain = client()
+        .get(server.url("/sync?group=gz"))
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+}
