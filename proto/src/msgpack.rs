@@ -119,7 +119,7 @@ pub(crate) fn inner_depth(depth_left: usize, max_depth: usize) -> Result<usize, 
         .ok_or_else(|| CodecError::too_deep(max_depth))
 }
 
-fn read_value(
+pub(crate) fn read_value(
     reader: &mut Reader<'_>,
     depth_left: usize,
     max_depth: usize,

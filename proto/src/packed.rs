@@ -36,6 +36,10 @@ impl Packed {
             Ok(Packed::from_value(&msgpack::decode(bytes, max_depth)?))
         }
     }
+    /// Copies bytes the caller has just checked to be one valid, canonical value.
+    pub(crate) fn from_checked(bytes: &[u8]) -> Packed {
+        Packed(bytes.into())
+    }
     /// Wraps bytes already known to be one valid, canonical value (as written by this crate).
     /// Nothing is checked: bytes that are not one valid value make [`Packed::to_value`]
     /// return nil and [`Packed::write_json`] write `null`.

@@ -9,6 +9,7 @@
 
 mod push;
 mod read;
+mod slots;
 mod write;
 mod writer;
 

@@ -1,12 +1,14 @@
 //! Reading the wire messages: a body is decoded to a [`Value`] with the matching codec
 //! (depth-bounded), then its members are taken out by name with typed checks whose errors
-//! name the path (`results[2].current.seq: must be an integer >= 0`).
+//! name the path (`results[2].current.seq: must be an integer >= 0`). In MessagePack the
+//! document values are not decoded but kept as their bytes (`slots`).
 //!
 //! Unknown extra members are ignored, so that a newer peer can add fields; the types of
 //! the known ones are strict.
 
+use super::slots::{self, Slots};
 use super::{Doc, Encoding, PullResponse, PushResponse, PushResult, ServerFrame};
-use crate::{CodecError, ErrorCode, Packed, Value, WireError, json, msgpack};
+use crate::{CodecError, ErrorCode, Value, WireError, json};
 
 /// How deep a message a client decodes: room for values twice as deep as the server's
 /// default limit (64) plus a message's own nesting (at most 4, a conflict's `current`),
@@ -16,15 +18,16 @@ pub const RESPONSE_MAX_DEPTH: usize = 128 + 4;
 
 /// Decodes a whole body or frame with the codec of `encoding`. `what` names it in errors
 /// (`body`, `frame`).
+/// MessagePack document values are kept as bytes, not decoded (see `slots`).
 pub(crate) fn decode_message(
     bytes: &[u8],
     encoding: Encoding,
     max_depth: usize,
     what: &str,
-) -> Result<Value, WireError> {
+) -> Result<(Value, Slots), WireError> {
     let decoded = match encoding {
-        Encoding::MsgPack => msgpack::decode(bytes, max_depth),
-        Encoding::Json => json::decode(bytes, max_depth),
+        Encoding::MsgPack => slots::decode(bytes, max_depth),
+        Encoding::Json => json::decode(bytes, max_depth).map(|message| (message, Slots::default())),
     };
     decoded.map_err(|error| codec_error(what, &error))
 }
@@ -185,14 +188,14 @@ pub(crate) fn is_scalar(value: &Value) -> bool {
 pub(crate) const VALUE_OR_DELETED: &str = "must have either value or deleted: true, not both";
 
 /// A DOC at `path`.
-pub(crate) fn doc(value: &Value, path: String) -> Result<Doc, WireError> {
+pub(crate) fn doc(value: &Value, path: String, slots: &Slots) -> Result<Doc, WireError> {
     let fields = Fields::nested(value, path)?;
     let key = fields.string("key")?.to_owned();
     let version = fields.uint("version")?;
     let seq = fields.uint("seq")?;
     let deleted = fields.opt_bool("deleted")? == Some(true);
     let value = match (fields.get("value")?, deleted) {
-        (Some(value), false) => Some(Packed::from_value(value)),
+        (Some(value), false) => Some(slots.packed(value)),
         (None, true) => None,
         _ => return Err(fields.fail_here(VALUE_OR_DELETED)),
     };
@@ -204,17 +207,17 @@ pub(crate) fn doc(value: &Value, path: String) -> Result<Doc, WireError> {
     })
 }
 
-fn docs(fields: &Fields<'_>, name: &str) -> Result<Vec<Doc>, WireError> {
+fn docs(fields: &Fields<'_>, name: &str, slots: &Slots) -> Result<Vec<Doc>, WireError> {
     let path = fields.path_of(name);
     let items = fields.list(name)?;
     items
         .iter()
         .enumerate()
-        .map(|(index, item)| doc(item, format!("{path}[{index}]")))
+        .map(|(index, item)| doc(item, format!("{path}[{index}]"), slots))
         .collect()
 }
 
-fn result(value: &Value, path: String) -> Result<PushResult, WireError> {
+fn result(value: &Value, path: String, slots: &Slots) -> Result<PushResult, WireError> {
     let fields = Fields::nested(value, path)?;
     let key = fields.string("key")?.to_owned();
     if fields.boolean("ok")? {
@@ -226,14 +229,14 @@ fn result(value: &Value, path: String) -> Result<PushResult, WireError> {
     } else {
         let current = match fields.get("current")? {
             None | Some(Value::Nil) => None,
-            Some(current) => Some(doc(current, fields.path_of("current"))?),
+            Some(current) => Some(doc(current, fields.path_of("current"), slots)?),
         };
         Ok(PushResult::Conflict { key, current })
     }
 }
 
 /// The members of a push response (a body, or a `pushed` frame).
-fn push_response(fields: &Fields<'_>) -> Result<PushResponse, WireError> {
+fn push_response(fields: &Fields<'_>, slots: &Slots) -> Result<PushResponse, WireError> {
     let group = fields.string("group")?.to_owned();
     let epoch = fields.string("epoch")?.to_owned();
     let path = fields.path_of("results");
@@ -241,7 +244,7 @@ fn push_response(fields: &Fields<'_>) -> Result<PushResponse, WireError> {
         .list("results")?
         .iter()
         .enumerate()
-        .map(|(index, item)| result(item, format!("{path}[{index}]")))
+        .map(|(index, item)| result(item, format!("{path}[{index}]"), slots))
         .collect::<Result<_, _>>()?;
     Ok(PushResponse {
         group,
@@ -254,20 +257,20 @@ fn push_response(fields: &Fields<'_>) -> Result<PushResponse, WireError> {
 impl PushResponse {
     /// Decodes a response (client side).
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PushResponse, WireError> {
-        let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
-        push_response(&Fields::top(&message, "body")?)
+        let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
+        push_response(&Fields::top(&message, "body")?, &slots)
     }
 }
 
 impl PullResponse {
     /// Decodes a response (client side). An absent `reset` is false.
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PullResponse, WireError> {
-        let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
+        let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
         let fields = Fields::top(&message, "body")?;
         Ok(PullResponse {
             group: fields.string("group")?.to_owned(),
             epoch: fields.string("epoch")?.to_owned(),
-            changes: docs(&fields, "changes")?,
+            changes: docs(&fields, "changes", &slots)?,
             seq: fields.uint("seq")?,
             more: fields.boolean("more")?,
             reset: fields.opt_bool("reset")?.unwrap_or(false),
@@ -291,13 +294,13 @@ pub(crate) fn quoted(text: &str) -> String {
 impl ServerFrame {
     /// Decodes a frame (client side).
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ServerFrame, WireError> {
-        let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "frame")?;
+        let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "frame")?;
         let fields = Fields::top(&message, "frame")?;
         let group = || fields.string("group").map(str::to_owned);
         match fields.string("type")? {
             "changes" => Ok(ServerFrame::Changes {
                 group: group()?,
-                changes: docs(&fields, "changes")?,
+                changes: docs(&fields, "changes", &slots)?,
                 seq: fields.uint("seq")?,
             }),
             "subscribed" => Ok(ServerFrame::Subscribed {
@@ -309,7 +312,7 @@ impl ServerFrame {
             "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
             "pushed" => Ok(ServerFrame::Pushed {
                 id: fields.any("id")?.clone(),
-                response: push_response(&fields)?,
+                response: push_response(&fields, &slots)?,
             }),
             "error" => {
                 let group = match fields.get("group")? {
@@ -329,6 +332,6 @@ impl ServerFrame {
 
 /// Decodes an error body (client side).
 pub fn decode_error(bytes: &[u8], encoding: Encoding) -> Result<WireError, WireError> {
-    let message = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
+    let (message, _) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
     error_members(&Fields::top(&message, "body")?)
 }
