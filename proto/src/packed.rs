@@ -36,6 +36,13 @@ impl Packed {
             Ok(Packed::from_value(&msgpack::decode(bytes, max_depth)?))
         }
     }
+    /// Encodes a value through `scratch`, a buffer reused across values, so that the
+    /// held bytes take one exact allocation instead of a growing one plus a copy.
+    pub(crate) fn from_value_in(value: &Value, scratch: &mut Vec<u8>) -> Packed {
+        scratch.clear();
+        msgpack::encode_into(value, scratch);
+        Packed(scratch.as_slice().into())
+    }
     /// Copies bytes the caller has just checked to be one valid, canonical value.
     pub(crate) fn from_checked(bytes: &[u8]) -> Packed {
         Packed(bytes.into())

@@ -6,8 +6,10 @@
 //! writing to a client that does not read is still closed with 1013, and never waits
 //! forever.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 
 use actix_ws::{CloseCode, CloseReason, Closed};
 use atomsync_proto::Encoding;
@@ -117,8 +119,27 @@ impl Outbox {
 }
 
 /// Waits for a write, unless the connection overflows or the write stalls first.
+///
+/// Most writes find room in actix-ws's channel and finish on their first poll; only a write
+/// that has to wait arms the deadline and watches the overflow signal. Arming a timer (and
+/// registering with the signal) for every frame cost more than the write itself under
+/// fan-out. An overflow that fires meanwhile is not lost: `Notify` keeps the permit for the
+/// session's own watch.
 async fn guarded(
     write: impl Future<Output = Result<(), Closed>>,
+    overflow: &Notify,
+) -> Result<(), End> {
+    let mut write = pin!(write);
+    if let Poll::Ready(written) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return written.map_err(|Closed| End::Gone);
+    }
+    // Boxed: the timer is large, and every session's state machine would carry its room.
+    Box::pin(wait(write, overflow)).await
+}
+
+/// The slow path of [`guarded`]: a write that must wait for the client to read.
+async fn wait(
+    write: Pin<&mut impl Future<Output = Result<(), Closed>>>,
     overflow: &Notify,
 ) -> Result<(), End> {
     tokio::select! {

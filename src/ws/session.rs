@@ -40,6 +40,9 @@ pub(super) const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 /// Live frames queued for one connection, all its groups together, before it counts as too
 /// slow (1013). Frames are shared `Bytes`, so this bounds pointers, not copies.
 pub(super) const QUEUE_CAPACITY: usize = 256;
+/// The most live frames a session writes per wake-up: as many as actix-ws's channel to the
+/// connection holds, so a batch rarely waits, and client frames still get their turn.
+pub(super) const LIVE_BATCH: usize = 32;
 /// Catch-up frames read ahead of the socket, all groups of the connection together.
 pub(super) const CATCH_UP_AHEAD: usize = 4;
 /// A write that waits this long for a client that reads nothing ends the session (1013).
@@ -125,7 +128,7 @@ pub(super) async fn run(start: Start) {
                 session.out.frame(encoding, &answer).await
             }
             Some(event) = catch_up_rx.recv() => session.on_catch_up(event).await,
-            Some(frame) = live_rx.recv() => session.on_live(frame).await,
+            Some(frame) = live_rx.recv() => session.on_live_batch(frame, &mut live_rx).await,
             message = messages.recv(), if pending.is_none() => {
                 session.on_message(message).await.map(|push| pending = push)
             }
@@ -315,6 +318,24 @@ impl Session {
                 },
             )
         })))
+    }
+
+    /// A live frame, then every frame already queued behind it (up to [`LIVE_BATCH`]):
+    /// written together, they leave in one flush of the connection instead of one each,
+    /// and the session wakes once per batch, not once per frame.
+    async fn on_live_batch(
+        &mut self,
+        frame: LiveFrame,
+        queue: &mut mpsc::Receiver<LiveFrame>,
+    ) -> Result<(), End> {
+        self.on_live(frame).await?;
+        for _ in 1..LIVE_BATCH {
+            match queue.try_recv() {
+                Ok(frame) => self.on_live(frame).await?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     async fn on_live(&mut self, frame: LiveFrame) -> Result<(), End> {

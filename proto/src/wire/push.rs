@@ -114,6 +114,7 @@ impl UncheckedPush {
         }
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(count);
         let mut changes = Vec::with_capacity(count);
+        let mut scratch = Vec::new();
         for (index, raw) in self.changes.iter().enumerate() {
             let fields = Fields::nested(raw, format!("changes[{index}]"))?;
             let key = fields.string("key")?;
@@ -127,7 +128,7 @@ impl UncheckedPush {
                 )));
             }
             seen.insert(key, index);
-            changes.push(change(&fields, key, limits)?);
+            changes.push(change(&fields, key, limits, &mut scratch)?);
         }
         Ok(PushRequest {
             group: self.group,
@@ -137,11 +138,21 @@ impl UncheckedPush {
 }
 
 /// Validates the rest of a change whose key is checked.
-fn change(fields: &Fields<'_>, key: &str, limits: &Limits) -> Result<Change, WireError> {
+fn change(
+    fields: &Fields<'_>,
+    key: &str,
+    limits: &Limits,
+    scratch: &mut Vec<u8>,
+) -> Result<Change, WireError> {
     let base = fields.uint("base")?;
     let deleted = fields.opt_bool("deleted")? == Some(true);
     let op = match (fields.get("value")?, deleted) {
-        (Some(value), false) => Op::Set(checked_value(value, &fields.path_of("value"), limits)?),
+        (Some(value), false) => Op::Set(checked_value(
+            value,
+            &fields.path_of("value"),
+            limits,
+            scratch,
+        )?),
         (None, true) => Op::Delete,
         _ => return Err(fields.fail_here(VALUE_OR_DELETED)),
     };
@@ -152,15 +163,21 @@ fn change(fields: &Fields<'_>, key: &str, limits: &Limits) -> Result<Change, Wir
     })
 }
 
-/// A change's value within the depth (400) and size (413) limits, packed.
-fn checked_value(value: &Value, path: &str, limits: &Limits) -> Result<Packed, WireError> {
+/// A change's value within the depth (400) and size (413) limits, packed (encoded
+/// through `scratch`, reused across the changes of a push).
+fn checked_value(
+    value: &Value,
+    path: &str,
+    limits: &Limits,
+    scratch: &mut Vec<u8>,
+) -> Result<Packed, WireError> {
     if value.depth() > limits.max_depth {
         return Err(WireError::bad_request(format!(
             "{path}: nesting deeper than {}",
             limits.max_depth
         )));
     }
-    let packed = Packed::from_value(value);
+    let packed = Packed::from_value_in(value, scratch);
     if packed.len() > limits.max_value_bytes {
         return Err(WireError::too_large(format!(
             "{path}: {} bytes, over the limit of {}",

@@ -10,6 +10,8 @@
 //! codec's own, through its reader.
 
 use crate::error::Seg;
+use std::cell::RefCell;
+
 use crate::msgpack::reader::{Reader, Token};
 use crate::msgpack::{inner_depth, read_value, skip_value};
 use crate::value::entry_seg;
@@ -18,19 +20,24 @@ use crate::{CodecError, Packed, Value, msgpack};
 /// The document values taken out of a message, or none for a message decoded whole
 /// (tagged JSON), whose values are still in the tree.
 #[derive(Debug, Default)]
-pub(crate) struct Slots(Option<Vec<Packed>>);
+pub(crate) struct Slots {
+    table: Option<Vec<Packed>>,
+    /// The buffer that a tree's values are encoded through, reused across documents.
+    scratch: RefCell<Vec<u8>>,
+}
 
 impl Slots {
     /// The document value that `value` stands for at a `value` member.
     pub(crate) fn packed(&self, value: &Value) -> Packed {
-        let held = match (&self.0, value) {
+        let held = match (&self.table, value) {
             (Some(table), Value::UInt(index)) => usize::try_from(*index)
                 .ok()
                 .and_then(|index| table.get(index)),
             _ => None,
         };
         // Outside a slot (a JSON message) the member is the value itself.
-        held.cloned().unwrap_or_else(|| Packed::from_value(value))
+        held.cloned()
+            .unwrap_or_else(|| Packed::from_value_in(value, &mut self.scratch.borrow_mut()))
     }
 }
 
@@ -67,7 +74,11 @@ pub(crate) fn decode(bytes: &[u8], max_depth: usize) -> Result<(Value, Slots), C
         // The codec's own message for bytes left over.
         msgpack::decode(bytes, max_depth)?;
     }
-    Ok((message, Slots(Some(walker.table))))
+    let slots = Slots {
+        table: Some(walker.table),
+        scratch: RefCell::default(),
+    };
+    Ok((message, slots))
 }
 
 struct Walker<'a> {
