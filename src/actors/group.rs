@@ -12,7 +12,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::storage::writer::PushJob;
 use crate::storage::{Committed, Storage, StorageError, Writer};
 
-/// One encoded `changes` frame of a commit, shared by every subscriber of that encoding.
+/// One encoded `changes` frame of a commit, shared by every subscriber of that encoding
+/// (queued as an `Arc`, see [`Subscriber::queue`]).
 #[derive(Debug, Clone)]
 pub struct LiveFrame {
     /// The group the frame belongs to.
@@ -32,8 +33,11 @@ pub struct Subscriber {
     pub conn_id: u64,
     /// The encoding of the frame that subscribed.
     pub encoding: Encoding,
-    /// The connection's bounded outgoing queue, shared by all its subscriptions.
-    pub queue: mpsc::Sender<LiveFrame>,
+    /// The connection's bounded outgoing queue, shared by all its subscriptions. It holds
+    /// `Arc`s: the actor hands every subscriber the same frame for one reference count,
+    /// and tokio allocates a queue's first 32 slots up front, for every connection (8
+    /// bytes a slot, not the frame's 64).
+    pub queue: mpsc::Sender<Arc<LiveFrame>>,
     /// Notified when the queue was full: the connection is too slow and must close (1013).
     pub overflow: Arc<Notify>,
 }
@@ -121,22 +125,23 @@ impl GroupActor {
             return;
         }
         let docs = committed.docs;
-        let mut encoded: [Option<Bytes>; 2] = [None, None];
+        let mut encoded: [Option<Arc<LiveFrame>>; 2] = [None, None];
         let name = &self.name;
         self.subscribers.retain(|_, sub| {
             let slot = match sub.encoding {
                 Encoding::MsgPack => 0,
                 Encoding::Json => 1,
             };
-            let bytes = encoded[slot]
-                .get_or_insert_with(|| Bytes::from(encode_changes(name, &docs, last, sub.encoding)))
+            let live = encoded[slot]
+                .get_or_insert_with(|| {
+                    Arc::new(LiveFrame {
+                        group: name.clone(),
+                        seq: last,
+                        encoding: sub.encoding,
+                        bytes: Bytes::from(encode_changes(name, &docs, last, sub.encoding)),
+                    })
+                })
                 .clone();
-            let live = LiveFrame {
-                group: name.clone(),
-                seq: last,
-                encoding: sub.encoding,
-                bytes,
-            };
             match sub.queue.try_send(live) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {

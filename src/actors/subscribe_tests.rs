@@ -39,7 +39,7 @@ fn open() -> Fixture {
 /// A connection's side of a subscription: its queue and overflow signal.
 struct Conn {
     subscriber: Subscriber,
-    frames: mpsc::Receiver<LiveFrame>,
+    frames: mpsc::Receiver<Arc<LiveFrame>>,
     overflow: Arc<Notify>,
 }
 

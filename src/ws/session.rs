@@ -78,10 +78,13 @@ struct Session {
     state: Data<AppState>,
     out: Outbox,
     /// The bounded queue every group actor streams this connection's live frames into.
-    live_tx: mpsc::Sender<LiveFrame>,
+    live_tx: mpsc::Sender<Arc<LiveFrame>>,
     /// Notified by a group actor that found `live_tx` full.
     overflow: Arc<Notify>,
-    catch_up_tx: mpsc::Sender<CatchUpEvent>,
+    /// Catch-up rounds hand their frames back here. Created when a round starts and dropped
+    /// once no subscription is catching up: tokio allocates a channel's first block of
+    /// slots up front, and an idle connection should not carry it.
+    catch_up: Option<(mpsc::Sender<CatchUpEvent>, mpsc::Receiver<CatchUpEvent>)>,
     subscriptions: HashMap<Arc<str>, Subscription>,
     generations: u64,
     last_heard: Instant,
@@ -92,7 +95,6 @@ struct Session {
 pub(super) async fn run(start: Start) {
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let (live_tx, mut live_rx) = mpsc::channel(QUEUE_CAPACITY);
-    let (catch_up_tx, mut catch_up_rx) = mpsc::channel(CATCH_UP_AHEAD);
     let overflow = Arc::new(Notify::new());
     let mut shutdown = start.state.shutdown.clone();
     let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
@@ -105,7 +107,7 @@ pub(super) async fn run(start: Start) {
         out: Outbox::new(start.socket, overflow.clone()),
         live_tx,
         overflow: overflow.clone(),
-        catch_up_tx,
+        catch_up: None,
         subscriptions: HashMap::new(),
         generations: 0,
         last_heard: Instant::now(),
@@ -118,26 +120,43 @@ pub(super) async fn run(start: Start) {
             break End::going_away();
         }
         // Not `biased`: a group that streams without pause must not starve the client's
-        // own frames; each branch gets its turn.
+        // own frames; each branch gets its turn. Handlers are boxed: their futures are
+        // large, and inline they would make every idle connection's task as large as the
+        // largest of them (~2.6 KiB, 1.4 KiB boxed); one allocation per wake-up is cheap
+        // beside the write it makes.
         let step = tokio::select! {
             () = overflow.notified() => Err(End::too_slow()),
             changed = shutdown.changed() => changed.map_err(|_| End::going_away()),
-            _ = heartbeat.tick() => session.heartbeat().await,
+            _ = heartbeat.tick() => Box::pin(session.heartbeat()).await,
             Some((encoding, answer)) = OptionFuture::from(pending.as_mut()), if pending.is_some() => {
                 pending = None;
-                session.out.frame(encoding, &answer).await
+                Box::pin(session.out.frame(encoding, &answer)).await
             }
-            Some(event) = catch_up_rx.recv() => session.on_catch_up(event).await,
-            Some(frame) = live_rx.recv() => session.on_live_batch(frame, &mut live_rx).await,
+            Some(event) = catch_up_event(&mut session.catch_up) => {
+                let step = Box::pin(session.on_catch_up(event)).await;
+                session.release_catch_up();
+                step
+            }
+            Some(frame) = live_rx.recv() => Box::pin(session.on_live_batch(frame, &mut live_rx)).await,
             message = messages.recv(), if pending.is_none() => {
-                session.on_message(message).await.map(|push| pending = push)
+                Box::pin(session.on_message(message)).await.map(|push| pending = push)
             }
         };
         if let Err(end) = step {
             break end;
         }
     };
-    session.finish(end).await;
+    Box::pin(session.finish(end)).await;
+}
+
+/// The next catch-up event; never resolves while no round runs.
+async fn catch_up_event(
+    catch_up: &mut Option<(mpsc::Sender<CatchUpEvent>, mpsc::Receiver<CatchUpEvent>)>,
+) -> Option<CatchUpEvent> {
+    match catch_up {
+        Some((_, events)) => events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
@@ -260,6 +279,7 @@ impl Session {
     async fn unsubscribe(&mut self, group: String, encoding: Encoding) -> Result<(), End> {
         if let Some(mut sub) = self.subscriptions.remove(group.as_str()) {
             sub.stop();
+            self.release_catch_up();
             // Awaited, so that once `unsubscribed` is sent no new frame of the group is
             // queued; frames already queued find no subscription and are dropped.
             let _ = sub
@@ -325,8 +345,8 @@ impl Session {
     /// and the session wakes once per batch, not once per frame.
     async fn on_live_batch(
         &mut self,
-        frame: LiveFrame,
-        queue: &mut mpsc::Receiver<LiveFrame>,
+        frame: Arc<LiveFrame>,
+        queue: &mut mpsc::Receiver<Arc<LiveFrame>>,
     ) -> Result<(), End> {
         self.on_live(frame).await?;
         for _ in 1..LIVE_BATCH {
@@ -338,7 +358,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_live(&mut self, frame: LiveFrame) -> Result<(), End> {
+    async fn on_live(&mut self, frame: Arc<LiveFrame>) -> Result<(), End> {
         // No subscription: unsubscribed, or replaced and not yet registered; dropped.
         let Some(sub) = self.subscriptions.get_mut(&frame.group) else {
             return Ok(());
@@ -434,7 +454,7 @@ impl Session {
     }
 
     fn start_round(
-        &self,
+        &mut self,
         group: Arc<str>,
         since: u64,
         upto: u64,
@@ -450,7 +470,24 @@ impl Session {
             generation,
             max_value_bytes: self.state.limits.max_value_bytes,
         };
-        catch_up::spawn(round, self.catch_up_tx.clone())
+        let (events, _) = self
+            .catch_up
+            .get_or_insert_with(|| mpsc::channel(CATCH_UP_AHEAD));
+        catch_up::spawn(round, events.clone())
+    }
+
+    /// Drops the catch-up channel once no subscription is catching up. Nothing current can
+    /// be left in it: a round's last event is what makes its subscription live, and what a
+    /// replaced or stopped round still sends is stale anyway.
+    fn release_catch_up(&mut self) {
+        if self.catch_up.is_some()
+            && self
+                .subscriptions
+                .values()
+                .all(|sub| sub.handover.is_live())
+        {
+            self.catch_up = None;
+        }
     }
 
     fn next_generation(&mut self) -> u64 {

@@ -91,7 +91,7 @@ pub(super) struct Handover {
 enum Phase {
     CatchingUp {
         upto: u64,
-        held: Vec<LiveFrame>,
+        held: Vec<Arc<LiveFrame>>,
         lagging: bool,
     },
     Live,
@@ -139,13 +139,18 @@ impl Handover {
         self.generation
     }
 
+    /// Caught up: no catch-up round of this subscription is running or due.
+    pub(super) fn is_live(&self) -> bool {
+        matches!(self.phase, Phase::Live)
+    }
+
     /// A catch-up frame ending at `seq` was sent.
     pub(super) fn sent_page(&mut self, seq: u64) {
         self.cursor = seq;
     }
 
     /// A live frame from the queue: the bytes to send now, if any.
-    pub(super) fn live(&mut self, frame: LiveFrame) -> Option<(Encoding, Bytes)> {
+    pub(super) fn live(&mut self, frame: Arc<LiveFrame>) -> Option<(Encoding, Bytes)> {
         match &mut self.phase {
             Phase::Live => self.forward(frame),
             Phase::CatchingUp {
@@ -218,14 +223,14 @@ impl Handover {
     }
 
     /// Sends a live frame unless the client has it already.
-    fn forward(&mut self, frame: LiveFrame) -> Option<(Encoding, Bytes)> {
+    fn forward(&mut self, frame: Arc<LiveFrame>) -> Option<(Encoding, Bytes)> {
         if frame.seq <= self.cursor {
             return None;
         }
         let bytes = if std::mem::take(&mut self.trim_next) {
             trim(&self.group, &frame, self.cursor)
         } else {
-            frame.bytes
+            frame.bytes.clone()
         };
         self.cursor = frame.seq;
         Some((frame.encoding, bytes))
@@ -268,15 +273,15 @@ mod tests {
     }
 
     /// A commit's live frame with documents `first..=last`.
-    fn live(first: u64, last: u64) -> LiveFrame {
+    fn live(first: u64, last: u64) -> Arc<LiveFrame> {
         let docs: Vec<Doc> = (first..=last).map(doc).collect();
         let bytes = encode_changes("g", &docs, last, Encoding::Json);
-        LiveFrame {
+        Arc::new(LiveFrame {
             group: "g".into(),
             seq: last,
             encoding: Encoding::Json,
             bytes: bytes.into(),
-        }
+        })
     }
 
     fn seqs(bytes: &Bytes) -> Vec<u64> {
