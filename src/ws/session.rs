@@ -2,16 +2,19 @@
 //! of its subscriptions, until the client leaves, lags, falls silent or the server stops.
 //!
 //! The task waits on seven things at once (see [`run`]): the overflow signal, shutdown, the
-//! heartbeat, the answer to the push in flight, catch-up pages, live frames and the next
+//! heartbeat, the oldest push's answer, catch-up pages, live frames and the next
 //! client frame. It handles one at a time, so a subscription's state needs no lock.
-//! Client frames are read only while no push is in flight: pushes are answered in the
-//! order they were sent, while live frames keep flowing.
+//! Pushes are pipelined: up to [`PUSHES_IN_FLIGHT`] go to their actors as they are read and
+//! are answered in the order they came. Any other frame read behind them waits until they
+//! are answered, so every answer still leaves in the order of the frames, while live
+//! frames keep flowing.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use actix::Addr;
@@ -20,7 +23,6 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolEr
 use atomsync_proto::wire::{ClientFrame, FrameError, ServerFrame, UncheckedPush};
 use atomsync_proto::{Encoding, ErrorCode, Value, WireError};
 use bytes::Bytes;
-use futures_util::future::OptionFuture;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
@@ -43,6 +45,10 @@ pub(super) const QUEUE_CAPACITY: usize = 256;
 /// The most live frames a session writes per wake-up: as many as actix-ws's channel to the
 /// connection holds, so a batch rarely waits, and client frames still get their turn.
 pub(super) const LIVE_BATCH: usize = 32;
+/// Pushes of one connection sent to their actors and not yet answered: they are committed
+/// together (group commit) and their frames fan out together, where one push at a time
+/// made one commit, and one flush per subscriber, per push.
+pub(super) const PUSHES_IN_FLIGHT: usize = 64;
 /// Catch-up frames read ahead of the socket, all groups of the connection together.
 pub(super) const CATCH_UP_AHEAD: usize = 4;
 /// A write that waits this long for a client that reads nothing ends the session (1013).
@@ -56,6 +62,22 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The answer to a push, once the group actor replies.
 type PendingPush = Pin<Box<dyn Future<Output = (Encoding, ServerFrame)>>>;
+
+/// What a client frame leaves the session waiting for.
+enum Next {
+    /// Nothing: the frame was handled.
+    Idle,
+    /// The answer to a push.
+    Push(PendingPush),
+    /// Pushes are in flight: the frame waits for their answers.
+    Hold(Held),
+}
+
+/// A decoded client frame held until the pushes before it are answered.
+struct Held {
+    frame: Result<ClientFrame, FrameError>,
+    encoding: Encoding,
+}
 
 /// What a new session starts from.
 pub(super) struct Start {
@@ -114,10 +136,21 @@ pub(super) async fn run(start: Start) {
         oversized: start.oversized,
     };
     tracing::debug!(conn_id, "websocket open");
-    let mut pending: Option<PendingPush> = None;
+    // Pushes sent to their actors and not yet answered, oldest first: answered in order.
+    let mut pending: VecDeque<PendingPush> = VecDeque::new();
+    // A frame read behind pushes in flight that is not itself a push waits for them.
+    let mut held: Option<Held> = None;
     let end = loop {
         if *shutdown.borrow_and_update() {
             break End::going_away();
+        }
+        if pending.is_empty()
+            && let Some(Held { frame, encoding }) = held.take()
+        {
+            match Box::pin(session.on_decoded(frame, encoding)).await {
+                Ok(push) => pending.extend(push),
+                Err(end) => break end,
+            }
         }
         // Not `biased`: a group that streams without pause must not starve the client's
         // own frames; each branch gets its turn. Handlers are boxed: their futures are
@@ -128,8 +161,8 @@ pub(super) async fn run(start: Start) {
             () = overflow.notified() => Err(End::too_slow()),
             changed = shutdown.changed() => changed.map_err(|_| End::going_away()),
             _ = heartbeat.tick() => Box::pin(session.heartbeat()).await,
-            Some((encoding, answer)) = OptionFuture::from(pending.as_mut()), if pending.is_some() => {
-                pending = None;
+            (encoding, answer) = oldest(&mut pending), if !pending.is_empty() => {
+                pending.pop_front();
                 Box::pin(session.out.frame(encoding, &answer)).await
             }
             Some(event) = catch_up_event(&mut session.catch_up) => {
@@ -138,8 +171,13 @@ pub(super) async fn run(start: Start) {
                 step
             }
             Some(frame) = live_rx.recv() => Box::pin(session.on_live_batch(frame, &mut live_rx)).await,
-            message = messages.recv(), if pending.is_none() => {
-                Box::pin(session.on_message(message)).await.map(|push| pending = push)
+            message = messages.recv(), if pending.len() < PUSHES_IN_FLIGHT && held.is_none() => {
+                let busy = !pending.is_empty();
+                Box::pin(session.on_message(message, busy)).await.map(|next| match next {
+                    Next::Idle => {}
+                    Next::Push(push) => pending.push_back(push),
+                    Next::Hold(frame) => held = Some(frame),
+                })
             }
         };
         if let Err(end) = step {
@@ -147,6 +185,16 @@ pub(super) async fn run(start: Start) {
         }
     };
     Box::pin(session.finish(end)).await;
+}
+
+/// The answer to the oldest push in flight; only the oldest is awaited, so answers leave
+/// in the order the pushes came (the actors got them in that order when they were read).
+async fn oldest(pending: &mut VecDeque<PendingPush>) -> (Encoding, ServerFrame) {
+    poll_fn(|cx| match pending.front_mut() {
+        Some(push) => push.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
+    .await
 }
 
 /// The next catch-up event; never resolves while no round runs.
@@ -168,23 +216,30 @@ impl Session {
         self.out.ping().await
     }
 
+    /// A client frame; `busy`: pushes are in flight, so only another push may go ahead.
     async fn on_message(
         &mut self,
         message: Option<Result<AggregatedMessage, ProtocolError>>,
-    ) -> Result<Option<PendingPush>, End> {
+        busy: bool,
+    ) -> Result<Next, End> {
         let Some(message) = message else {
             return Err(End::Gone);
         };
         self.last_heard = Instant::now();
         match message {
             Ok(AggregatedMessage::Text(text)) => {
-                self.on_frame(text.into_bytes(), Encoding::Json).await
+                self.on_frame(text.into_bytes(), Encoding::Json, busy).await
             }
-            Ok(AggregatedMessage::Binary(bytes)) => self.on_frame(bytes, Encoding::MsgPack).await,
-            Ok(AggregatedMessage::Ping(payload)) => self.out.pong(&payload).await.map(|()| None),
-            Ok(AggregatedMessage::Pong(_)) => Ok(None),
+            Ok(AggregatedMessage::Binary(bytes)) => {
+                self.on_frame(bytes, Encoding::MsgPack, busy).await
+            }
+            Ok(AggregatedMessage::Ping(payload)) => {
+                self.out.pong(&payload).await.map(|()| Next::Idle)
+            }
+            Ok(AggregatedMessage::Pong(_)) => Ok(Next::Idle),
             Ok(AggregatedMessage::Close(reason)) => Err(End::ClientClosed(reason)),
-            Err(error) => self.on_protocol_error(error).await.map(|()| None),
+            // Any error frame it sends is not a push's answer; it may go ahead of them.
+            Err(error) => self.on_protocol_error(error).await.map(|()| Next::Idle),
         }
     }
 
@@ -214,9 +269,24 @@ impl Session {
         &mut self,
         bytes: Bytes,
         encoding: Encoding,
-    ) -> Result<Option<PendingPush>, End> {
+        busy: bool,
+    ) -> Result<Next, End> {
         let frame = ClientFrame::decode(&bytes, encoding, &self.state.limits);
         drop(bytes);
+        if busy && !matches!(frame, Ok(ClientFrame::Push { .. })) {
+            return Ok(Next::Hold(Held { frame, encoding }));
+        }
+        Ok(match self.on_decoded(frame, encoding).await? {
+            Some(push) => Next::Push(push),
+            None => Next::Idle,
+        })
+    }
+
+    async fn on_decoded(
+        &mut self,
+        frame: Result<ClientFrame, FrameError>,
+        encoding: Encoding,
+    ) -> Result<Option<PendingPush>, End> {
         match frame {
             Err(FrameError { id, group, error }) => {
                 self.error(encoding, id, group, error).await.map(|()| None)
@@ -227,7 +297,7 @@ impl Session {
             Ok(ClientFrame::Unsubscribe { group }) => {
                 self.unsubscribe(group, encoding).await.map(|()| None)
             }
-            Ok(ClientFrame::Push { id, push }) => self.push(id, push, encoding).await,
+            Ok(ClientFrame::Push { id, push }) => Ok(Some(self.push(id, push, encoding))),
         }
     }
 
@@ -294,33 +364,32 @@ impl Session {
             .await
     }
 
-    /// `push`: checked here in the protocol's order, applied by the group actor; the answer
-    /// is sent when it resolves (see [`run`]).
-    async fn push(
-        &mut self,
-        id: Value,
-        push: UncheckedPush,
-        encoding: Encoding,
-    ) -> Result<Option<PendingPush>, End> {
+    /// `push`: checked here in the protocol's order and sent to the group actor at once,
+    /// so the actors see a connection's pushes in the order they came; the answer (an
+    /// error too) is sent when it resolves and every earlier push was answered (see
+    /// [`run`]).
+    fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
+        let refused = |id, group, error| -> PendingPush {
+            let frame = ServerFrame::Error {
+                id: Some(id),
+                group: Some(group),
+                error,
+            };
+            Box::pin(std::future::ready((encoding, frame)))
+        };
         if let Err(error) = self.state.auth.authorize(self.identity, &group) {
-            return self
-                .error(encoding, Some(id), Some(group), error)
-                .await
-                .map(|()| None);
+            return refused(id, group, error);
         }
         let request = match push.validate(&self.state.limits) {
             Ok(request) => request,
-            Err(error) => {
-                return self
-                    .error(encoding, Some(id), Some(group), error)
-                    .await
-                    .map(|()| None);
-            }
+            Err(error) => return refused(id, group, error),
         };
-        let addr = self.state.registry.get(&group);
-        Ok(Some(Box::pin(async move {
-            let error = match addr.send(Push { request }).await {
+        // `send` queues the message now, not when the answer is awaited: a fresh `Addr`
+        // clone is never parked, so it never defers the message.
+        let answer = self.state.registry.get(&group).send(Push { request });
+        Box::pin(async move {
+            let error = match answer.await {
                 Ok(Ok(response)) => return (encoding, ServerFrame::Pushed { id, response }),
                 // The same codes and messages as `POST /sync`.
                 Ok(Err(e)) => ApiError::push(&e, encoding).error,
@@ -337,7 +406,7 @@ impl Session {
                     error,
                 },
             )
-        })))
+        })
     }
 
     /// A live frame, then every frame already queued behind it (up to [`LIVE_BATCH`]):
