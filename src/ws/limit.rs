@@ -19,6 +19,8 @@ use futures_util::Stream;
 
 /// The longest header a client frame can have: 2 bytes, an 8-byte length, a 4-byte mask.
 const MAX_HEADER: usize = 14;
+/// Chunks up to this size are copied out of the connection's read buffer (see `poll_next`).
+const COPY_CHUNKS_UP_TO: usize = 4096;
 
 /// Follows the frames of a byte stream and checks each declared length.
 #[derive(Debug, Default)]
@@ -181,6 +183,12 @@ where
             other => return other,
         };
         match this.scanner.feed(&chunk, this.limit) {
+            // A small chunk is copied: as it is, it may be a slice of actix-http's read
+            // buffer (8 KiB), and actix-ws keeps the remains of the last chunk it decoded,
+            // which would pin that buffer for as long as the connection idles.
+            Ok(()) if chunk.len() <= COPY_CHUNKS_UP_TO => {
+                Poll::Ready(Some(Ok(Bytes::copy_from_slice(&chunk))))
+            }
             Ok(()) => Poll::Ready(Some(Ok(chunk))),
             Err(OverLimit { frame_start }) => {
                 this.tripped.store(true, Ordering::Release);

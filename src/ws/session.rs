@@ -23,8 +23,8 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolEr
 use atomsync_proto::wire::{ClientFrame, FrameError, ServerFrame, UncheckedPush};
 use atomsync_proto::{Encoding, ErrorCode, Value, WireError};
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
 use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
@@ -70,7 +70,7 @@ enum Next {
     /// The answer to a push.
     Push(PendingPush),
     /// Pushes are in flight: the frame waits for their answers.
-    Hold(Held),
+    Hold(Box<Held>),
 }
 
 /// A decoded client frame held until the pushes before it are answered.
@@ -107,22 +107,28 @@ struct Session {
     /// once no subscription is catching up: tokio allocates a channel's first block of
     /// slots up front, and an idle connection should not carry it.
     catch_up: Option<(mpsc::Sender<CatchUpEvent>, mpsc::Receiver<CatchUpEvent>)>,
-    subscriptions: HashMap<Arc<str>, Subscription>,
+    /// Boxed: most connections hold one or two, and a map's smallest table has room for
+    /// four entries; boxed, the empty ones cost a pointer each, not a whole subscription.
+    subscriptions: HashMap<Arc<str>, Box<Subscription>>,
     generations: u64,
     last_heard: Instant,
     oversized: Arc<AtomicBool>,
 }
 
 /// Runs a session to its end, then unregisters it from every group.
-pub(super) async fn run(start: Start) {
+///
+/// Everything is built before the task's future, which then holds each piece once: an
+/// `async fn` would keep `start` in its state beside the session built from it, a few
+/// hundred bytes more for every connection.
+pub(super) fn run(start: Start) -> impl Future<Output = ()> {
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    let (live_tx, mut live_rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (live_tx, live_rx) = mpsc::channel(QUEUE_CAPACITY);
     let overflow = Arc::new(Notify::new());
-    let mut shutdown = start.state.shutdown.clone();
+    let shutdown = start.state.shutdown.clone();
     let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut messages = start.messages;
-    let mut session = Session {
+    let messages = start.messages;
+    let session = Session {
         conn_id,
         identity: start.identity,
         state: start.state,
@@ -136,17 +142,31 @@ pub(super) async fn run(start: Start) {
         oversized: start.oversized,
     };
     tracing::debug!(conn_id, "websocket open");
+    serve(session, messages, live_rx, overflow, shutdown, heartbeat)
+}
+
+/// The session's loop, then its end.
+async fn serve(
+    mut session: Session,
+    mut messages: AggregatedMessageStream,
+    mut live_rx: mpsc::Receiver<Arc<LiveFrame>>,
+    overflow: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    mut heartbeat: Interval,
+) {
     // Pushes sent to their actors and not yet answered, oldest first: answered in order.
     let mut pending: VecDeque<PendingPush> = VecDeque::new();
     // A frame read behind pushes in flight that is not itself a push waits for them.
-    let mut held: Option<Held> = None;
+    // Boxed: it is rare, and inline it would take its room in every idle connection.
+    let mut held: Option<Box<Held>> = None;
     let end = loop {
         if *shutdown.borrow_and_update() {
             break End::going_away();
         }
         if pending.is_empty()
-            && let Some(Held { frame, encoding }) = held.take()
+            && let Some(next) = held.take()
         {
+            let Held { frame, encoding } = *next;
             match Box::pin(session.on_decoded(frame, encoding)).await {
                 Ok(push) => pending.extend(push),
                 Err(end) => break end,
@@ -274,7 +294,7 @@ impl Session {
         let frame = ClientFrame::decode(&bytes, encoding, &self.state.limits);
         drop(bytes);
         if busy && !matches!(frame, Ok(ClientFrame::Push { .. })) {
-            return Ok(Next::Hold(Held { frame, encoding }));
+            return Ok(Next::Hold(Box::new(Held { frame, encoding })));
         }
         Ok(match self.on_decoded(frame, encoding).await? {
             Some(push) => Next::Push(push),
@@ -341,8 +361,10 @@ impl Session {
         let generation = self.next_generation();
         let task = self.start_round(name.clone(), since, ack.seq, encoding, generation);
         let handover = Handover::new(name.clone(), generation, since, ack.seq);
-        self.subscriptions
-            .insert(name, Subscription::new(addr, encoding, handover, task));
+        self.subscriptions.insert(
+            name,
+            Box::new(Subscription::new(addr, encoding, handover, task)),
+        );
         Ok(())
     }
 
