@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use atomsync::storage::writer::{SELECT_DOC, UPSERT_DOC};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::data::RawChange;
@@ -100,14 +101,8 @@ impl RawDb {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut accepted = 0;
         {
-            let mut current = tx.prepare_cached(
-                "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key = ?2",
-            )?;
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO docs (group_id, key, version, seq, value) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (group_id, key) DO UPDATE
-                 SET version = excluded.version, seq = excluded.seq, value = excluded.value",
-            )?;
+            let mut current = tx.prepare_cached(SELECT_DOC)?;
+            let mut upsert = tx.prepare_cached(UPSERT_DOC)?;
             for change in changes {
                 let row = current
                     .query_row(params![self.group_id, change.key], |r| {

@@ -21,6 +21,18 @@ use tokio::sync::oneshot;
 use super::StorageError;
 use super::read::doc_from_row;
 
+/// Reads a document's current state (`?1` group id, `?2` key), for the version check.
+/// Public so that the benchmark's raw-SQLite baseline runs exactly the writer's statements.
+pub const SELECT_DOC: &str =
+    "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key = ?2";
+
+/// Writes an accepted change (`?1` group id, `?2` key, `?3` version, `?4` seq, `?5` value
+/// or NULL for a tombstone), creating the row or replacing its state.
+pub const UPSERT_DOC: &str = "INSERT INTO docs (group_id, key, version, seq, value)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (group_id, key) DO UPDATE
+     SET version = excluded.version, seq = excluded.seq, value = excluded.value";
+
 /// The most jobs committed in one transaction: bounds the latency one large batch adds.
 const MAX_BATCH: usize = 512;
 
@@ -269,14 +281,8 @@ fn apply_push(
     let start_seq = group.seq;
     let mut results = Vec::with_capacity(job.changes.len());
     let mut docs = Vec::new();
-    let mut current = tx.prepare_cached(
-        "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key = ?2",
-    )?;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO docs (group_id, key, version, seq, value) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (group_id, key) DO UPDATE
-         SET version = excluded.version, seq = excluded.seq, value = excluded.value",
-    )?;
+    let mut current = tx.prepare_cached(SELECT_DOC)?;
+    let mut upsert = tx.prepare_cached(UPSERT_DOC)?;
     for change in &job.changes {
         let existing = current
             .query_row(params![group.id, change.key], doc_from_row)
