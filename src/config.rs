@@ -32,6 +32,9 @@ pub struct Config {
     /// `[users.NAME]`: when empty, auth is off and every group is open.
     #[serde(default)]
     pub users: BTreeMap<String, UserConfig>,
+    /// `[admin]`: the operator's token for the admin API (`/admin/...`).
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// The `[server]` table.
@@ -91,6 +94,24 @@ impl std::fmt::Debug for UserConfig {
         f.debug_struct("UserConfig")
             .field("token", &"<redacted>")
             .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+/// The `[admin]` table: who may use the admin API (`GET /admin/groups`, ...). Without a
+/// token the admin API is off (every admin request gets 403), whatever `[users]` says.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin bearer token. Never logged; must differ from every user's token.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    // Hand-written so that the token never reaches a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -187,6 +208,20 @@ impl Config {
                 }
             }
         }
+        if let Some(admin) = &self.admin.token {
+            if admin.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "admin.token: must not be empty (leave it out to turn the admin API off)"
+                        .into(),
+                ));
+            }
+            // One token, one identity: a user's token must never also open the admin API.
+            if let Some(user) = tokens.get(admin.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "admin.token: the same token as users.{user}; give the admin its own"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -236,7 +271,42 @@ mod tests {
 
     #[test]
     fn tokens_never_reach_debug_output() {
-        let c = Config::from_toml("[users.a]\ntoken = \"s3cret\"\ngroups = [\"*\"]\n").unwrap();
-        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = Config::from_toml(
+            "[users.a]\ntoken = \"s3cret\"\ngroups = [\"*\"]\n[admin]\ntoken = \"r00t\"\n",
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("r00t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn admin_token_is_checked() {
+        let c = Config::from_toml("[admin]\ntoken = \"\"\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("admin.token")
+        );
+        let c = Config::from_toml(
+            "[users.a]\ntoken = \"t\"\ngroups = [\"*\"]\n[admin]\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("admin.token") && err.contains("users.a"),
+            "{err}"
+        );
+        let c = Config::from_toml("[admin]\ntoken = \"root\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.admin.token.as_deref(), Some("root"));
+        assert!(
+            Config::from_toml("[admin]\ntokn = \"x\"\n")
+                .unwrap_err()
+                .contains("tokn")
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! - [`config`]: the one configuration, from TOML < `ATOMSYNC_*` environment < command line.
 //! - [`auth`]: tokens to users, users to groups.
-//! - [`http`]: actix-web routes for pull, push, health and the browser client's files.
+//! - [`http`]: actix-web routes for pull, push, health, the browser client's files, and the
+//!   operator's admin API.
 //! - [`ws`]: WebSocket sessions that subscribe to groups and push.
 //! - [`actors`]: one actor per group, ordering its pushes and streaming its commits.
 //! - [`storage`]: SQLite in WAL mode: a single writer thread and a pool of readers.
@@ -102,6 +103,11 @@ pub async fn run(
     } else {
         tracing::warn!("auth is off: no [users] configured, every group is open to everyone");
     }
+    if config.admin.token.is_some() {
+        tracing::info!("admin API on: /admin/... needs the [admin] token");
+    } else {
+        tracing::info!("admin API off: no [admin] token configured");
+    }
     tracing::info!(db = %s.db.display(), epoch = storage.epoch(), durability = ?s.durability, "database open");
 
     let addr = listener.local_addr()?;
@@ -114,6 +120,11 @@ pub async fn run(
         limits: config.limits(),
         max_body_bytes: s.max_body_bytes,
         shutdown: shutdown_rx,
+        admin_token: config
+            .admin
+            .token
+            .as_deref()
+            .map(http::admin::AdminToken::new),
     });
     let mut server = HttpServer::new(move || {
         App::new()

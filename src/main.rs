@@ -45,6 +45,15 @@ struct Cli {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "ATOMSYNC_WORKERS")]
     workers: Option<usize>,
+    /// The admin API's bearer token (`[admin] token`); prefer the environment or the file
+    /// to the command line, where other users of the machine can read it.
+    #[arg(
+        long,
+        env = "ATOMSYNC_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
     /// Log filter, e.g. info, debug, atomsync=trace.
     #[arg(long, env = "ATOMSYNC_LOG", default_value = "info")]
     log: String,
@@ -72,6 +81,9 @@ impl Cli {
             max_changes,
             workers
         );
+        if let Some(token) = self.admin_token.clone() {
+            config.admin.token = Some(token);
+        }
         config.validate()?;
         Ok(config)
     }

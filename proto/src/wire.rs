@@ -5,14 +5,17 @@
 //! - `write`: every message in either encoding, written straight into the output with
 //!   stored values spliced in (the server's hot path), through `writer::Writer`;
 //! - `read`: decoding what the server sends (client side), with errors that name a path;
-//! - `push`: decoding and validating what a client sends, in the protocol's error order.
+//! - `push`: decoding and validating what a client sends, in the protocol's error order;
+//! - `admin`: the operator's endpoints beside the contract (admin API, one-document read).
 
+mod admin;
 mod push;
 mod read;
 mod slots;
 mod write;
 mod writer;
 
+pub use admin::{DocAnswer, DocsPage, GroupInfo, GroupsPage, encode_doc};
 pub use read::{RESPONSE_MAX_DEPTH, decode_error};
 
 use crate::{ErrorCode, Packed, Value, WireError, json, msgpack};

@@ -48,6 +48,16 @@ impl Registry {
         addr
     }
 
+    /// The actor of `group` if one is running, without starting one: what only asks about
+    /// a group (the admin API's subscriber counts) must not start actors for every name.
+    pub fn running(&self, group: &str) -> Option<Addr<GroupActor>> {
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups.get(group).filter(|addr| addr.connected()).cloned()
+    }
+
     /// How many group actors are running.
     pub fn len(&self) -> usize {
         self.groups.lock().map(|g| g.len()).unwrap_or(0)

@@ -1,6 +1,8 @@
 //! HTTP: the routes, and the state every handler shares.
 //!
 //! - [`sync`]: pull, push and health (PROTOCOL.md section 4).
+//! - [`doc`]: one document by key (`GET /sync/doc`), beside the contract.
+//! - [`admin`]: the admin API (`/admin/...`), behind the admin token.
 //! - [`request`]: content negotiation, the token, the body within its limit.
 //! - [`error`]: [`ApiError`], the one way an error is answered.
 //! - [`assets`]: the browser client module and the demo page.
@@ -8,7 +10,9 @@
 //! Unknown paths answer 404 and known paths with another method 405, both with the
 //! protocol's error body.
 
+pub mod admin;
 pub mod assets;
+pub mod doc;
 pub mod error;
 pub mod request;
 pub mod sync;
@@ -42,6 +46,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Turns true when the server starts shutting down: sessions close their sockets.
     pub shutdown: watch::Receiver<bool>,
+    /// The `[admin]` token; `None` turns the admin API off.
+    pub admin_token: Option<admin::AdminToken>,
 }
 
 /// Registers every route.
@@ -54,6 +60,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(sync::pull))
             .route(web::post().to(sync::push))
             .default_service(web::to(method_not_allowed("GET, POST"))),
+    )
+    .service(
+        web::resource("/sync/doc")
+            .wrap(middleware::Compress::default())
+            .route(web::get().to(doc::get))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/admin/groups")
+            .route(web::get().to(admin::groups))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/admin/groups/{group}")
+            .route(web::get().to(admin::group))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/admin/groups/{group}/docs")
+            .wrap(middleware::Compress::default())
+            .route(web::get().to(admin::docs))
+            .default_service(web::to(method_not_allowed("GET"))),
     )
     .service(
         web::resource("/sync/ws")

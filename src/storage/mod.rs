@@ -3,6 +3,8 @@
 //! - [`schema`]: the tables and their migrations (`PRAGMA user_version`).
 //! - [`read`]: pulls, catch-up pages and health checks, on pooled read connections.
 //! - [`writer`]: the single writer thread that version-checks and commits every push.
+//! - [`docs`]: documents by key (one document; a group's documents in key order).
+//! - [`admin`]: groups in pages with their counts, for the admin API.
 //!
 //! The database runs in WAL mode, so readers never wait for the writer and the writer never
 //! waits for readers. All writes go through *one* connection on *one* thread: SQLite allows
@@ -10,6 +12,8 @@
 //! write lock (no `SQLITE_BUSY`), while batching the pushes that queue up behind a commit into
 //! the next transaction (group commit: one fsync for many requests).
 
+pub mod admin;
+pub mod docs;
 pub mod read;
 pub mod schema;
 pub mod writer;

@@ -49,6 +49,7 @@ fn harness() -> Harness {
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
         shutdown,
+        admin_token: None,
     });
     Harness {
         _dir: dir,
