@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `atomsync-server` binary on a free loopback port
 //! with a temporary database (see [`common`]), and drives it as a client would.
 
+mod admin;
 mod cli;
 mod client;
 mod common;
