@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::output::Notes;
 
@@ -11,9 +11,13 @@ use crate::output::Notes;
 pub fn counter(notes: &Notes, what: &'static str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, target(notes));
     let style = ProgressStyle::with_template(&format!(
-        "{{spinner}} {{human_pos}} {what} ({{per_sec}}, {{elapsed}})"
+        "{{spinner}} {{human_pos}} {what} ({{rate}}, {{elapsed}})"
     ))
-    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    // indicatif's own `per_sec` shows four decimals of a document count.
+    .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.0}/s", state.per_sec());
+    });
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
