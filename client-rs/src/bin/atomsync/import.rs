@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{CliError, io};
 use crate::input::MAX_DEPTH;
-use crate::output::Notes;
+use crate::output::{self, Notes};
 use crate::plan::{Existing, Line, Plan, Round, Tally};
 use crate::progress;
 use crate::server::Server;
@@ -75,7 +75,8 @@ pub async fn import(
     bar.finish_and_clear();
     let tally = plan.tally;
     let mut summary = format!(
-        "atomsync: imported {done} lines into {group} in {:.1} s: {}",
+        "atomsync: imported {} into {group} in {:.1} s: {}",
+        output::count(done, "line"),
         started.elapsed().as_secs_f64(),
         counts(&tally)
     );
@@ -87,8 +88,8 @@ pub async fn import(
     notes.say(summary);
     if tally.conflicts > 0 {
         return Err(CliError::Conflict(format!(
-            "{} documents changed by another client during the import kept that client's value: {}{}",
-            tally.conflicts,
+            "{} changed by another client during the import kept that client's value: {}{}",
+            output::count(tally.conflicts, "document"),
             tally.conflict_keys.join(", "),
             if tally.conflicts as usize > tally.conflict_keys.len() {
                 ", ..."

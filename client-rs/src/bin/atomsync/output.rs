@@ -80,3 +80,9 @@ impl Notes {
         !self.quiet && std::io::stderr().is_terminal()
     }
 }
+
+/// `1 document`, `2 documents`.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}

@@ -15,9 +15,12 @@ pub fn counter(notes: &Notes, what: &'static str) -> ProgressBar {
     ))
     .unwrap_or_else(|_| ProgressStyle::default_spinner())
     // indicatif's own `per_sec` shows four decimals of a document count.
-    .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-        let _ = write!(w, "{:.0}/s", state.per_sec());
-    });
+    .with_key(
+        "rate",
+        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        },
+    );
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

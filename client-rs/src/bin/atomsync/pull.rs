@@ -16,7 +16,7 @@ use atomsync_proto::wire::PullResponse;
 use atomsync_proto::{Value, json};
 
 use crate::error::CliError;
-use crate::output::{Notes, Output};
+use crate::output::{self, Notes, Output};
 use crate::progress;
 use crate::server::Server;
 
@@ -112,8 +112,8 @@ pub async fn pull(server: &Server, group: &str, since: u64, notes: Notes) -> Res
     }
     out.flush()?;
     notes.say(format!(
-        "atomsync: pulled {count} change{} of {group}; cursor {} (pass it as --since to continue)",
-        if count == 1 { "" } else { "s" },
+        "atomsync: pulled {} of {group}; cursor {} (pass it as --since to continue)",
+        output::count(count, "change"),
         pager.cursor()
     ));
     Ok(())
@@ -156,8 +156,8 @@ pub async fn export(server: &Server, group: &str, notes: Notes) -> Result<(), Cl
     out.flush()?;
     bar.finish_and_clear();
     let mut summary = format!(
-        "atomsync: exported {} documents of {group} up to seq {} in {:.1} s",
-        written.len(),
+        "atomsync: exported {} of {group} up to seq {} in {:.1} s",
+        output::count(written.len() as u64, "document"),
         pager.cursor(),
         started.elapsed().as_secs_f64()
     );
