@@ -210,6 +210,16 @@ fn groups_need_the_admin_token() {
             json!({"name": "todo", "seq": 3, "floor": 0, "documents": 1, "tombstones": 1, "subscribers": 0}),
         ]
     );
+    // A watch is a subscriber while it runs.
+    let watch = Cli::new(&server, &["watch", "notes", "--token", "alice-t"]).spawn();
+    watch.line(Duration::from_secs(20));
+    let one = Cli::new(
+        &server,
+        &["groups", "notes", "--json", "--admin-token", "root-t"],
+    )
+    .run();
+    assert_eq!(json_line(one.ok())["subscribers"], 1);
+    drop(watch);
     Cli::new(&server, &["groups", "nope", "--admin-token", "root-t"])
         .run()
         .fails(4, "nope: no such group on this server");

@@ -48,6 +48,11 @@ pub async fn import(
     notes: Notes,
 ) -> Result<(), CliError> {
     let started = Instant::now();
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        notes.say(
+            "atomsync: reading lines from the terminal; end with Ctrl-D (or use `< file.jsonl`)",
+        );
+    }
     let bar = match stdin_size() {
         Some(total) => progress::bytes(&notes, total),
         None => progress::counter(&notes, "lines"),

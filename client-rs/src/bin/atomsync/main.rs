@@ -58,7 +58,8 @@ struct Cli {
         value_name = "URL"
     )]
     server: String,
-    /// A user's token, for servers with auth on.
+    /// A user's token, for servers with auth on (prefer ATOMSYNC_TOKEN: other users of
+    /// the machine can read a command line).
     #[arg(
         long,
         short,

@@ -52,7 +52,14 @@ pub async fn watch(server: &Server, group: &str, since: u64, notes: Notes) -> Re
         };
         let error = match ended {
             Ok(()) => CliError::Network("the server closed the WebSocket".into()),
-            Err(e) if e.is_refusal() || matches!(e, CliError::Io(_) | CliError::Input(_)) => {
+            // Refused, or nowhere to print: retrying cannot help.
+            Err(e)
+                if e.is_refusal()
+                    || matches!(
+                        e,
+                        CliError::Io(_) | CliError::Input(_) | CliError::BrokenPipe
+                    ) =>
+            {
                 return Err(e);
             }
             Err(e) => e,
