@@ -20,8 +20,15 @@ use crate::output::{self, Notes, Output};
 use crate::progress;
 use crate::server::Server;
 
-/// Documents per pull page: the protocol's largest (the server also bounds a page's bytes).
-const PAGE: u32 = 10_000;
+/// Documents in the first pull page: small, because the documents' size is not known yet
+/// (100 values at the default 1 MiB limit are 100 MiB).
+const FIRST_PAGE: u32 = 100;
+/// The most documents a page asks for: the protocol's largest.
+const MAX_PAGE: u32 = 10_000;
+/// About how many bytes of documents a page should hold. Later pages ask for as many
+/// documents as fit, by the size of those read so far, so a page stays near this size
+/// even on a server that bounds a page by count alone.
+const PAGE_BYTES: u64 = 4 << 20;
 
 /// Pages through a group from a cursor to the end, checking that the pages fit together.
 struct Pager<'a> {
@@ -33,6 +40,10 @@ struct Pager<'a> {
     epoch: Option<String>,
     done: bool,
     notes: Notes,
+    /// Documents to ask for next.
+    limit: u32,
+    /// Documents read and their bytes (keys and values), to size the next page.
+    read: (u64, u64),
 }
 
 impl<'a> Pager<'a> {
@@ -45,6 +56,8 @@ impl<'a> Pager<'a> {
             epoch: None,
             done: false,
             notes,
+            limit: FIRST_PAGE,
+            read: (0, 0),
         }
     }
 
@@ -56,8 +69,9 @@ impl<'a> Pager<'a> {
         let first = self.epoch.is_none();
         let page = self
             .server
-            .pull(self.group, self.since, PAGE, self.full)
+            .pull(self.group, self.since, self.limit, self.full)
             .await?;
+        self.size_next(&page);
         match &self.epoch {
             None => self.epoch = Some(page.epoch.clone()),
             Some(epoch) if *epoch != page.epoch => {
@@ -91,6 +105,20 @@ impl<'a> Pager<'a> {
         self.since = page.seq;
         self.done = !page.more;
         Ok(Some(page))
+    }
+
+    /// Sizes the next page by the documents read so far.
+    fn size_next(&mut self, page: &PullResponse) {
+        let bytes: u64 = page
+            .changes
+            .iter()
+            .map(|doc| (doc.key.len() + doc.value.as_ref().map_or(0, |v| v.len()) + 16) as u64)
+            .sum();
+        self.read = (self.read.0 + page.changes.len() as u64, self.read.1 + bytes);
+        if let Some(each) = self.read.1.checked_div(self.read.0) {
+            let fits = PAGE_BYTES / each.max(1);
+            self.limit = u32::try_from(fits).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+        }
     }
 
     /// The cursor after the pages read so far.
@@ -168,4 +196,44 @@ pub async fn export(server: &Server, group: &str, notes: Notes) -> Result<(), Cl
     }
     notes.say(summary);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atomsync_proto::Packed;
+    use atomsync_proto::wire::Doc;
+
+    fn page(docs: usize, value_bytes: usize) -> PullResponse {
+        let value = Packed::from_value(&Value::Bytes(vec![0; value_bytes]));
+        PullResponse {
+            group: "g".into(),
+            epoch: "e".into(),
+            changes: (0..docs)
+                .map(|i| Doc {
+                    key: format!("k{i}"),
+                    version: 1,
+                    seq: i as u64 + 1,
+                    value: Some(value.clone()),
+                })
+                .collect(),
+            seq: docs as u64,
+            more: true,
+            reset: false,
+        }
+    }
+
+    #[test]
+    fn pages_are_sized_by_the_documents_read() {
+        let server = Server::new("127.0.0.1:1", None, None).unwrap();
+        let mut pager = Pager::new(&server, "g", 0, Notes::new(true));
+        assert_eq!(pager.limit, FIRST_PAGE);
+        pager.size_next(&page(100, 1 << 20));
+        assert_eq!(pager.limit, 3, "4 MiB of 1 MiB documents");
+        let mut pager = Pager::new(&server, "g", 0, Notes::new(true));
+        pager.size_next(&page(100, 100));
+        assert_eq!(pager.limit, MAX_PAGE);
+        pager.size_next(&page(0, 0));
+        assert_eq!(pager.limit, MAX_PAGE, "an empty page changes nothing");
+    }
 }
