@@ -10,7 +10,7 @@
 
 import { CodecError, EXT_INST, EXT_KW, EXT_SET, EXT_UUID, MAX_DEPTH, Raw } from "./codec.js";
 import { Inst, MAX_SECS, MIN_SECS } from "./inst.js";
-import { Uuid, kw, wireFloat } from "./values.js";
+import { Uuid, kw, messageOf, wireFloat } from "./values.js";
 
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -72,6 +72,7 @@ export function decodeMessage(bytes) {
   return decodeWith(bytes, MAX_DEPTH, true);
 }
 
+/** @param {Uint8Array | ArrayBuffer} bytes @param {number} maxDepth @param {boolean} rawValues */
 function decodeWith(bytes, maxDepth, rawValues) {
   const input = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const reader = new Reader(input);
@@ -85,6 +86,7 @@ function decodeWith(bytes, maxDepth, rawValues) {
  * @param {number} depthLeft
  * @param {boolean} rawValues see {@link decodeMessage}
  * @param {string} path
+ * @returns {unknown}
  */
 function readValue(r, depthLeft, rawValues, path) {
   const marker = r.u8();
@@ -168,11 +170,12 @@ function readBin(r, len) {
   return r.bytes.slice(start, start + len);
 }
 
-/** A 64-bit int from the wire: a number when safe, else a BigInt (never rounded). */
+/** A 64-bit int from the wire: a number when safe, else a BigInt (never rounded). @param {bigint} n */
 function intValue(n) {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
 }
 
+/** @param {Reader} r @param {number} len @param {string} path */
 function readStr(r, len, path) {
   const start = r.take(len);
   try {
@@ -182,11 +185,13 @@ function readStr(r, len, path) {
   }
 }
 
+/** One container deeper: what may still be entered inside it. @param {number} depthLeft @param {string} path */
 function enter(depthLeft, path) {
   if (depthLeft <= 0) throw new CodecError(`${path}: nested deeper than the limit`);
   return depthLeft - 1;
 }
 
+/** @param {Reader} r @param {number} len @param {number} depthLeft @param {boolean} rawValues @param {string} path */
 function readArray(r, len, depthLeft, rawValues, path) {
   const inner = enter(depthLeft, path);
   if (len > r.remaining()) throw new CodecError(`${path}: an array of ${len} items cannot fit in the ${r.remaining()} bytes left`, !r.bounded);
@@ -195,9 +200,14 @@ function readArray(r, len, depthLeft, rawValues, path) {
   return items;
 }
 
+/**
+ * A map: a plain object when every key is a string, else a `Map`.
+ * @param {Reader} r @param {number} len @param {number} depthLeft @param {boolean} rawValues @param {string} path
+ */
 function readMap(r, len, depthLeft, rawValues, path) {
   const inner = enter(depthLeft, path);
   if (len * 2 > r.remaining()) throw new CodecError(`${path}: a map of ${len} entries cannot fit in the ${r.remaining()} bytes left`, !r.bounded);
+  /** @type {[unknown, unknown][]} */
   const entries = new Array(len);
   let allStrings = true;
   for (let i = 0; i < len; i++) {
@@ -215,12 +225,14 @@ function readMap(r, len, depthLeft, rawValues, path) {
     entries[i] = [key, item];
   }
   if (!allStrings) return new Map(entries);
+  /** @type {Record<string, unknown>} */
   const object = {};
   // defineProperty, not assignment: a key named "__proto__" must stay a plain entry.
-  for (const [key, item] of entries) Object.defineProperty(object, key, { value: item, enumerable: true, writable: true, configurable: true });
+  for (const [key, item] of entries) Object.defineProperty(object, /** @type {string} */ (key), { value: item, enumerable: true, writable: true, configurable: true });
   return object;
 }
 
+/** @param {Reader} r @param {number} len @param {number} depthLeft @param {string} path */
 function readExt(r, len, depthLeft, path) {
   const type = r.view.getInt8(r.take(1));
   const start = r.take(len);
@@ -241,7 +253,7 @@ function readExt(r, len, depthLeft, path) {
       try {
         return kw(name);
       } catch (e) {
-        throw new CodecError(`${path}: ${e.message}`);
+        throw new CodecError(`${path}: ${messageOf(e)}`);
       }
     }
     case EXT_SET: {
@@ -269,6 +281,7 @@ function readExt(r, len, depthLeft, path) {
   }
 }
 
+/** @param {Uint8Array} payload @param {string} path */
 function readInst(payload, path) {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   let secs;
@@ -290,6 +303,6 @@ function readInst(payload, path) {
   try {
     return new Inst(secs, nanos);
   } catch (e) {
-    throw new CodecError(`${path}: ${e.message}`);
+    throw new CodecError(`${path}: ${messageOf(e)}`);
   }
 }

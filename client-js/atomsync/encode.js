@@ -20,6 +20,7 @@ const utf8Encoder = new TextEncoder();
 /** A growable output buffer. */
 class Writer {
   constructor() {
+    /** @type {Uint8Array<ArrayBuffer>} */
     this.buf = new Uint8Array(64);
     this.view = new DataView(this.buf.buffer);
     this.pos = 0;
@@ -86,7 +87,7 @@ class Writer {
  * side writes too.
  * @param {unknown} value
  * @param {{maxDepth?: number}} [options] containers nested deeper than this are refused (default 64)
- * @returns {Uint8Array}
+ * @returns {Uint8Array<ArrayBuffer>}
  * @throws {CodecError} not a value, with its path (`value.tags#1: ...`)
  */
 export function encode(value, { maxDepth = MAX_DEPTH } = {}) {

@@ -7,6 +7,10 @@
  * @module atomsync/errors
  */
 
+import { messageOf } from "./values.js";
+
+export { messageOf };
+
 /** An error answer of the server: `{error, message}`. */
 export class ServerError extends Error {
   /** @param {string} code @param {string} message @param {number} [status] HTTP status */
@@ -47,11 +51,6 @@ export function errorInfo(error) {
   if (error instanceof OfflineError) return null;
   if (error instanceof ServerError) return { code: error.code, message: error.message };
   return { code: "client", message: messageOf(error) };
-}
-
-/** @param {unknown} error */
-export function messageOf(error) {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -40,6 +40,7 @@ export class Inst {
     const days = Math.floor(this.secs / SECS_PER_DAY);
     const secOfDay = this.secs - days * SECS_PER_DAY;
     const [year, month, day] = civilFromDays(days);
+    /** @type {(n: number, width: number) => string} */
     const pad = (n, width) => String(n).padStart(width, "0");
     let text = `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(secOfDay / 3600), 2)}:${pad(Math.floor(secOfDay / 60) % 60, 2)}:${pad(secOfDay % 60, 2)}`;
     if (this.nanos) text += "." + pad(this.nanos, 9).replace(/0+$/, "");
@@ -93,7 +94,10 @@ function isLeap(year) {
   return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
 }
 
-/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+/**
+ * Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+ * @param {number} year @param {number} month @param {number} day
+ */
 function daysFromCivil(year, month, day) {
   const y = month <= 2 ? year - 1 : year;
   const era = Math.floor(y / 400);
@@ -103,7 +107,11 @@ function daysFromCivil(year, month, day) {
   return era * 146097 + dayOfEra - 719468;
 }
 
-/** The inverse of {@link daysFromCivil}: `[year, month, day]`. */
+/**
+ * The inverse of {@link daysFromCivil}: `[year, month, day]`.
+ * @param {number} days
+ * @returns {[number, number, number]}
+ */
 function civilFromDays(days) {
   const z = days + 719468;
   const era = Math.floor(z / 146097);

@@ -57,7 +57,7 @@
 
 /**
  * @typedef {object} Storage Where groups' state lives, shared by every tab of a database.
- * @property {<T>(mode: "readonly" | "readwrite", body: (tx: StorageTx) => Promise<T>, options?: {durability?: "strict" | "relaxed" | "default"}) => Promise<T>} transaction
+ * @property {<T>(mode: "readonly" | "readwrite", body: (tx: StorageTx) => Promise<T>, options?: {durability?: IDBTransactionDurability}) => Promise<T>} transaction
  *   runs `body` atomically: all its writes commit together once it resolves, none if it throws
  * @property {() => void} close
  */
@@ -72,7 +72,7 @@ function requestDone(request) {
   });
 }
 
-/** Every `[group, key]` of one group: arrays sort after strings in IndexedDB. */
+/** Every `[group, key]` of one group: arrays sort after strings in IndexedDB. @param {string} group */
 function groupRange(group) {
   return IDBKeyRange.bound([group], [group, []]);
 }
@@ -105,6 +105,13 @@ export class IdbStorage {
     });
   }
 
+  /**
+   * @template T
+   * @param {"readonly" | "readwrite"} mode
+   * @param {(tx: StorageTx) => Promise<T>} body
+   * @param {{durability?: IDBTransactionDurability}} [options]
+   * @returns {Promise<T>}
+   */
   transaction(mode, body, { durability = "default" } = {}) {
     return new Promise((resolve, reject) => {
       const t = this.db.transaction(STORES, mode, { durability });
@@ -124,6 +131,7 @@ export class IdbStorage {
         putPending: (change) => pending.put(change),
         deletePending: (group, key) => pending.delete([group, key]),
       };
+      /** @type {T} */
       let result;
       t.oncomplete = () => resolve(result);
       t.onabort = () => reject(t.error ?? new Error("IndexedDB transaction aborted"));

@@ -136,7 +136,12 @@ export function wireFloat(x) {
   return isIntNumber(x) ? new Float(INTERNAL, x) : x;
 }
 
-/** The number a value is, for display and arithmetic: unwraps {@link Float}. */
+/**
+ * The number a value is, for display and arithmetic: unwraps {@link Float}.
+ * @template T
+ * @param {T | Float} x
+ * @returns {T | number}
+ */
 export function num(x) {
   return x instanceof Float ? x.value : x;
 }
@@ -152,7 +157,11 @@ export function equals(a, b) {
   return canonical(a, 0) === canonical(b, 0);
 }
 
-/** A text that two values share exactly when {@link equals} holds. */
+/**
+ * A text that two values share exactly when {@link equals} holds.
+ * @param {unknown} value @param {number} depth
+ * @returns {string}
+ */
 function canonical(value, depth) {
   if (depth > 512) throw new RangeError("value nested too deeply to compare");
   if (value === null) return "n";
@@ -166,6 +175,7 @@ function canonical(value, depth) {
     case "string":
       return "s" + JSON.stringify(value);
   }
+  /** @type {(v: unknown) => string} */
   const inner = (v) => canonical(v, depth + 1);
   if (value instanceof Float) return "d" + floatText(value.value);
   if (value instanceof Uint8Array) return "b" + toHex(value);
@@ -185,12 +195,16 @@ function floatText(x) {
   return Object.is(x, -0) ? "-0" : String(x);
 }
 
-/** A JS number that the protocol treats as an int. */
+/** A JS number that the protocol treats as an int. @param {number} x */
 export function isIntNumber(x) {
   return Number.isSafeInteger(x) && !Object.is(x, -0);
 }
 
-/** The entries of a Map or plain object, else null. */
+/**
+ * The entries of a Map or plain object, else null.
+ * @param {unknown} value
+ * @returns {[unknown, unknown][] | null}
+ */
 export function mapEntries(value) {
   if (value instanceof Map) return [...value];
   if (typeof value === "object" && value !== null) {
@@ -220,4 +234,9 @@ export function fromHex(hex) {
   const bytes = new Uint8Array(hex.length / 2);
   for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   return bytes;
+}
+
+/** An error's message, or what was thrown as text. @param {unknown} error */
+export function messageOf(error) {
+  return error instanceof Error ? error.message : String(error);
 }
