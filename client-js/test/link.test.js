@@ -135,3 +135,18 @@ test("a tab that hears from no syncing tab counts itself offline after the conne
   assert.equal(atom.status.online, false);
   atom.close();
 });
+
+test("under Node, with no IndexedDB, open() keeps the state in memory and syncs over HTTP without a WebSocket", async () => {
+  assert.equal(globalThis.indexedDB, undefined, "this runs where there is no IndexedDB");
+  const server = new FakeServer();
+  server.write("todo", "k", "from the server");
+  const conn = await open("node-only", { WebSocket: null, fetch: server.fetch, timing: FAST });
+  assert.ok(conn.storage instanceof MemoryStorage);
+  const atom = conn.syncedAtom("todo", { server: "http://fake.test" });
+  await atom.ready;
+  assert.equal(atom.deref().get("k"), "from the server");
+  assert.equal(atom.status.transport, "http");
+  await atom.swap((m) => m.set("mine", 1));
+  await until(() => server.value("todo", "mine") === 1, "pushed over HTTP");
+  conn.close();
+});
