@@ -90,17 +90,21 @@ export class SyncedAtom {
   #syncer = null;
   /** @type {Tabs} */
   #tabs;
+  /** @type {() => void} */
+  #onClose;
 
   /**
    * Use {@link Connection#syncedAtom}.
    * @param {Connection} conn @param {string} group @param {AtomOptions} options
+   * @param {() => void} [onClose] called once, by {@link SyncedAtom#close}
    */
-  constructor(conn, group, options) {
+  constructor(conn, group, options, onClose = () => {}) {
     if (typeof group !== "string" || !GROUP_NAME.test(group)) {
       throw new TypeError(`invalid group ${JSON.stringify(group)}: 1 to 128 characters from A-Z a-z 0-9 _ - . :`);
     }
     if (options.resolver !== undefined && typeof options.resolver !== "function") throw new TypeError("resolver must be a function");
     this.#group = group;
+    this.#onClose = onClose;
     this.#storage = conn.storage;
     const env = conn.env;
     const urls = endpoints(options.server);
@@ -217,9 +221,13 @@ export class SyncedAtom {
     try {
       after = fn(new Map(before));
       if (!(after instanceof Map)) throw new TypeError(`swap: the function must return a Map, not ${describe(after)}`);
+      // The view itself, changed in place, cannot be compared with itself: every value is
+      // then compared by its bytes, as slow as that is, rather than a change being lost.
+      const inPlace = after === before;
+      if (inPlace) after = new Map(after);
       let added = 0;
       for (const [key, value] of after) {
-        const old = before.get(key);
+        const old = inPlace ? undefined : before.get(key);
         if (old === value && value !== undefined) continue;
         if (old === undefined) {
           checkKey(key);
@@ -229,8 +237,9 @@ export class SyncedAtom {
         const bytes = encodeDocValue(key, value);
         if (!bytesEqual(this.#viewBytes.get(key), bytes)) writes.push({ key, bytes });
       }
-      // Keys of `before` missing from `after`, counted without looking when there are none.
-      if (before.size > after.size - added) for (const key of before.keys()) if (!after.has(key)) writes.push({ key, bytes: null });
+      // Keys that were there and are not any more, looked for only when there are some.
+      const known = inPlace ? this.#viewBytes : before;
+      if (inPlace || before.size > after.size - added) for (const key of known.keys()) if (!after.has(key)) writes.push({ key, bytes: null });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -252,6 +261,7 @@ export class SyncedAtom {
     this.#watchers.clear();
     this.#statusWatchers.clear();
     this.#markReady();
+    this.#onClose();
   }
 
   async #load() {

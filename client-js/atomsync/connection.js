@@ -95,7 +95,8 @@ export class Connection {
   }
 
   /**
-   * The synced atom of `group` (the same object when asked twice).
+   * The synced atom of `group` (the same object when asked twice while it is open; a new
+   * one after it was closed).
    * @param {string} group 1 to 128 characters from `A-Z a-z 0-9 _ - . :`
    * @param {AtomOptions} [options]
    * @returns {SyncedAtom}
@@ -103,8 +104,11 @@ export class Connection {
   syncedAtom(group, options = {}) {
     let atom = this.#atoms.get(group);
     if (!atom) {
-      atom = new SyncedAtom(this, group, options);
-      this.#atoms.set(group, atom);
+      const created = new SyncedAtom(this, group, options, () => {
+        if (this.#atoms.get(group) === created) this.#atoms.delete(group);
+      });
+      this.#atoms.set(group, created);
+      atom = created;
     }
     return atom;
   }
@@ -133,8 +137,7 @@ export class Connection {
 
   /** Stops every atom's sync and closes the database. */
   close() {
-    for (const atom of this.#atoms.values()) atom.close();
-    this.#atoms.clear();
+    for (const atom of [...this.#atoms.values()]) atom.close();
     this.storage.close();
   }
 }

@@ -240,11 +240,12 @@ export class Link {
       this.drop();
       return;
     }
-    const waiter = message.id !== undefined && (message.type === "pushed" || message.type === "error") ? this.pushes.get(message.id) : undefined;
-    if (waiter) {
+    if (message.id !== undefined && (message.type === "pushed" || message.type === "error")) {
+      // An answer to a push; one whose caller gave up waiting is dropped.
+      const waiter = this.pushes.get(message.id);
       this.pushes.delete(message.id);
-      if (message.type === "pushed") waiter.resolve(message);
-      else waiter.reject(new ServerError(String(message.error), String(message.message)));
+      if (message.type === "pushed") waiter?.resolve(message);
+      else waiter?.reject(new ServerError(String(message.error), String(message.message)));
       return;
     }
     const member = typeof message.group === "string" ? this.members.get(message.group) : undefined;
