@@ -13,7 +13,7 @@
  * | `codec.js`, `encode.js`, `decode.js` | our own MessagePack encoder and decoder (`encode`, `decode`) |
  * | `storage.js`, `memory.js` | where a group's state lives: IndexedDB (`IdbStorage`), memory (`MemoryStorage`) |
  * | `connection.js`, `atom.js`, `tabs.js` | `open(name)` → `conn.syncedAtom(group, options)`: the offline-first synced atom (`ready`, `deref`, `swap`, `watch`, `status`, `watchStatus`) and the coordination of several tabs |
- * | `link.js`, `syncer.js`, `pusher.js`, `http.js`, `records.js`, `errors.js` | the network session: one WebSocket per server for all the groups of a connection, the HTTP fallback, pushes and conflicts |
+ * | `link.js`, `syncer.js`, `pusher.js`, `http.js`, `records.js`, `timing.js`, `errors.js` | the network session: one WebSocket per server for all the groups of a connection, the HTTP fallback, pushes and conflicts, backoff |
  *
  * ## `ready`
  *
@@ -80,6 +80,7 @@ import "./atomsync/pusher.js";
 import "./atomsync/records.js";
 import "./atomsync/syncer.js";
 import "./atomsync/tabs.js";
+import "./atomsync/timing.js";
 
 export { CodecError, MAX_DEPTH, MAX_VALUE_BYTES } from "./atomsync/codec.js";
 export { decode } from "./atomsync/decode.js";

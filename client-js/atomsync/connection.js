@@ -10,28 +10,13 @@ import { SyncedAtom } from "./atom.js";
 import { Link } from "./link.js";
 import { MemoryStorage } from "./memory.js";
 import { IdbStorage } from "./storage.js";
+import { DEFAULT_TIMING } from "./timing.js";
+
+export { DEFAULT_TIMING };
 
 /** @typedef {import("./storage.js").Storage} Storage */
 /** @typedef {import("./atom.js").AtomOptions} AtomOptions */
-
-/**
- * Timing of the network sessions; every field can be overridden in `open(name, {timing})`.
- * Reconnects wait a random time between half and all of `min(backoffMaxMs, backoffBaseMs
- * * 2^attempt)`.
- */
-export const DEFAULT_TIMING = Object.freeze({
-  backoffBaseMs: 500,
-  backoffMaxMs: 15000,
-  /** How often to pull while syncing over HTTP because the WebSocket cannot be opened. */
-  httpPollMs: 2000,
-  /** How long a WebSocket may take to open; also how long a follower tab waits to hear from the tab that syncs. */
-  connectTimeoutMs: 10000,
-  /** How long an HTTP request may take; also how long a catch-up may go without a frame. */
-  requestTimeoutMs: 20000,
-  pushTimeoutMs: 30000,
-});
-
-/** @typedef {{ -readonly [K in keyof typeof DEFAULT_TIMING]: number }} Timing */
+/** @typedef {import("./timing.js").Timing} Timing */
 
 /**
  * What the sync code takes from its environment (injected by tests and special pages).

@@ -18,8 +18,9 @@ import { decodeMessage } from "./decode.js";
 import { encode } from "./encode.js";
 import { OfflineError, ProtocolError, ServerError, errorInfo, messageOf, report } from "./errors.js";
 import { isRecord } from "./records.js";
+import { Nap, backoff } from "./timing.js";
 
-/** @typedef {import("./connection.js").Timing} Timing */
+/** @typedef {import("./timing.js").Timing} Timing */
 
 /**
  * What a link needs from a group that uses it.
@@ -61,9 +62,8 @@ export class Link {
     /** @type {Map<number, Waiter>} */
     this.pushes = new Map();
     this.nextId = 1;
-    /** @type {(() => void) | null} */
-    this.wake = null;
-    this.onOnline = () => this.wake?.();
+    this.nap = new Nap();
+    this.onOnline = () => this.nap.wake();
   }
 
   /** Adds a group; it hears at once where the socket stands. @param {LinkMember} member */
@@ -91,7 +91,7 @@ export class Link {
     // Stopped for good: a group that comes later gets a new link.
     this.stopped = true;
     this.socket?.close();
-    this.wake?.();
+    this.nap.wake();
     this.onIdle();
   }
 
@@ -161,7 +161,7 @@ export class Link {
         const wasLive = await this.session();
         if (this.stopped) break;
         failures = wasLive ? 0 : failures + 1;
-        await this.sleep(backoff(this.timing, wasLive ? 0 : failures - 1));
+        await this.nap.sleep(backoff(this.timing, wasLive ? 0 : failures - 1));
       }
     } finally {
       globalThis.removeEventListener?.("online", this.onOnline);
@@ -259,28 +259,4 @@ export class Link {
     // Anything else names a group that left, or is a frame type of a later protocol version.
   }
 
-  /** @param {number} ms */
-  sleep(ms) {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        if (this.wake === done) this.wake = null;
-        resolve(undefined);
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-    });
-  }
-}
-
-/**
- * How long to wait before attempt `attempt` (0-based) after a failure: a random time
- * between half and all of `min(backoffMaxMs, backoffBaseMs * 2^attempt)`. The randomness
- * keeps many clients from reconnecting in lockstep after a server restart, the half
- * floor keeps one client from retrying in a tight loop.
- * @param {Timing} timing @param {number} attempt
- */
-export function backoff(timing, attempt) {
-  const cap = Math.min(timing.backoffMaxMs, timing.backoffBaseMs * 2 ** Math.min(attempt, 30));
-  return cap / 2 + Math.random() * (cap / 2);
 }

@@ -15,9 +15,9 @@
 
 import { OfflineError, ProtocolError, errorInfo, report } from "./errors.js";
 import { request } from "./http.js";
-import { backoff } from "./link.js";
 import { Pusher } from "./pusher.js";
 import { isCount, isRecord, putNewer, readBack, toDocRecords } from "./records.js";
+import { Nap, backoff } from "./timing.js";
 
 /** @typedef {import("./storage.js").Storage} Storage */
 /** @typedef {import("./storage.js").DocRecord} DocRecord */
@@ -74,14 +74,13 @@ export class Syncer {
     this.watchdog = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.retry = undefined;
-    /** @type {(() => void) | null} */
-    this.wake = null;
+    this.nap = new Nap();
     /** @type {() => void} */
     this.finish = () => {};
     this.pusher = new Pusher(host, () => this.epoch);
     this.onOnline = () => {
       this.attempt = 0;
-      this.wake?.();
+      this.nap.wake();
     };
   }
 
@@ -108,14 +107,14 @@ export class Syncer {
     this.polling = false;
     clearTimeout(this.watchdog);
     clearTimeout(this.retry);
-    this.wake?.();
+    this.nap.wake();
     this.finish();
   }
 
   /** Local pending changes exist: push them now if connected. */
   kick() {
     if (this.sub?.phase === "live") this.pushLive();
-    else if (this.mode === "http") this.wake?.();
+    else if (this.mode === "http") this.nap.wake();
   }
 
   /** @returns {Promise<import("./storage.js").GroupMeta | undefined>} */
@@ -277,7 +276,7 @@ export class Syncer {
 
   stopPolling() {
     this.polling = false;
-    this.wake?.();
+    this.nap.wake();
   }
 
   /** Pull-then-push rounds over HTTP while the WebSocket cannot be used. */
@@ -289,7 +288,7 @@ export class Syncer {
       if (ok === null || !this.polling || this.stopped) break;
       this.host.attempted();
       if (ok) this.attempt = 0;
-      await this.sleep(ok ? this.timing.httpPollMs : backoff(this.timing, this.attempt++));
+      await this.nap.sleep(ok ? this.timing.httpPollMs : backoff(this.timing, this.attempt++));
     }
   }
 
@@ -411,18 +410,5 @@ export class Syncer {
     if (!records) return;
     this.host.changed(records);
     this.host.setNet({ cursor: seq });
-  }
-
-  /** @param {number} ms */
-  sleep(ms) {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        if (this.wake === done) this.wake = null;
-        resolve(undefined);
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-    });
   }
 }

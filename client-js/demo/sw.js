@@ -42,6 +42,7 @@ const SHELL = [
   "/atomsync/storage.js",
   "/atomsync/syncer.js",
   "/atomsync/tabs.js",
+  "/atomsync/timing.js",
   "/atomsync/values.js",
 ];
 const NETWORK_TIMEOUT_MS = 4000;

@@ -76,6 +76,7 @@ const ASSETS: &[Asset] = &[
     module!("storage"),
     module!("syncer"),
     module!("tabs"),
+    module!("timing"),
     module!("values"),
     Asset {
         path: "/sw.js",
