@@ -12,7 +12,7 @@
  * | `values.js`, `inst.js` | the typed values of PROTOCOL.md section 2 in JavaScript terms (`kw`, `uuid`, `inst`, `float`, `equals`) |
  * | `codec.js`, `encode.js`, `decode.js` | our own MessagePack encoder and decoder (`encode`, `decode`) |
  * | `storage.js`, `memory.js` | where a group's state lives: IndexedDB (`IdbStorage`), memory (`MemoryStorage`) |
- * | `connection.js`, `atom.js`, `tabs.js` | `open(name)` → `conn.syncedAtom(group, options)`: the offline-first synced atom (`ready`, `deref`, `swap`, `watch`, `status`, `watchStatus`) and the coordination of several tabs |
+ * | `connection.js`, `atom.js`, `swap.js`, `tabs.js` | `open(name)` → `conn.syncedAtom(group, options)`: the offline-first synced atom (`ready`, `deref`, `swap`, `watch`, `status`, `watchStatus`) and the coordination of several tabs |
  * | `link.js`, `syncer.js`, `pusher.js`, `http.js`, `records.js`, `timing.js`, `errors.js` | the network session: one WebSocket per server for all the groups of a connection, the HTTP fallback, pushes and conflicts, backoff |
  *
  * ## `ready`
@@ -78,6 +78,7 @@ import "./atomsync/http.js";
 import "./atomsync/link.js";
 import "./atomsync/pusher.js";
 import "./atomsync/records.js";
+import "./atomsync/swap.js";
 import "./atomsync/syncer.js";
 import "./atomsync/tabs.js";
 import "./atomsync/timing.js";

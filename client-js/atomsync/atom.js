@@ -17,7 +17,8 @@ import { CodecError } from "./codec.js";
 import { decode } from "./decode.js";
 import { report } from "./errors.js";
 import { endpoints } from "./http.js";
-import { bytesEqual, encodeDocValue, readBack } from "./records.js";
+import { bytesEqual, readBack } from "./records.js";
+import { changes, draft } from "./swap.js";
 import { Syncer } from "./syncer.js";
 import { Tabs } from "./tabs.js";
 import { describe } from "./values.js";
@@ -56,8 +57,6 @@ import { describe } from "./values.js";
  */
 
 const GROUP_NAME = /^[A-Za-z0-9_\-.:]{1,128}$/;
-const MAX_KEY_BYTES = 1024;
-const utf8Encoder = new TextEncoder();
 
 /**
  * A group of documents as one `Map` from key to value. See the module doc, and the
@@ -215,31 +214,31 @@ export class SyncedAtom {
     if (this.#closed) return Promise.reject(new Error("the atom is closed"));
     if (!this.#loadDone) return this.loaded.then(() => this.swap(fn));
     const before = this.#view;
-    /** @type {{key: string, bytes: Uint8Array | null}[]} */
-    const writes = [];
+    /** @type {import("./swap.js").Write[]} */
+    let writes;
+    /** @type {Map<string, unknown>} */
     let after;
     try {
-      after = fn(new Map(before));
-      if (!(after instanceof Map)) throw new TypeError(`swap: the function must return a Map, not ${describe(after)}`);
-      // The view itself, changed in place, cannot be compared with itself: every value is
-      // then compared by its bytes, as slow as that is, rather than a change being lost.
-      const inPlace = after === before;
-      if (inPlace) after = new Map(after);
-      let added = 0;
-      for (const [key, value] of after) {
-        const old = inPlace ? undefined : before.get(key);
-        if (old === value && value !== undefined) continue;
-        if (old === undefined) {
-          checkKey(key);
-          added++;
-        }
-        if (value === undefined) throw new TypeError(`swap: ${key}: undefined is not a value (delete the key instead)`);
-        const bytes = encodeDocValue(key, value);
-        if (!bytesEqual(this.#viewBytes.get(key), bytes)) writes.push({ key, bytes });
+      const copy = draft(before);
+      /** @type {Set<unknown> | null} */
+      let touched = null;
+      let returned;
+      try {
+        returned = fn(copy.map);
+      } finally {
+        touched = copy.finish();
       }
-      // Keys that were there and are not any more, looked for only when there are some.
-      const known = inPlace ? this.#viewBytes : before;
-      if (inPlace || before.size > after.size - added) for (const key of known.keys()) if (!after.has(key)) writes.push({ key, bytes: null });
+      if (!(returned instanceof Map)) throw new TypeError(`swap: the function must return a Map, not ${describe(returned)}`);
+      if (returned === before) {
+        // The view itself, changed in place, cannot be compared with itself: every value
+        // is compared by its bytes instead, as slow as that is, rather than a change lost.
+        after = new Map(returned);
+        writes = changes(new Map(), after, null, this.#viewBytes);
+        for (const key of this.#viewBytes.keys()) if (!after.has(key)) writes.push({ key, bytes: null });
+      } else {
+        after = returned;
+        writes = changes(before, after, returned === copy.map ? touched : null, this.#viewBytes);
+      }
     } catch (error) {
       return Promise.reject(error);
     }
@@ -451,11 +450,4 @@ export class SyncedAtom {
       }
     }
   }
-}
-
-/** @param {unknown} key */
-function checkKey(key) {
-  if (typeof key !== "string") throw new TypeError(`keys are strings, not ${describe(key)}`);
-  const len = utf8Encoder.encode(key).length;
-  if (len < 1 || len > MAX_KEY_BYTES) throw new TypeError(`key ${JSON.stringify(key.slice(0, 40))}: must be 1..1024 bytes of UTF-8`);
 }

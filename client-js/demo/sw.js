@@ -40,6 +40,7 @@ const SHELL = [
   "/atomsync/pusher.js",
   "/atomsync/records.js",
   "/atomsync/storage.js",
+  "/atomsync/swap.js",
   "/atomsync/syncer.js",
   "/atomsync/tabs.js",
   "/atomsync/timing.js",

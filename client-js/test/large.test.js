@@ -123,3 +123,29 @@ test("on a large atom offline writes wait, then push once each; conflicts go to 
   assert.equal(atom.deref().size, N + 1);
   conn.close();
 });
+
+test("a swap that returns another Map, or clears and refills its copy, is compared in full", async () => {
+  const { server, conn, atom } = await largeAtom();
+  const pushed = server.pushLog.length;
+  // Another Map: every entry looked at; the values kept are the same objects.
+  await atom.swap((m) => new Map([...m].filter(([k]) => k !== key(5))).set("fresh", 1));
+  // Cleared and refilled: any key may have changed.
+  await atom.swap((m) => {
+    const entries = [...m];
+    m.clear();
+    for (const [k, v] of entries) if (k !== key(6)) m.set(k, v);
+    return m;
+  });
+  await synced(atom);
+  assert.deepEqual(
+    server.pushLog.slice(pushed).map(([, k, , op]) => [k, op]),
+    [
+      [key(5), "delete"],
+      ["fresh", "set"],
+      [key(6), "delete"],
+    ],
+  );
+  assert.equal(atom.deref().size, N - 1);
+  assert.equal(atom.deref().set, Map.prototype.set, "the view is a plain Map");
+  conn.close();
+});

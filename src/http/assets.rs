@@ -74,6 +74,7 @@ const ASSETS: &[Asset] = &[
     module!("pusher"),
     module!("records"),
     module!("storage"),
+    module!("swap"),
     module!("syncer"),
     module!("tabs"),
     module!("timing"),
