@@ -27,10 +27,13 @@
  *
  * ## `swap` costs what it changes
  *
- * `swap` compares the new Map with the old one by identity first: only a value that is
- * not the very object the view held is encoded and stored, and only changed keys are
- * pushed. A swap that changes one key of a 50,000-document atom encodes one value. So
- * replace a value (`m.set(k, {...m.get(k), done: true})`), never mutate it in place.
+ * The function gets a copy of the view that notes which keys its `set`, `delete` and
+ * `clear` touch; when it returns that copy, only those keys are looked at (any other Map
+ * is compared entry by entry). Values are compared by identity first: only a value that
+ * is not the very object the view held is encoded and stored, and only changed keys are
+ * pushed. A swap that changes one key of a 50,000-document atom encodes one value and
+ * copies the Map once. So replace a value (`m.set(k, {...m.get(k), done: true})`), never
+ * mutate it in place, and change the copy through its own methods.
  *
  * ## Why binary MessagePack
  *
