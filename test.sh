@@ -3,7 +3,8 @@
 # the machine lacks: Chromium (Debian's package) for the browser tests, the npm packages of
 # client-js/ (npm ci). Then: formatting, clippy, the Rust tests (unit, codec, actor,
 # end-to-end against the real server binary, the benchmark's smoke run), the browser
-# client's Node tests and its end-to-end tests in headless Chromium.
+# client's type check (tsc over its JSDoc), its Node tests and its end-to-end tests in
+# headless Chromium.
 #
 #   ./test.sh            everything
 #   ./test.sh --no-browser   skip the Chromium tests (and the Chromium install)
@@ -41,6 +42,9 @@ cargo build --workspace --bins --examples --quiet
 step "cargo test"
 cargo test --workspace --quiet 2>&1 | tee /tmp/atomsync-cargo-test.log
 cargo_summary=$(grep -E '^test result:' /tmp/atomsync-cargo-test.log | awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')
+
+step "client-js type check (tsc --noEmit --checkJs)"
+(cd client-js && npm run --silent typecheck)
 
 step "client-js unit tests (node --test)"
 (cd client-js && npm run --silent test:unit) 2>&1 | tee /tmp/atomsync-node-test.log

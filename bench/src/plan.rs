@@ -54,6 +54,10 @@ pub struct Plan {
     pub peer_puts: u64,
     /// Peer: longpoll writer rates (one subscriber).
     pub peer_rates: Vec<u64>,
+    /// Browser: documents of the group synced into IndexedDB.
+    pub browser_docs: u64,
+    /// Browser: swaps timed per repetition (the median is kept).
+    pub browser_swaps: usize,
 }
 
 impl Plan {
@@ -84,6 +88,8 @@ impl Plan {
             peer_bulk: 10_000,
             peer_puts: 1_000,
             peer_rates: vec![20, 1_000],
+            browser_docs: 50_000,
+            browser_swaps: 20,
         }
     }
 
@@ -113,6 +119,8 @@ impl Plan {
             peer_bulk: 300,
             peer_puts: 30,
             peer_rates: vec![20],
+            browser_docs: 500,
+            browser_swaps: 3,
         }
     }
 

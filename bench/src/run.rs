@@ -84,6 +84,9 @@ pub async fn run(cli: Cli, pinned: bool) -> Result<()> {
         if i == 0 && cli.runs("w7") {
             catch_up(&mut ctx, &target).await;
         }
+        if i == 0 && cli.runs("browser") {
+            crate::workloads::browser::run(&mut ctx, &target).await;
+        }
     }
     if cli.runs("mem") {
         memory(&mut ctx, bin.as_deref(), dir.path(), server_core).await;

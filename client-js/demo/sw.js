@@ -1,4 +1,4 @@
-// The demo's service worker: keeps the page and the client module loadable while the
+// The demo's service worker: keeps the page and the client's modules loadable while the
 // server is down, so "stop the server, write, reload" works. Network first (a running
 // server always serves the newest page and module, and its refusals, such as a 401 for a
 // missing token, reach the page unchanged); the cache only when the network fails or
@@ -10,15 +10,42 @@
 // that token, so the very first visit is enough: the page that registered us could not
 // be cached by us, it loaded before we existed.
 //
-// Cache keys are the path alone, without the query. The shell is the same bytes whatever
-// `?token=` or `?group=` a page was opened with, so keying by the full URL would only
-// miss: a page opened as `/?group=b` after `/?group=a` would find nothing offline. And
-// the token never lands in Cache Storage. Serving a cached shell to a request with
-// another token is no leak: it happens only while the server cannot answer, the shell
-// holds no data, and the todos are in this origin's IndexedDB either way.
+// Cache keys are the path alone, without the query: a page opened as `/?group=b` after
+// `/?group=a` must find the shell offline. The page is the same bytes whatever its query;
+// the modules' relative imports carry on the token they were fetched with (the server
+// adds it, src/http/assets.rs), so the cached modules hold the token of the page that
+// cached them, in this origin's Cache Storage, which no other origin reads. Offline,
+// their imports are answered from the cache by path whatever token they carry. Serving a
+// cached shell to a request with another token is no leak: it happens only while the
+// server cannot answer, the shell holds no data, and the todos are in this origin's
+// IndexedDB either way.
 
-const CACHE = "atomsync-demo-v2";
-const SHELL = ["/", "/demo", "/demo/", "/atomsync.js"];
+const CACHE = "atomsync-demo-v3";
+/** The page and every module of the client (src/http/assets.rs serves them; a test there checks this list). */
+const SHELL = [
+  "/",
+  "/demo",
+  "/demo/",
+  "/atomsync.js",
+  "/atomsync/atom.js",
+  "/atomsync/codec.js",
+  "/atomsync/connection.js",
+  "/atomsync/decode.js",
+  "/atomsync/encode.js",
+  "/atomsync/errors.js",
+  "/atomsync/http.js",
+  "/atomsync/inst.js",
+  "/atomsync/link.js",
+  "/atomsync/memory.js",
+  "/atomsync/pusher.js",
+  "/atomsync/records.js",
+  "/atomsync/storage.js",
+  "/atomsync/swap.js",
+  "/atomsync/syncer.js",
+  "/atomsync/tabs.js",
+  "/atomsync/timing.js",
+  "/atomsync/values.js",
+];
 const NETWORK_TIMEOUT_MS = 4000;
 
 /** The query every shell request carries: our own token, passed on by the page. */

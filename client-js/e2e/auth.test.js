@@ -28,7 +28,7 @@ test("a token in the query string loads the demo, its module and its worker, and
   const assets = [];
   context.on("response", (response) => {
     const url = new URL(response.url());
-    if (["/", "/atomsync.js", "/sw.js"].includes(url.pathname)) assets.push([url.pathname, url.searchParams.get("token"), response.status()]);
+    if (["/", "/atomsync.js", "/sw.js"].includes(url.pathname) || url.pathname.startsWith("/atomsync/")) assets.push([url.pathname, url.searchParams.get("token"), response.status()]);
   });
   const page = await openDemo(context, server, "?token=alice-secret&group=alice-todo");
   await waitOfflineReady(page);
@@ -37,9 +37,12 @@ test("a token in the query string loads the demo, its module and its worker, and
   await expectServerTodos(server, "alice-todo", ["Only for alice"], { token: "alice-secret" });
   await waitStatus(page, "window.atomsync.todos.status.pending === 0");
   assert.equal(await page.isHidden("[data-testid=error]"), true);
-  // The page, the module and the worker script: each asked for (by the page, and again by
-  // the worker storing the shell) with the token, and served.
-  for (const path of ["/", "/atomsync.js", "/sw.js"]) {
+  // The page, the modules and the worker script: each asked for (by the page, and again by
+  // the worker storing the shell) with the token, and served. The modules that
+  // /atomsync.js imports carry the token because the server added it to the imports.
+  const modules = [...new Set(assets.map(([p]) => p).filter((p) => p.startsWith("/atomsync/")))];
+  assert.ok(modules.length >= 10, `the client's modules were loaded: ${modules}`);
+  for (const path of ["/", "/atomsync.js", "/sw.js", ...modules]) {
     const loads = assets.filter(([p]) => p === path);
     assert.ok(loads.length > 0, `${path} was loaded`);
     assert.deepEqual(loads, loads.map(() => [path, "alice-secret", 200]), `${path} was loaded with the token`);
@@ -60,7 +63,7 @@ test("a token in the query string loads the demo, its module and its worker, and
 test("without a token, or with a wrong one, the demo and its files are refused with 401", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  for (const path of ["/", "/demo/", "/?token=wrong&group=alice-todo", "/atomsync.js", "/atomsync.js?token=wrong", "/sw.js"]) {
+  for (const path of ["/", "/demo/", "/?token=wrong&group=alice-todo", "/atomsync.js", "/atomsync.js?token=wrong", "/atomsync/atom.js", "/atomsync/values.js?token=wrong", "/sw.js"]) {
     const response = await page.goto(`${server.origin}${path}`);
     assert.equal(response.status(), 401, `${path} without a valid token`);
     assert.equal(response.headers()["content-type"]?.startsWith("text/html"), false, `${path} sends no page`);

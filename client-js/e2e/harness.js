@@ -3,7 +3,7 @@
 // database when a test needs the server down), and headless Debian Chromium driven by
 // playwright-core. Nothing is downloaded: the browser is /usr/bin/chromium.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -17,7 +17,10 @@ const BINARY = process.env.ATOMSYNC_SERVER_BIN ?? join(REPO, "target", "debug", 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 
 /** The client files the server embeds at build time (src/http/assets.rs). */
-const EMBEDDED = ["client-js/atomsync.js", "client-js/demo/index.html", "client-js/demo/sw.js"].map((path) => join(REPO, path));
+const EMBEDDED = [
+  ...["client-js/atomsync.js", "client-js/demo/index.html", "client-js/demo/sw.js"].map((path) => join(REPO, path)),
+  ...readdirSync(join(REPO, "client-js", "atomsync")).map((name) => join(REPO, "client-js", "atomsync", name)),
+];
 
 /**
  * Builds the server if the binary is missing or older than a client file it embeds: the

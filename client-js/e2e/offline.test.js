@@ -30,9 +30,12 @@ after(async () => {
 /** Records the responses for the page and the module, to tell who served them. */
 function shellResponses(page) {
   const seen = [];
+  /** The modules /atomsync.js imports, apart: how many depends on the client's layout. */
+  seen.modules = [];
   page.on("response", (response) => {
     const { pathname } = new URL(response.url());
     if (["/", "/demo/", "/atomsync.js"].includes(pathname)) seen.push({ pathname, status: response.status(), fromServiceWorker: response.fromServiceWorker() });
+    else if (pathname.startsWith("/atomsync/")) seen.modules.push({ pathname, status: response.status(), fromServiceWorker: response.fromServiceWorker() });
   });
   return seen;
 }
@@ -70,6 +73,8 @@ test("a write made while the server is down survives a reload served by the serv
       ["/atomsync.js", 200, true],
     ],
   );
+  assert.ok(seen.modules.length >= 10, "the modules were loaded");
+  assert.deepEqual(seen.modules.filter(({ status, fromServiceWorker }) => status !== 200 || !fromServiceWorker), [], "every module came from the worker");
   await expectTodos(page, ["Written online", "Written offline 1", "Written offline 2"]);
   assert.equal(await page.textContent("[data-testid=pending]"), "2 pending");
   assert.match(await page.textContent("[data-testid=net]"), /Offline/);

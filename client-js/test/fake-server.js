@@ -1,5 +1,5 @@
 // An in-memory Atomsync server for unit tests: PROTOCOL.md sections 4 to 8 (pull, push,
-// subscribe, auth, epoch, compaction reset) behind a fake WebSocket class and a fake
+// subscribe and unsubscribe, auth, epoch, compaction reset) behind a fake WebSocket class and a fake
 // fetch, so the sync logic runs in Node with no network. Knobs let a test stop the
 // server, block only the WebSocket, hold push answers, replace the database or compact.
 import { decode, encode } from "../atomsync.js";
@@ -189,6 +189,9 @@ export class FakeServer {
       if (reset) subscribed.reset = true;
       socket.deliver(subscribed);
       socket.subscriptions.add(frame.group);
+    } else if (frame.type === "unsubscribe") {
+      socket.subscriptions.delete(frame.group);
+      socket.deliver({ type: "unsubscribed", group: frame.group });
     } else if (frame.type === "push") {
       if (!this.allowed(socket.token, frame.group)) {
         socket.deliver({ type: "error", id: frame.id, group: frame.group, error: "forbidden", message: `group ${frame.group}` });

@@ -369,3 +369,34 @@ test("a write whose transaction fails rejects and leaves the view as stored", as
   assert.equal(a.atom.status.pending, 1);
   a.conn.close();
 });
+
+test("a swap that changes the view itself in place still stores and pushes the change", async () => {
+  const server = new FakeServer();
+  server.write("todo", "k", 1);
+  server.write("todo", "gone", 1);
+  const a = await client(server);
+  await until(() => a.atom.deref().size === 2, "loaded");
+  await a.atom.swap(() => {
+    const view = a.atom.deref();
+    view.set("k", 2);
+    view.delete("gone");
+    return view;
+  });
+  await synced(a.atom);
+  assert.equal(server.value("todo", "k"), 2);
+  assert.equal(server.value("todo", "gone"), undefined);
+  a.conn.close();
+});
+
+test("a closed atom is replaced by a new one when its group is asked for again", async () => {
+  const server = new FakeServer();
+  const a = await client(server);
+  a.atom.close();
+  const again = a.conn.syncedAtom("todo", { server: SERVER });
+  assert.notEqual(again, a.atom);
+  assert.equal(a.conn.syncedAtom("todo"), again, "the same object while open");
+  await again.ready;
+  await again.swap((m) => m.set("k", 1));
+  await until(() => server.value("todo", "k") === 1, "the new atom syncs");
+  a.conn.close();
+});

@@ -651,6 +651,7 @@ async fn browser_assets_are_served_with_etags_and_need_a_token_when_auth_is_on()
     let c = client();
     for (path, content_type) in [
         ("/atomsync.js", "text/javascript; charset=utf-8"),
+        ("/atomsync/atom.js", "text/javascript; charset=utf-8"),
         ("/sw.js", "text/javascript; charset=utf-8"),
         ("/", "text/html; charset=utf-8"),
         ("/demo/", "text/html; charset=utf-8"),
@@ -681,6 +682,27 @@ async fn browser_assets_are_served_with_etags_and_need_a_token_when_auth_is_on()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // A module import cannot carry a header: the token in the query goes on to the
+    // modules it imports, which need it too.
+    let entry = res.text().await.unwrap();
+    assert!(
+        entry.contains("from \"./atomsync/atom.js?token=abc123\""),
+        "{entry}"
+    );
+    let res = c.get(locked.url("/atomsync/atom.js")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = c
+        .get(locked.url("/atomsync/atom.js?token=abc123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("from \"./syncer.js?token=abc123\"")
+    );
     let res = c.get(locked.url("/?token=abc123")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }

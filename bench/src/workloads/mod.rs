@@ -5,10 +5,12 @@
 //! - [`stream`]: W4 push-to-delivery latency, W5 fan-out and memory per idle connection.
 //! - [`catchup`]: W7 catch-up, and its raw-SQLite baseline.
 //! - [`peer`]: pouchdb-server driven with the same data.
+//! - [`browser`]: the browser client's first sync and `swap` in headless Chromium.
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
 //! (`w1.full.msgpack`, `raw.w1.full`, ...); `main` turns keys into rows.
 
+pub mod browser;
 pub mod catchup;
 pub mod peer;
 pub mod stream;

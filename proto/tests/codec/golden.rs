@@ -1,8 +1,9 @@
 //! Exact MessagePack bytes and JSON text for one fixture of each type and each size
 //! form, computed by hand from the MessagePack spec and PROTOCOL.md, checked byte for
-//! byte both ways.
+//! byte both ways. The fixtures live in `golden.json`, which the browser client's codec
+//! test (`client-js/test/codec.test.js`) reads too: both sides check the same bytes.
 
-use atomsync_proto::{Inst, Value, json, msgpack};
+use atomsync_proto::{Value, json, msgpack};
 
 use super::{MAX_DEPTH, hex, inst};
 
@@ -10,214 +11,28 @@ const UUID: [u8; 16] = [
     0x55, 0x0e, 0x84, 0x00, 0xe2, 0x9b, 0x41, 0xd4, 0xa7, 0x16, 0x44, 0x66, 0x55, 0x44, 0x00, 0x00,
 ];
 
-/// (value, MessagePack hex, JSON text)
-fn fixtures() -> Vec<(Value, String, String)> {
-    let s = |text: &str| text.to_owned();
-    let long_str = "x".repeat(32);
-    let mut fixtures = vec![
-        (Value::Nil, s("c0"), s("null")),
-        (Value::Bool(true), s("c3"), s("true")),
-        (Value::Bool(false), s("c2"), s("false")),
-        (Value::Int(0), s("00"), s("0")),
-        (Value::Int(127), s("7f"), s("127")),
-        (Value::Int(128), s("cc 80"), s("128")),
-        (Value::Int(255), s("cc ff"), s("255")),
-        (Value::Int(256), s("cd 0100"), s("256")),
-        (Value::Int(65_536), s("ce 00010000"), s("65536")),
-        (
-            Value::Int(1 << 32),
-            s("cf 0000000100000000"),
-            s("4294967296"),
-        ),
-        (
-            Value::Int(i64::MAX),
-            s("cf 7fffffffffffffff"),
-            s("9223372036854775807"),
-        ),
-        (
-            Value::UInt(u64::MAX),
-            s("cf ffffffffffffffff"),
-            s("18446744073709551615"),
-        ),
-        (Value::Int(-1), s("ff"), s("-1")),
-        (Value::Int(-32), s("e0"), s("-32")),
-        (Value::Int(-33), s("d0 df"), s("-33")),
-        (Value::Int(-128), s("d0 80"), s("-128")),
-        (Value::Int(-129), s("d1 ff7f"), s("-129")),
-        (Value::Int(-32_769), s("d2 ffff7fff"), s("-32769")),
-        (
-            Value::Int(i64::MIN),
-            s("d3 8000000000000000"),
-            s("-9223372036854775808"),
-        ),
-        (Value::Float(1.0), s("cb 3ff0000000000000"), s("1.0")),
-        (Value::Float(-0.0), s("cb 8000000000000000"), s("-0.0")),
-        (Value::Float(0.1), s("cb 3fb999999999999a"), s("0.1")),
-        (Value::Float(1e300), s("cb 7e37e43c8800759c"), s("1e300")),
-        (Value::Float(5e-324), s("cb 0000000000000001"), s("5e-324")),
-        (
-            Value::Float(f64::NAN),
-            s("cb 7ff8000000000000"),
-            s(r#"{"$float":"NaN"}"#),
-        ),
-        (
-            Value::Float(f64::INFINITY),
-            s("cb 7ff0000000000000"),
-            s(r#"{"$float":"Infinity"}"#),
-        ),
-        (
-            Value::Float(f64::NEG_INFINITY),
-            s("cb fff0000000000000"),
-            s(r#"{"$float":"-Infinity"}"#),
-        ),
-        (Value::from(""), s("a0"), s(r#""""#)),
-        (Value::from("hi"), s("a2 6869"), s(r#""hi""#)),
-        (
-            Value::from("a\"\\\n\u{1}é"),
-            s("a7 61225c0a01c3a9"),
-            s(r#""a\"\\\n\u0001é""#),
-        ),
-        (
-            Value::from(long_str.as_str()),
-            format!("d9 20 {}", "78".repeat(32)),
-            format!("\"{long_str}\""),
-        ),
-        (Value::bytes(vec![]), s("c4 00"), s(r#"{"$bytes":""}"#)),
-        (
-            Value::bytes(vec![1, 2, 3]),
-            s("c4 03 010203"),
-            s(r#"{"$bytes":"AQID"}"#),
-        ),
-        (
-            Value::bytes(vec![0xff]),
-            s("c4 01 ff"),
-            s(r#"{"$bytes":"/w=="}"#),
-        ),
-        (
-            Value::bytes(vec![0xff, 0xfe]),
-            s("c4 02 fffe"),
-            s(r#"{"$bytes":"//4="}"#),
-        ),
-        (Value::List(vec![]), s("90"), s("[]")),
-        (
-            Value::list([Value::Int(1), Value::list([2])]),
-            s("92 01 91 02"),
-            s("[1,[2]]"),
-        ),
-        (Value::map([("a", 1)]), s("81 a161 01"), s(r#"{"a":1}"#)),
-        (Value::Map(vec![]), s("80"), s("{}")),
-        (
-            Value::map([(1, "a")]),
-            s("81 01 a161"),
-            s(r#"{"$map":[[1,"a"]]}"#),
-        ),
-        (
-            Value::map([("$a", 1)]),
-            s("81 a22461 01"),
-            s(r#"{"$map":[["$a",1]]}"#),
-        ),
-        (
-            Value::map([("$a", 1), ("b", 2)]),
-            s("82 a22461 01 a162 02"),
-            s(r#"{"$map":[["$a",1],["b",2]]}"#),
-        ),
-        (
-            Value::map([("$a", 1), ("$b", 2)]),
-            s("82 a22461 01 a22462 02"),
-            s(r#"{"$a":1,"$b":2}"#),
-        ),
-        (
-            Value::map([("a", 1), ("a", 2)]),
-            s("82 a161 01 a161 02"),
-            s(r#"{"$map":[["a",1],["a",2]]}"#),
-        ),
-        (
-            inst(0, 0),
-            s("d6 ff 00000000"),
-            s(r#"{"$inst":"1970-01-01T00:00:00Z"}"#),
-        ),
-        (
-            inst(1_795_514_400, 0),
-            s("d6 ff 6b056020"),
-            s(r#"{"$inst":"2026-11-24T10:00:00Z"}"#),
-        ),
-        (
-            inst(1_795_514_400, 123_000_000),
-            s("d7 ff 1d5353006b056020"),
-            s(r#"{"$inst":"2026-11-24T10:00:00.123Z"}"#),
-        ),
-        (
-            inst((1 << 34) - 1, 0),
-            s("d7 ff 00000003ffffffff"),
-            s(r#"{"$inst":"2514-05-30T01:53:03Z"}"#),
-        ),
-        (
-            inst(-1, 0),
-            s("c7 0c ff 00000000 ffffffffffffffff"),
-            s(r#"{"$inst":"1969-12-31T23:59:59Z"}"#),
-        ),
-        (
-            Value::Inst(Inst::MIN),
-            s("c7 0c ff 00000000 fffffff1886e0900"),
-            s(r#"{"$inst":"0001-01-01T00:00:00Z"}"#),
-        ),
-        (
-            Value::Inst(Inst::MAX),
-            s("c7 0c ff 3b9ac9ff 0000003afff4417f"),
-            s(r#"{"$inst":"9999-12-31T23:59:59.999999999Z"}"#),
-        ),
-        (
-            Value::uuid(UUID),
-            s("d8 01 550e8400e29b41d4a716446655440000"),
-            s(r#"{"$uuid":"550e8400-e29b-41d4-a716-446655440000"}"#),
-        ),
-        (Value::kw("a"), s("d4 02 61"), s(r#"{"$kw":"a"}"#)),
-        (
-            Value::kw("todo"),
-            s("d6 02 746f646f"),
-            s(r#"{"$kw":"todo"}"#),
-        ),
-        (
-            Value::kw("groceries"),
-            s("c7 09 02 67726f636572696573"),
-            s(r#"{"$kw":"groceries"}"#),
-        ),
-        (
-            Value::kw("ns/name"),
-            s("c7 07 02 6e732f6e616d65"),
-            s(r#"{"$kw":"ns/name"}"#),
-        ),
-        (Value::set::<Value>([]), s("d4 03 90"), s(r#"{"$set":[]}"#)),
-        (Value::set([1]), s("d5 03 91 01"), s(r#"{"$set":[1]}"#)),
-        (
-            Value::set([1, 2, 3]),
-            s("d6 03 93 010203"),
-            s(r#"{"$set":[1,2,3]}"#),
-        ),
-        (
-            Value::set([Value::kw("a")]),
-            s("d6 03 91 d40261"),
-            s(r#"{"$set":[{"$kw":"a"}]}"#),
-        ),
-        (
-            Value::set([Value::set([Value::kw("a")])]),
-            s("c7 07 03 91 d6039 1d40261"),
-            s(r#"{"$set":[{"$set":[{"$kw":"a"}]}]}"#),
-        ),
-    ];
-    // A set whose payload needs the ext 16 form: array16 header (3) + 300 × 0x01.
-    fixtures.push((
-        Value::set(vec![1; 300]),
-        format!("c8 012f 03 dc012c {}", "01".repeat(300)),
-        format!(r#"{{"$set":[{}]}}"#, vec!["1"; 300].join(",")),
-    ));
-    fixtures
+/// (value, MessagePack bytes, JSON text) from `golden.json`. The value is the JSON text
+/// decoded: the tests below then hold the JSON reader, the MessagePack reader and both
+/// writers to the same exact bytes and text.
+fn fixtures() -> Vec<(Value, Vec<u8>, String)> {
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("golden.json")).expect("golden.json is JSON");
+    let list = file["fixtures"].as_array().expect("golden.json: fixtures");
+    assert!(list.len() > 50, "golden.json holds {} fixtures", list.len());
+    list.iter()
+        .map(|fixture| {
+            let text = fixture["json"].as_str().expect("fixture.json").to_owned();
+            let bytes = hex(fixture["msgpack"].as_str().expect("fixture.msgpack"));
+            let value = json::decode(text.as_bytes(), MAX_DEPTH)
+                .unwrap_or_else(|e| panic!("golden.json: {text}: {e}"));
+            (value, bytes, text)
+        })
+        .collect()
 }
 
 #[test]
 fn every_fixture_encodes_to_its_exact_bytes_and_text() {
     for (value, bytes, text) in fixtures() {
-        let bytes = hex(&bytes);
         assert_eq!(msgpack::encode(&value), bytes, "msgpack of {value:?}");
         assert_eq!(json::encode(&value), text, "json of {value:?}");
         assert_eq!(value.to_string(), text);
@@ -227,16 +42,10 @@ fn every_fixture_encodes_to_its_exact_bytes_and_text() {
 #[test]
 fn every_fixture_decodes_from_its_bytes_and_text() {
     for (value, bytes, text) in fixtures() {
-        let bytes = hex(&bytes);
         assert_eq!(
             msgpack::decode(&bytes, MAX_DEPTH),
             Ok(value.clone()),
             "msgpack {bytes:02x?}"
-        );
-        assert_eq!(
-            json::decode(text.as_bytes(), MAX_DEPTH),
-            Ok(value.clone()),
-            "json {text}"
         );
         let mut transcoded = Vec::new();
         json::transcode_msgpack(&bytes, MAX_DEPTH, &mut transcoded).unwrap();
@@ -248,6 +57,32 @@ fn every_fixture_decodes_from_its_bytes_and_text() {
         assert!(
             msgpack::validate(&bytes, MAX_DEPTH).unwrap(),
             "canonical {bytes:02x?}"
+        );
+    }
+}
+
+#[test]
+fn fixtures_cover_every_type_with_the_types_they_name() {
+    // The JSON text decides each value's type: a few spot checks that it decodes to the
+    // variant the protocol names, so that a reader bug cannot hide behind its writer.
+    let values: Vec<Value> = fixtures().into_iter().map(|(value, _, _)| value).collect();
+    for want in [
+        Value::UInt(u64::MAX),
+        Value::Int(i64::MIN),
+        Value::Float(1.0),
+        Value::Float(-0.0),
+        Value::uuid(UUID),
+        Value::kw("ns/name"),
+        inst(-1, 0),
+        Value::set([Value::set([Value::kw("a")])]),
+        Value::map([(1, "a")]),
+        Value::bytes(vec![0xff, 0xfe]),
+    ] {
+        assert!(
+            values
+                .iter()
+                .any(|v| v == &want && format!("{v:?}") == format!("{want:?}")),
+            "no fixture is {want:?}"
         );
     }
 }
