@@ -9,13 +9,16 @@
 //! - [`auth`]: tokens to users, users to groups.
 //! - [`http`]: actix-web routes for pull, push, health and the browser client's files.
 //! - [`ws`]: WebSocket sessions that subscribe to groups and push.
+//! - [`push`]: the one push path both transports call: permission, validation, commit.
+//! - [`error`]: why a request applied nothing, as both transports answer it.
 //! - [`actors`]: one actor per group, ordering its pushes and streaming its commits.
 //! - [`storage`]: SQLite in WAL mode: a single writer thread and a pool of readers.
 //!
 //! ## How a push travels
 //!
-//! 1. `POST /sync` (or a WebSocket `push` frame) is checked: token, content type, size, shape,
-//!    the group's permission, each change (see [`http::sync`]).
+//! 1. `POST /sync` (or a WebSocket `push` frame) is checked by its transport (token, content
+//!    type, size, shape), then by [`push::push`], shared by both: the group's permission,
+//!    each change.
 //! 2. The group's actor (found or started by the [`actors::Registry`]) forwards it to the
 //!    storage writer, which version-checks every change and commits the accepted ones in
 //!    one transaction, together with whatever else is queued (group commit).
@@ -30,7 +33,9 @@
 pub mod actors;
 pub mod auth;
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod push;
 pub mod storage;
 pub mod ws;
 

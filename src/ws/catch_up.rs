@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::http::ApiError;
+use crate::error::RequestError;
 use crate::storage::{Storage, read};
 
 /// The most documents read in one page.
@@ -167,7 +167,7 @@ async fn read_page(round: &Round, since: u64, limit: usize) -> Result<Page, Wire
     match read {
         Ok(Ok(page)) => Ok(page),
         // Same codes and messages as a failed pull.
-        Ok(Err(e)) => Err(ApiError::storage(&e, encoding).error),
+        Ok(Err(e)) => Err(RequestError::from(e).to_wire()),
         Err(e) => Err(WireError::new(
             ErrorCode::Internal,
             format!("catch-up: {e}"),

@@ -29,11 +29,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
 use super::subscription::{Handover, RoundEnd, Subscription};
-use crate::actors::{
-    GroupActor, LiveFrame, Push, Subscribe, SubscribeAck, Subscriber, Unsubscribe,
-};
+use crate::actors::{GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, Unsubscribe};
 use crate::auth::Identity;
-use crate::http::{ApiError, AppState};
+use crate::http::AppState;
 
 /// How often the server pings.
 pub(super) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -386,48 +384,23 @@ impl Session {
             .await
     }
 
-    /// `push`: checked here in the protocol's order and sent to the group actor at once,
-    /// so the actors see a connection's pushes in the order they came; the answer (an
-    /// error too) is sent when it resolves and every earlier push was answered (see
-    /// [`run`]).
+    /// `push`: handed to the shared push path ([`crate::push`]) at once, which checks it
+    /// and passes it on before returning, so pushes are applied in the order they came; the
+    /// answer (an error too) is sent when it resolves and every earlier push was answered
+    /// (see [`run`]).
     fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
-        let refused = |id, group, error| -> PendingPush {
-            let frame = ServerFrame::Error {
-                id: Some(id),
-                group: Some(group),
-                error,
-            };
-            Box::pin(std::future::ready((encoding, frame)))
-        };
-        if let Err(error) = self.state.auth.authorize(self.identity, &group) {
-            return refused(id, group, error);
-        }
-        let request = match push.validate(&self.state.limits) {
-            Ok(request) => request,
-            Err(error) => return refused(id, group, error),
-        };
-        // `send` queues the message now, not when the answer is awaited: a fresh `Addr`
-        // clone is never parked, so it never defers the message.
-        let answer = self.state.registry.get(&group).send(Push { request });
+        let answer = crate::push::push(&self.state, self.identity, push);
         Box::pin(async move {
-            let error = match answer.await {
-                Ok(Ok(response)) => return (encoding, ServerFrame::Pushed { id, response }),
-                // The same codes and messages as `POST /sync`.
-                Ok(Err(e)) => ApiError::push(&e, encoding).error,
-                Err(e) => WireError::new(
-                    ErrorCode::Unavailable,
-                    format!("group actor: {e}; nothing was applied"),
-                ),
-            };
-            (
-                encoding,
-                ServerFrame::Error {
+            let frame = match answer.await {
+                Ok(response) => ServerFrame::Pushed { id, response },
+                Err(error) => ServerFrame::Error {
                     id: Some(id),
                     group: Some(group),
-                    error,
+                    error: error.to_wire(),
                 },
-            )
+            };
+            (encoding, frame)
         })
     }
 
