@@ -11,7 +11,7 @@
 //! - [`ws`]: WebSocket sessions that subscribe to groups and push.
 //! - [`push`]: the one push path both transports call: permission, validation, commit.
 //! - [`error`]: why a request applied nothing, as both transports answer it.
-//! - [`actors`]: one actor per group, ordering its pushes and streaming its commits.
+//! - [`actors`]: one actor per subscribed group, streaming its commits in order.
 //! - [`storage`]: SQLite in WAL mode: a single writer thread and a pool of readers.
 //!
 //! ## How a push travels
@@ -19,11 +19,13 @@
 //! 1. `POST /sync` (or a WebSocket `push` frame) is checked by its transport (token, content
 //!    type, size, shape), then by [`push::push`], shared by both: the group's permission,
 //!    each change.
-//! 2. The group's actor (found or started by the [`actors::Registry`]) forwards it to the
-//!    storage writer, which version-checks every change and commits the accepted ones in
-//!    one transaction, together with whatever else is queued (group commit).
-//! 3. Once durable, the caller gets its results, and the group actor encodes the commit's
-//!    `changes` frame once per encoding and hands the bytes to every subscribed session.
+//! 2. It goes straight to the storage writer, which version-checks every change and
+//!    commits the accepted ones in one transaction, together with whatever else is queued
+//!    (group commit).
+//! 3. Once durable, the writer hands the commit to the [`actors::Registry`], which passes it
+//!    to the group's actor if anyone subscribed, and the caller gets its results. The actor
+//!    encodes the commit's `changes` frame once per encoding and hands the bytes to every
+//!    subscribed session.
 //!
 //! Reads (pulls, catch-up) never pass through the actors: they read a consistent snapshot
 //! from the pool, on blocking threads.

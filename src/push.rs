@@ -7,11 +7,10 @@
 //! applied nothing.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use atomsync_proto::wire::{PushRequest, PushResponse, UncheckedPush};
-use atomsync_proto::{ErrorCode, WireError};
 
-use crate::actors::{Push, PushError};
 use crate::auth::Identity;
 use crate::error::RequestError;
 use crate::http::AppState;
@@ -31,16 +30,21 @@ pub fn push(
     identity: Identity,
     push: UncheckedPush,
 ) -> impl Future<Output = Result<PushResponse, RequestError>> + 'static {
-    let submitted = check(state, identity, push)
-        .map(|request| state.registry.get(&request.group).send(Push { request }));
+    let submitted = check(state, identity, push).map(|request| {
+        let group: Arc<str> = request.group.into();
+        let ticket = state.writer.push(group.clone(), request.changes);
+        (group, ticket)
+    });
+    let epoch = state.storage.epoch_arc();
     async move {
-        let answer = submitted?.await.map_err(|e| {
-            WireError::new(
-                ErrorCode::Unavailable,
-                format!("group actor: {e}; nothing was applied"),
-            )
-        })?;
-        answer.map_err(|PushError::Storage(e)| RequestError::Storage(e))
+        let (group, ticket) = submitted?;
+        let outcome = ticket.await?;
+        Ok(PushResponse {
+            group: group.to_string(),
+            epoch: epoch.to_string(),
+            results: outcome.results,
+            seq: outcome.seq,
+        })
     }
 }
 

@@ -1,16 +1,16 @@
-//! [`GroupActor`]: orders one group's pushes and streams its commits to its subscribers.
+//! [`GroupActor`]: streams one group's commits to its subscribers, in `seq` order, and
+//! answers each subscription with its exact hand-over point.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use atomsync_proto::Encoding;
-use atomsync_proto::wire::{PushRequest, PushResponse, encode_changes};
+use atomsync_proto::wire::{Doc, encode_changes};
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
-use crate::storage::writer::PushJob;
-use crate::storage::{Committed, Storage, StorageError, Writer};
+use crate::storage::{Committed, Storage};
 
 /// One encoded `changes` frame of a commit, shared by every subscriber of that encoding
 /// (queued as an `Arc`, see [`Subscriber::queue`]).
@@ -42,14 +42,6 @@ pub struct Subscriber {
     pub overflow: Arc<Notify>,
 }
 
-/// Applies a validated push; resolves once it is durable.
-#[derive(Message)]
-#[rtype(result = "Result<PushResponse, PushError>")]
-pub struct Push {
-    /// The push, validated, for this actor's group.
-    pub request: PushRequest,
-}
-
 /// Registers (or replaces) a connection's subscription; answers with the hand-over point.
 #[derive(Message)]
 #[rtype(result = "SubscribeAck")]
@@ -79,25 +71,15 @@ pub struct Unsubscribe {
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
 
-/// A commit to stream, sent by the writer thread in commit order.
+/// A commit of the group, delivered by the registry in commit order.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Stream(Committed);
-
-/// A push that was not applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PushError {
-    /// Storage failed; nothing of the push was applied.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
+pub(super) struct Stream(pub(super) Committed);
 
 /// The actor of one group. Its state is private; only messages reach it.
 pub struct GroupActor {
     name: Arc<str>,
     storage: Storage,
-    writer: Writer,
     /// The seq of the last commit handed to subscribers (or in storage at start).
     streamed_seq: u64,
     subscribers: HashMap<u64, Subscriber>,
@@ -105,26 +87,44 @@ pub struct GroupActor {
 
 impl GroupActor {
     /// An actor for `name`; its stream position is read from storage when it starts.
-    pub fn new(name: Arc<str>, storage: Storage, writer: Writer) -> GroupActor {
+    pub fn new(name: Arc<str>, storage: Storage) -> GroupActor {
         GroupActor {
             name,
             storage,
-            writer,
             streamed_seq: 0,
             subscribers: HashMap::new(),
         }
     }
 
-    /// Hands one commit to every subscriber, encoding it once per encoding in use.
+    /// Hands one commit to every subscriber, encoding it once per encoding in use. Commits
+    /// arrive in `seq` order; the documents the actor's starting read already covered (a
+    /// commit made while the actor started) are left out, so none is streamed twice.
     fn stream(&mut self, committed: Committed) {
-        self.streamed_seq = self.streamed_seq.max(committed.seq);
-        let Some(last) = committed.docs.last().map(|d| d.seq) else {
+        if committed.seq <= self.streamed_seq {
             return;
-        };
+        }
+        if committed.after() > self.streamed_seq {
+            // Commits come from one writer, in order, and the starting read sees every
+            // commit before the actor could be found: a gap here is a bug, never a race.
+            tracing::error!(group = %self.name, streamed = self.streamed_seq, after = committed.after(), "a commit skipped seqs");
+        }
+        let covered = self.streamed_seq;
+        self.streamed_seq = committed.seq;
         if self.subscribers.is_empty() {
             return;
         }
-        let docs = committed.docs;
+        let mut docs = committed.docs;
+        if docs.first().is_some_and(|d| d.seq <= covered) {
+            docs.retain(|d| d.seq > covered);
+        }
+        self.fan_out(&docs);
+    }
+
+    /// Hands `docs` to every subscriber as one `changes` frame, encoded once per encoding.
+    fn fan_out(&mut self, docs: &[Doc]) {
+        let Some(last) = docs.last().map(|d| d.seq) else {
+            return;
+        };
         let mut encoded: [Option<Arc<LiveFrame>>; 2] = [None, None];
         let name = &self.name;
         self.subscribers.retain(|_, sub| {
@@ -138,7 +138,7 @@ impl GroupActor {
                         group: name.clone(),
                         seq: last,
                         encoding: sub.encoding,
-                        bytes: Bytes::from(encode_changes(name, &docs, last, sub.encoding)),
+                        bytes: Bytes::from(encode_changes(name, docs, last, sub.encoding)),
                     })
                 })
                 .clone();
@@ -184,34 +184,6 @@ impl Actor for GroupActor {
                 ctx.stop();
             }
         }));
-    }
-}
-
-impl Handler<Push> for GroupActor {
-    type Result = ResponseFuture<Result<PushResponse, PushError>>;
-
-    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
-        let (reply, outcome) = oneshot::channel();
-        let me = ctx.address();
-        let job = PushJob {
-            group: self.name.clone(),
-            changes: msg.request.changes,
-            reply,
-            on_commit: Box::new(move |committed| me.do_send(Stream(committed))),
-        };
-        let submitted = self.writer.submit(job);
-        let group = msg.request.group;
-        let epoch = self.storage.epoch().to_owned();
-        Box::pin(async move {
-            submitted?;
-            let outcome = outcome.await.map_err(|_| StorageError::WriterGone)??;
-            Ok(PushResponse {
-                group,
-                epoch,
-                results: outcome.results,
-                seq: outcome.seq,
-            })
-        })
     }
 }
 

@@ -10,20 +10,26 @@
 //! write lock (no `SQLITE_BUSY`), while batching the pushes that queue up behind a commit into
 //! the next transaction (group commit: one fsync for many requests).
 
+#[cfg(test)]
+mod push_tests;
 pub mod read;
 pub mod schema;
 pub mod writer;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use crate::config::Durability;
 
 pub use read::{PullPage, StoredGroup};
-pub use writer::{Committed, PushOutcome, Writer};
+pub use writer::{CommitSink, Committed, PushOutcome, Writer};
 
 /// A pool of read connections.
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
@@ -64,6 +70,46 @@ impl StorageError {
             ),
             StorageError::Pool(_) | StorageError::WriterGone => true,
             _ => false,
+        }
+    }
+}
+
+/// A push handed to storage: resolves with its outcome once the push is durable, or with
+/// why nothing of it was applied. Dropping the ticket does not withdraw the push.
+#[derive(Debug)]
+#[must_use = "the ticket is the only way to learn a push's outcome"]
+pub struct PushTicket(Ticket);
+
+#[derive(Debug)]
+enum Ticket {
+    Queued(oneshot::Receiver<Result<PushOutcome, StorageError>>),
+    Failed(Option<StorageError>),
+}
+
+impl PushTicket {
+    /// A push whose outcome will arrive on `outcome`.
+    pub(crate) fn queued(outcome: oneshot::Receiver<Result<PushOutcome, StorageError>>) -> Self {
+        PushTicket(Ticket::Queued(outcome))
+    }
+
+    /// A push refused before anything was applied.
+    pub(crate) fn failed(error: StorageError) -> Self {
+        PushTicket(Ticket::Failed(Some(error)))
+    }
+}
+
+impl Future for PushTicket {
+    type Output = Result<PushOutcome, StorageError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            // A dropped reply: the writer stopped without answering, so nothing was applied.
+            Ticket::Queued(outcome) => Pin::new(outcome)
+                .poll(cx)
+                .map(|answer| answer.unwrap_or(Err(StorageError::WriterGone))),
+            Ticket::Failed(error) => {
+                Poll::Ready(Err(error.take().unwrap_or(StorageError::WriterGone)))
+            }
         }
     }
 }

@@ -1,13 +1,16 @@
 //! The single writer: one thread, one connection, every push of every group.
 //!
-//! Jobs arrive on a channel in the order the group actors forward them. The thread takes
-//! the first job, then every job already queued behind it (up to [`MAX_BATCH`]), and
-//! version-checks and writes them all in one transaction: one fsync acknowledges many
-//! requests (group commit), and two groups never contend for SQLite's write lock. Each job
-//! runs in a savepoint, so a job that fails leaves the others of its batch intact.
+//! Jobs arrive on a channel straight from the push path ([`crate::push`]), in the order the
+//! HTTP handlers and WebSocket sessions submit them. The thread takes the first job, then
+//! every job already queued behind it (up to [`MAX_BATCH`]), and version-checks and writes
+//! them all in one transaction: one fsync acknowledges many requests (group commit), and
+//! two groups never contend for SQLite's write lock. Being the only writer, the thread is
+//! also what serializes each group's version checks and `seq`s. Each job runs in a
+//! savepoint, so a job that fails leaves the others of its batch intact.
 //!
 //! Only after the commit succeeds does a job learn its outcome (so nothing is acknowledged
-//! before it is durable) and its group actor receive the committed documents to stream.
+//! before it is durable), and the commit sink (the group actors' registry) receive the
+//! committed documents to stream, job by job in commit order, before the outcomes go out.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -18,8 +21,8 @@ use atomsync_proto::wire::{Change, Doc, Op, PushResult};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
-use super::StorageError;
 use super::read::doc_from_row;
+use super::{PushTicket, StorageError};
 
 /// Reads a document's current state (`?1` group id, `?2` key), for the version check.
 /// Public so that the benchmark's raw-SQLite baseline runs exactly the writer's statements.
@@ -45,32 +48,42 @@ pub struct PushOutcome {
     pub seq: u64,
 }
 
-/// The documents a push wrote, handed to the group actor after the commit for streaming.
+/// The documents one push wrote, handed to the commit sink once durable, for streaming.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Committed {
-    /// The accepted documents, ascending by seq.
+    /// The group.
+    pub group: Arc<str>,
+    /// The accepted documents, ascending by seq: they took the group's seqs
+    /// `seq - docs.len() + 1 ..= seq`, with no gap.
     pub docs: Vec<Doc>,
     /// The group's sequence after this push.
     pub seq: u64,
 }
 
-/// Called with the committed documents of a job, on the writer thread, in commit order.
-pub type OnCommit = Box<dyn FnOnce(Committed) + Send>;
+impl Committed {
+    /// The group's sequence before this push: its documents come right after it.
+    pub fn after(&self) -> u64 {
+        self.seq.saturating_sub(self.docs.len() as u64)
+    }
+}
+
+/// Where commits go once durable: called once per push that accepted a change, in commit
+/// order, before the pusher hears its outcome (so streaming starts at once). It runs on the
+/// writer thread, between commits: it must only hand the commit on, never block.
+pub type CommitSink = Arc<dyn Fn(Committed) + Send + Sync>;
 
 /// One push to apply.
-pub struct PushJob {
-    /// The group.
-    pub group: Arc<str>,
-    /// The validated changes.
-    pub changes: Vec<Change>,
+struct PushJob {
+    group: Arc<str>,
+    changes: Vec<Change>,
     /// Where the outcome goes once durable.
-    pub reply: oneshot::Sender<Result<PushOutcome, StorageError>>,
-    /// Told of the committed documents, before `reply`, so that streaming starts at once.
-    pub on_commit: OnCommit,
+    reply: oneshot::Sender<Result<PushOutcome, StorageError>>,
 }
 
 enum Job {
     Push(PushJob),
+    /// From now on, commits go to this sink.
+    Sink(CommitSink),
     Shutdown,
 }
 
@@ -95,6 +108,7 @@ impl Writer {
                 WriterThread {
                     conn,
                     groups: HashMap::new(),
+                    sink: None,
                 }
                 .run(queue)
             })
@@ -109,12 +123,25 @@ impl Writer {
         })
     }
 
-    /// Queues a push. Its outcome arrives on the job's `reply` once committed.
-    pub fn submit(&self, job: PushJob) -> Result<(), StorageError> {
-        self.inner
-            .jobs
-            .send(Job::Push(job))
-            .map_err(|_| StorageError::WriterGone)
+    /// Queues a push of validated `changes` to `group`; the ticket resolves with its outcome
+    /// once it is committed and durable.
+    pub fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job::Push(PushJob {
+            group,
+            changes,
+            reply,
+        });
+        match self.inner.jobs.send(job) {
+            Ok(()) => PushTicket::queued(outcome),
+            Err(_) => PushTicket::failed(StorageError::WriterGone),
+        }
+    }
+
+    /// Sends every later commit to `sink` (replacing the one before, if any).
+    pub fn set_commit_sink(&self, sink: CommitSink) {
+        // Only fails once the thread has stopped, when no commit is left to hand on.
+        let _ = self.inner.jobs.send(Job::Sink(sink));
     }
 
     /// True while the writer thread runs.
@@ -150,6 +177,7 @@ struct GroupRow {
 struct WriterThread {
     conn: Connection,
     groups: HashMap<Arc<str>, GroupRow>,
+    sink: Option<CommitSink>,
 }
 
 /// A job applied inside the open transaction, waiting for the commit.
@@ -168,6 +196,7 @@ impl WriterThread {
             while let Some(job) = next.take() {
                 match job {
                     Job::Push(job) => batch.push(job),
+                    Job::Sink(sink) => self.sink = Some(sink),
                     Job::Shutdown => {
                         stopping = true;
                         break;
@@ -204,8 +233,10 @@ impl WriterThread {
         for Applied { job, result } in applied {
             match result {
                 Ok((outcome, committed)) => {
-                    if !committed.docs.is_empty() {
-                        (job.on_commit)(committed);
+                    if let Some(sink) = &self.sink
+                        && !committed.docs.is_empty()
+                    {
+                        sink(committed);
                     }
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -330,6 +361,7 @@ fn apply_push(
             seq: group.seq,
         },
         Committed {
+            group: job.group.clone(),
             docs,
             seq: group.seq,
         },

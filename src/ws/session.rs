@@ -4,7 +4,7 @@
 //! The task waits on seven things at once (see [`run`]): the overflow signal, shutdown, the
 //! heartbeat, the oldest push's answer, catch-up pages, live frames and the next
 //! client frame. It handles one at a time, so a subscription's state needs no lock.
-//! Pushes are pipelined: up to [`PUSHES_IN_FLIGHT`] go to their actors as they are read and
+//! Pushes are pipelined: up to [`PUSHES_IN_FLIGHT`] go to storage as they are read and
 //! are answered in the order they came. Any other frame read behind them waits until they
 //! are answered, so every answer still leaves in the order of the frames, while live
 //! frames keep flowing.
@@ -43,7 +43,7 @@ pub(super) const QUEUE_CAPACITY: usize = 256;
 /// The most live frames a session writes per wake-up: as many as actix-ws's channel to the
 /// connection holds, so a batch rarely waits, and client frames still get their turn.
 pub(super) const LIVE_BATCH: usize = 32;
-/// Pushes of one connection sent to their actors and not yet answered: they are committed
+/// Pushes of one connection sent to storage and not yet answered: they are committed
 /// together (group commit) and their frames fan out together, where one push at a time
 /// made one commit, and one flush per subscriber, per push.
 pub(super) const PUSHES_IN_FLIGHT: usize = 64;
@@ -58,7 +58,7 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the process, so a late message about a closed connection can never hit a new one.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The answer to a push, once the group actor replies.
+/// The answer to a push, once storage has committed it (or why it did not).
 type PendingPush = Pin<Box<dyn Future<Output = (Encoding, ServerFrame)>>>;
 
 /// What a client frame leaves the session waiting for.
@@ -152,7 +152,7 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
     mut heartbeat: Interval,
 ) {
-    // Pushes sent to their actors and not yet answered, oldest first: answered in order.
+    // Pushes sent to storage and not yet answered, oldest first: answered in order.
     let mut pending: VecDeque<PendingPush> = VecDeque::new();
     // A frame read behind pushes in flight that is not itself a push waits for them.
     // Boxed: it is rare, and inline it would take its room in every idle connection.
@@ -206,7 +206,7 @@ async fn serve(
 }
 
 /// The answer to the oldest push in flight; only the oldest is awaited, so answers leave
-/// in the order the pushes came (the actors got them in that order when they were read).
+/// in the order the pushes came (storage got them in that order when they were read).
 async fn oldest(pending: &mut VecDeque<PendingPush>) -> (Encoding, ServerFrame) {
     poll_fn(|cx| match pending.front_mut() {
         Some(push) => push.as_mut().poll(cx),

@@ -1,30 +1,28 @@
-//! Group actor tests: pushes against a temporary database, through the registry, the
-//! actor and the writer thread, as the HTTP and WebSocket handlers drive them.
+//! Push tests against a temporary database, through the writer, as the push path drives
+//! it: version checks, seqs, conflicts, concurrent requests, a failing request, a restart.
 
-use atomsync_proto::wire::{Change, Op, PushRequest, PushResponse, PushResult};
+use atomsync_proto::wire::{Change, Op, PushResult};
 use atomsync_proto::{Packed, Value};
 
-use super::{Push, PushError, Registry};
+use super::{PushOutcome, Storage, StorageError, Writer, read};
 use crate::config::Durability;
-use crate::storage::{Storage, read};
 
 struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     storage: Storage,
-    registry: Registry,
+    writer: Writer,
 }
 
 fn open(dir: tempfile::TempDir) -> Fixture {
     let path = dir.path().join("t.db");
     let storage = Storage::open(&path, Durability::Normal, 2).unwrap();
     let writer = storage.start_writer().unwrap();
-    let registry = Registry::new(storage.clone(), writer);
     Fixture {
         _dir: dir,
         path,
         storage,
-        registry,
+        writer,
     }
 }
 
@@ -44,12 +42,8 @@ fn delete(key: &str, base: u64) -> Change {
     }
 }
 
-async fn push(f: &Fixture, group: &str, changes: Vec<Change>) -> Result<PushResponse, PushError> {
-    let request = PushRequest {
-        group: group.into(),
-        changes,
-    };
-    f.registry.get(group).send(Push { request }).await.unwrap()
+async fn push(f: &Fixture, group: &str, changes: Vec<Change>) -> Result<PushOutcome, StorageError> {
+    f.writer.push(group.into(), changes).await
 }
 
 fn accepted(r: &PushResult) -> (u64, u64) {
@@ -64,7 +58,6 @@ async fn accept_then_conflict_carries_current() {
     let f = open(tempfile::tempdir().unwrap());
     let r = push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
     assert_eq!(accepted(&r.results[0]), (1, 1));
-    assert_eq!(r.epoch, f.storage.epoch());
     let r = push(&f, "g", vec![set("a", 0, 2)]).await.unwrap();
     let PushResult::Conflict {
         current: Some(doc), ..
@@ -192,21 +185,11 @@ async fn restart_keeps_seq_and_epoch() {
         .await
         .unwrap();
     let epoch = f.storage.epoch().to_owned();
-    let Fixture { _dir, registry, .. } = f;
-    drop(registry);
+    let Fixture { _dir, writer, .. } = f;
+    writer.shutdown();
     let storage = Storage::open(&keep.join("t.db"), Durability::Normal, 2).unwrap();
     assert_eq!(storage.epoch(), epoch);
-    let registry = Registry::new(storage.clone(), storage.start_writer().unwrap());
-    let request = PushRequest {
-        group: "g".into(),
-        changes: vec![set("c", 0, 1)],
-    };
-    let r = registry
-        .get("g")
-        .send(Push { request })
-        .await
-        .unwrap()
-        .unwrap();
+    let writer = storage.start_writer().unwrap();
+    let r = writer.push("g".into(), vec![set("c", 0, 1)]).await.unwrap();
     assert_eq!(accepted(&r.results[0]), (1, 3));
-    assert_eq!(r.epoch, epoch);
 }
