@@ -12,9 +12,9 @@
 
 #[cfg(test)]
 mod push_tests;
-pub mod read;
-pub mod schema;
-pub mod writer;
+pub mod sqlite;
+
+pub use sqlite::{read, schema, writer};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -100,7 +100,7 @@ struct WriterInner {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Result<Writer, StorageError> {
+    pub(crate) fn start(conn: Connection) -> Result<Writer, StorageError> {
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("atomsync-writer".into())
