@@ -32,7 +32,7 @@ pub fn push(
 ) -> impl Future<Output = Result<PushResponse, RequestError>> + 'static {
     let submitted = check(state, identity, push).map(|request| {
         let group: Arc<str> = request.group.into();
-        let ticket = state.writer.push(group.clone(), request.changes);
+        let ticket = state.storage.push(group.clone(), request.changes);
         (group, ticket)
     });
     let epoch = state.storage.epoch_arc();

@@ -71,6 +71,10 @@ pub struct Unsubscribe {
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
 
+/// The most documents the actor reads to fill a gap before a commit (see `Handler<Stream>`);
+/// subscribers further behind resume from their cursors instead.
+pub(super) const GAP_DOCS: usize = 1000;
+
 /// A commit of the group, delivered by the registry in commit order.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -96,17 +100,12 @@ impl GroupActor {
         }
     }
 
-    /// Hands one commit to every subscriber, encoding it once per encoding in use. Commits
-    /// arrive in `seq` order; the documents the actor's starting read already covered (a
-    /// commit made while the actor started) are left out, so none is streamed twice.
+    /// Hands one commit that follows what was streamed (`after() <= streamed_seq`) to every
+    /// subscriber. The documents already streamed, or covered by the actor's starting read (a
+    /// commit made while the actor started), are left out, so none is streamed twice.
     fn stream(&mut self, committed: Committed) {
         if committed.seq <= self.streamed_seq {
             return;
-        }
-        if committed.after() > self.streamed_seq {
-            // Commits come from one writer, in order, and the starting read sees every
-            // commit before the actor could be found: a gap here is a bug, never a race.
-            tracing::error!(group = %self.name, streamed = self.streamed_seq, after = committed.after(), "a commit skipped seqs");
         }
         let covered = self.streamed_seq;
         self.streamed_seq = committed.seq;
@@ -161,26 +160,16 @@ impl Actor for GroupActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Read the group's seq before handling any message (`wait` holds the mailbox), so
-        // the first subscriber's hand-over point is right. Off the event loop: it blocks.
+        // the first subscriber's hand-over point is right.
         let storage = self.storage.clone();
         let name = self.name.clone();
-        let load = async move {
-            actix_web::rt::task::spawn_blocking(move || {
-                let conn = storage.reader()?;
-                crate::storage::read::group_seq(&conn, &name)
-            })
-            .await
-        };
+        let load = async move { storage.group_seq(name).await };
         ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
-            Ok(Ok(seq)) => actor.streamed_seq = seq,
-            Ok(Err(e)) => {
+            Ok(seq) => actor.streamed_seq = seq,
+            Err(e) => {
                 // Stopping drops the queued messages (their senders see an error, 503); the
                 // registry starts a fresh actor on the next request.
                 tracing::error!(group = %actor.name, error = %e, "cannot read the group; stopping its actor");
-                ctx.stop();
-            }
-            Err(e) => {
-                tracing::error!(group = %actor.name, error = %e, "group load task failed");
                 ctx.stop();
             }
         }));
@@ -190,8 +179,42 @@ impl Actor for GroupActor {
 impl Handler<Stream> for GroupActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Stream, _: &mut Self::Context) {
-        self.stream(msg.0);
+    fn handle(&mut self, Stream(committed): Stream, ctx: &mut Self::Context) {
+        let after = committed.after();
+        if committed.seq <= self.streamed_seq
+            || after <= self.streamed_seq
+            || self.subscribers.is_empty()
+        {
+            // Nothing between what was streamed and this commit, or nobody to stream it to
+            // (a later subscriber catches up from storage, where the commit already is).
+            self.stream(committed);
+            return;
+        }
+        // A gap: seqs after the last streamed and before this commit were committed by
+        // another writer (another instance on a shared database; never on SQLite, whose
+        // single writer hands every commit over in order). They are durable, so read them,
+        // holding the mailbox so nothing is streamed or registered meanwhile.
+        let storage = self.storage.clone();
+        let (name, from) = (self.name.clone(), self.streamed_seq);
+        let fill = async move { storage.pull(name, from, GAP_DOCS, after).await };
+        ctx.wait(fill.into_actor(self).map(move |page, actor, _| match page {
+            Ok(page) if !page.more && !page.reset => {
+                actor.fan_out(&page.docs);
+                actor.streamed_seq = after;
+                actor.stream(committed);
+            }
+            failed => {
+                // Too far behind to hold in one frame, compacted meanwhile, or unreadable:
+                // every subscriber resumes from its own cursor (1013), losing nothing.
+                if let Err(e) = failed {
+                    tracing::warn!(group = %actor.name, error = %e, "cannot read the commits before a commit; subscribers resume");
+                }
+                for (_, sub) in actor.subscribers.drain() {
+                    sub.overflow.notify_one();
+                }
+                actor.streamed_seq = committed.seq;
+            }
+        }));
     }
 }
 

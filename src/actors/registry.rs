@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use actix::{Actor, Addr};
 
 use super::group::{GroupActor, Stream};
-use crate::storage::{Committed, Storage, Writer};
+use crate::storage::{Committed, Storage};
 
 /// Group name → its actor. A std `Mutex` around a `HashMap`: the lock is held for one lookup
 /// or insert, never across an `.await`, so an async lock would only add cost.
@@ -30,13 +30,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry over the given storage. Every later commit of `writer` is handed to
-    /// its group's actor, if it has one.
-    pub fn new(storage: Storage, writer: Writer) -> Registry {
+    /// An empty registry over `storage`, which from now on hands every commit to the
+    /// registry (replacing any registry before), and the registry to its group's actor.
+    pub fn new(storage: Storage) -> Registry {
         let groups: Arc<Groups> = Arc::default();
-        // Weak: the sink lives in the writer, which must not keep the actors alive.
+        // Weak: the sink lives in storage, which must not keep the actors alive.
         let routes = Arc::downgrade(&groups);
-        writer.set_commit_sink(Arc::new(move |committed| deliver(&routes, committed)));
+        storage.set_commit_sink(Arc::new(move |committed| deliver(&routes, committed)));
         Registry { groups, storage }
     }
 
@@ -70,8 +70,9 @@ impl Registry {
     }
 }
 
-/// Hands a commit to its group's actor, if the group has one. Called on the writer thread,
-/// in commit order: one sender, so the actor's mailbox keeps that order.
+/// Hands a commit to its group's actor, if the group has one. Called by storage (for
+/// SQLite, on the writer thread) in each group's commit order, which the actor's mailbox
+/// keeps.
 fn deliver(groups: &Weak<Groups>, committed: Committed) {
     let Some(groups) = groups.upgrade() else {
         return;

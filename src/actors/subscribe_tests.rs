@@ -17,24 +17,21 @@ use super::{
     LiveFrame, Registry, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
 };
 use crate::config::Durability;
-use crate::storage::{Committed, Storage, Writer, read};
+use crate::storage::{Committed, Storage};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     storage: Storage,
-    writer: Writer,
     registry: Registry,
 }
 
 fn open() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&dir.path().join("t.db"), Durability::Normal, 4).unwrap();
-    let writer = storage.start_writer().unwrap();
-    let registry = Registry::new(storage.clone(), writer.clone());
+    let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 4).unwrap();
+    let registry = Registry::new(storage.clone());
     Fixture {
-        _dir: dir,
+        dir,
         storage,
-        writer,
         registry,
     }
 }
@@ -85,7 +82,7 @@ async fn push(f: &Fixture, group: &str, keys: &[String]) -> u64 {
             op: Op::Set(Packed::from_value(&Value::from(key.as_str()))),
         })
         .collect();
-    f.writer.push(group.into(), changes).await.unwrap().seq
+    f.storage.push(group.into(), changes).await.unwrap().seq
 }
 
 async fn push_one(f: &Fixture, group: &str, key: &str) -> u64 {
@@ -116,9 +113,12 @@ fn drain(conn: &mut Conn, group: &str) -> Vec<u64> {
 }
 
 /// What catch-up would send: storage from `since` up to the hand-over point.
-fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
-    let mut conn = f.storage.reader().unwrap();
-    let page = read::pull(&mut conn, group, since, 100_000, upto).unwrap();
+async fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
+    let page = f
+        .storage
+        .pull(group.into(), since, 100_000, upto)
+        .await
+        .unwrap();
     assert!(!page.more);
     page.docs.iter().map(|d| d.seq).collect()
 }
@@ -147,8 +147,8 @@ async fn registration_answers_the_hand_over_point() {
     assert_eq!(subscribe(&f, "written", &b).await.seq, 3);
 
     // A new actor (a restarted server) reads its starting point from storage.
-    let writer = f.storage.start_writer().unwrap();
-    let restarted = Registry::new(f.storage.clone(), writer);
+    let reopened = Storage::open_sqlite(&f.dir.path().join("t.db"), Durability::Normal, 1);
+    let restarted = Registry::new(reopened.unwrap());
     let subscriber = conn(3, Encoding::Json, 16).subscriber;
     let ack = restarted
         .get("written")
@@ -171,7 +171,7 @@ async fn catch_up_to_the_ack_then_live_frames_hand_over_exactly() {
     push(&f, "g", &["d".into(), "e".into()]).await;
     push_one(&f, "g", "f").await;
     settle(&f, "g").await;
-    assert_eq!(catch_up(&f, "g", 0, ack.seq), vec![1, 2, 3]);
+    assert_eq!(catch_up(&f, "g", 0, ack.seq).await, vec![1, 2, 3]);
     assert_eq!(
         drain(&mut sub, "g"),
         vec![4, 5, 6],
@@ -183,7 +183,7 @@ async fn catch_up_to_the_ack_then_live_frames_hand_over_exactly() {
         base: 0,
         op: Op::Delete,
     };
-    f.writer.push("g".into(), vec![conflict]).await.unwrap();
+    f.storage.push("g".into(), vec![conflict]).await.unwrap();
     settle(&f, "g").await;
     assert!(drain(&mut sub, "g").is_empty());
 }
@@ -233,7 +233,7 @@ async fn commits_racing_subscribes_are_each_seen_exactly_once() {
         "some subscribe raced the writers: {acks:?}"
     );
     for (mut sub, ack) in subs {
-        let mut seen = catch_up(&f, "race", 0, ack.seq);
+        let mut seen = catch_up(&f, "race", 0, ack.seq).await;
         assert!(seen.iter().all(|&seq| seq <= ack.seq));
         let live = drain(&mut sub, "race");
         assert!(
@@ -394,8 +394,7 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
     }
     let mut sub = conn(1, Encoding::Json, 16);
     assert_eq!(subscribe(&f, "g", &sub).await.seq, 3);
-    let mut page = f.storage.reader().unwrap();
-    let docs = read::pull(&mut page, "g", 1, 10, 3).unwrap().docs;
+    let docs = f.storage.pull("g".into(), 1, 10, 3).await.unwrap().docs;
     let addr = f.registry.get("g");
     let late = |docs: Vec<atomsync_proto::wire::Doc>, seq| {
         Stream(Committed {
@@ -415,4 +414,80 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
     partly.push(fourth);
     addr.send(late(partly, 4)).await.unwrap();
     assert_eq!(drain(&mut sub, "g"), vec![4]);
+}
+
+/// Commits made by another writer (as another instance on a shared database would) reach
+/// the actor only as notices, or not at all before a later commit: the actor reads what it
+/// missed from storage, so subscribers still see every seq once, in order. A gap too large
+/// for one read makes every subscriber resume from its cursor instead.
+#[actix_rt::test]
+async fn commits_by_another_writer_are_read_from_storage_in_order() {
+    let f = open();
+    for key in ["a", "b", "c"] {
+        push_one(&f, "g", key).await;
+    }
+    let mut sub = conn(1, Encoding::MsgPack, 16);
+    assert_eq!(subscribe(&f, "g", &sub).await.seq, 3);
+    let addr = f.registry.get("g");
+    let other = Storage::open_sqlite(&f.dir.path().join("t.db"), Durability::Normal, 1).unwrap();
+    let notice = |seq| {
+        Stream(Committed {
+            group: "g".into(),
+            docs: Vec::new(),
+            seq,
+        })
+    };
+
+    // A notice that the group reached seq 5.
+    let keys: Vec<String> = vec!["d".into(), "e".into()];
+    let other_push = |keys: &[String]| {
+        let changes = keys
+            .iter()
+            .map(|key| Change {
+                key: key.clone(),
+                base: 0,
+                op: Op::Set(Packed::from_value(&Value::from(key.as_str()))),
+            })
+            .collect();
+        other.push("g".into(), changes)
+    };
+    assert_eq!(other_push(&keys).await.unwrap().seq, 5);
+    addr.send(notice(5)).await.unwrap();
+    // The read holds the mailbox: a message sent after the notice is answered after it.
+    count(&f, "g").await;
+    assert_eq!(drain(&mut sub, "g"), vec![4, 5]);
+    addr.send(notice(5)).await.unwrap();
+    count(&f, "g").await;
+    assert!(
+        drain(&mut sub, "g").is_empty(),
+        "a repeated notice sends nothing"
+    );
+
+    // A commit with its documents whose predecessor (seq 6) was never announced.
+    let forward = addr.clone();
+    other.set_commit_sink(Arc::new(move |c: Committed| {
+        if c.seq == 7 {
+            forward.do_send(Stream(c));
+        }
+    }));
+    other_push(&["f".into()]).await.unwrap();
+    other_push(&["h".into()]).await.unwrap();
+    settle(&f, "g").await;
+    assert_eq!(drain(&mut sub, "g"), vec![6, 7]);
+
+    // More than one read's worth behind: the subscriber resumes from its cursor.
+    let many: Vec<String> = (0..super::group::GAP_DOCS + 1)
+        .map(|i| format!("m{i}"))
+        .collect();
+    let seq = other_push(&many).await.unwrap().seq;
+    let forward = addr.clone();
+    other.set_commit_sink(Arc::new(move |c: Committed| forward.do_send(Stream(c))));
+    other_push(&["last".into()]).await.unwrap();
+    settle(&f, "g").await;
+    tokio::time::timeout(Duration::from_secs(5), sub.overflow.notified())
+        .await
+        .expect("told to resume");
+    assert_eq!(count(&f, "g").await, 0);
+    let again = conn(2, Encoding::Json, 16);
+    assert_eq!(subscribe(&f, "g", &again).await.seq, seq + 1);
 }

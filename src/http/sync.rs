@@ -13,7 +13,6 @@ use atomsync_proto::{Encoding, ErrorCode, Value};
 use super::AppState;
 use super::error::ApiError;
 use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
-use crate::storage::read;
 
 /// The default and the largest page of a pull.
 const DEFAULT_LIMIT: usize = 1000;
@@ -48,15 +47,11 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
             encoding: enc,
         })?;
 
-    let storage = state.storage.clone();
-    let name = group.to_owned();
-    let page = actix_web::web::block(move || {
-        let mut conn = storage.reader()?;
-        read::pull(&mut conn, &name, since, limit, u64::MAX)
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("pull: {e}"), enc))?
-    .map_err(|e| ApiError::from_request(e, enc))?;
+    let page = state
+        .storage
+        .pull(group.into(), since, limit, u64::MAX)
+        .await
+        .map_err(|e| ApiError::from_request(e, enc))?;
 
     let response = PullResponse {
         group: group.to_owned(),
@@ -92,18 +87,12 @@ pub async fn push(
 /// `GET /healthz`: 200 when storage answers, else 503. Needs no token.
 pub async fn health(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
-    let storage = state.storage.clone();
-    actix_web::web::block(move || read::health(&*storage.reader()?))
+    // Any failure is a 503: a load balancer takes the instance out, whatever the cause.
+    state
+        .storage
+        .health()
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("health: {e}"), enc))?
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("storage: {e}"), enc))?;
-    if !state.writer.is_alive() {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "storage: the writer has stopped",
-            enc,
-        ));
-    }
     let status = Value::Map(vec![(Value::from("status"), Value::from("ok"))]);
     Ok(ok(enc, encode_value(&status, enc)))
 }

@@ -37,14 +37,12 @@ struct Harness {
 
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&dir.path().join("t.db"), Durability::Normal, 2).unwrap();
-    let writer = storage.start_writer().unwrap();
+    let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 2).unwrap();
     let config = Config::from_toml("").unwrap();
     let (stop, shutdown) = watch::channel(false);
     let state = Data::new(AppState {
-        registry: Registry::new(storage.clone(), writer.clone()),
+        registry: Registry::new(storage.clone()),
         storage,
-        writer,
         auth: Arc::new(Auth::from_config(&config)),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
@@ -243,7 +241,11 @@ async fn a_client_that_reads_nothing_overflows_its_queue_and_gets_1013() {
             base: 0,
             op: Op::Set(value),
         };
-        h.state.writer.push("g".into(), vec![change]).await.unwrap();
+        h.state
+            .storage
+            .push("g".into(), vec![change])
+            .await
+            .unwrap();
     }
     // What the client finds when it reads at last: a gapless prefix, then 1013.
     let mut cursor = 0;

@@ -19,10 +19,10 @@ use std::thread::JoinHandle;
 
 use atomsync_proto::wire::{Change, Doc, Op, PushResult};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::oneshot;
 
 use super::read::doc_from_row;
-use super::{PushTicket, StorageError};
+use crate::storage::ticket::Reply;
+use crate::storage::{CommitSink, Committed, PushOutcome, PushTicket, StorageError};
 
 /// Reads a document's current state (`?1` group id, `?2` key), for the version check.
 /// Public so that the benchmark's raw-SQLite baseline runs exactly the writer's statements.
@@ -39,45 +39,12 @@ pub const UPSERT_DOC: &str = "INSERT INTO docs (group_id, key, version, seq, val
 /// The most jobs committed in one transaction: bounds the latency one large batch adds.
 const MAX_BATCH: usize = 512;
 
-/// What a push did: one result per change, and the group's seq after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PushOutcome {
-    /// One result per change, in request order.
-    pub results: Vec<PushResult>,
-    /// The group's sequence right after this push.
-    pub seq: u64,
-}
-
-/// The documents one push wrote, handed to the commit sink once durable, for streaming.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Committed {
-    /// The group.
-    pub group: Arc<str>,
-    /// The accepted documents, ascending by seq: they took the group's seqs
-    /// `seq - docs.len() + 1 ..= seq`, with no gap.
-    pub docs: Vec<Doc>,
-    /// The group's sequence after this push.
-    pub seq: u64,
-}
-
-impl Committed {
-    /// The group's sequence before this push: its documents come right after it.
-    pub fn after(&self) -> u64 {
-        self.seq.saturating_sub(self.docs.len() as u64)
-    }
-}
-
-/// Where commits go once durable: called once per push that accepted a change, in commit
-/// order, before the pusher hears its outcome (so streaming starts at once). It runs on the
-/// writer thread, between commits: it must only hand the commit on, never block.
-pub type CommitSink = Arc<dyn Fn(Committed) + Send + Sync>;
-
 /// One push to apply.
 struct PushJob {
     group: Arc<str>,
     changes: Vec<Change>,
     /// Where the outcome goes once durable.
-    reply: oneshot::Sender<Result<PushOutcome, StorageError>>,
+    reply: Reply,
 }
 
 enum Job {
@@ -89,7 +56,7 @@ enum Job {
 
 /// A handle on the writer thread. Cheap to clone; every clone feeds the same thread.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     inner: Arc<WriterInner>,
 }
 
@@ -100,7 +67,7 @@ struct WriterInner {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Result<Writer, StorageError> {
+    pub(super) fn start(conn: Connection) -> Result<Writer, StorageError> {
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("atomsync-writer".into())
@@ -125,27 +92,27 @@ impl Writer {
 
     /// Queues a push of validated `changes` to `group`; the ticket resolves with its outcome
     /// once it is committed and durable.
-    pub fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
-        let (reply, outcome) = oneshot::channel();
+    pub(super) fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
+        let (ticket, reply) = PushTicket::new();
         let job = Job::Push(PushJob {
             group,
             changes,
             reply,
         });
         match self.inner.jobs.send(job) {
-            Ok(()) => PushTicket::queued(outcome),
+            Ok(()) => ticket,
             Err(_) => PushTicket::failed(StorageError::WriterGone),
         }
     }
 
     /// Sends every later commit to `sink` (replacing the one before, if any).
-    pub fn set_commit_sink(&self, sink: CommitSink) {
+    pub(super) fn set_commit_sink(&self, sink: CommitSink) {
         // Only fails once the thread has stopped, when no commit is left to hand on.
         let _ = self.inner.jobs.send(Job::Sink(sink));
     }
 
     /// True while the writer thread runs.
-    pub fn is_alive(&self) -> bool {
+    pub(super) fn is_alive(&self) -> bool {
         self.inner
             .thread
             .lock()
@@ -155,7 +122,7 @@ impl Writer {
 
     /// Commits every job queued so far, closes the connection and joins the thread. Jobs
     /// submitted afterwards fail with [`StorageError::WriterGone`]. Blocking.
-    pub fn shutdown(&self) {
+    pub(super) fn shutdown(&self) {
         let _ = self.inner.jobs.send(Job::Shutdown);
         let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle
