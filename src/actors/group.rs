@@ -71,9 +71,11 @@ pub struct Unsubscribe {
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
 
-/// The most documents the actor reads to fill a gap before a commit (see `Handler<Stream>`);
-/// subscribers further behind resume from their cursors instead.
+/// The most documents, and about the most bytes of values, the actor reads and sends as one
+/// frame to fill a gap before a commit (see `Handler<Stream>`); subscribers further behind
+/// resume from their cursors instead, catching up in bounded pages.
 pub(super) const GAP_DOCS: usize = 1000;
+const GAP_BYTES: usize = 8 << 20;
 
 /// A commit of the group, delivered by the registry in commit order.
 #[derive(Message)]
@@ -197,8 +199,15 @@ impl Handler<Stream> for GroupActor {
         let storage = self.storage.clone();
         let (name, from) = (self.name.clone(), self.streamed_seq);
         let fill = async move { storage.pull(name, from, GAP_DOCS, after).await };
+        let small = |docs: &[Doc]| {
+            let bytes: usize = docs
+                .iter()
+                .map(|d| d.value.as_ref().map_or(0, |v| v.len()))
+                .sum();
+            bytes <= GAP_BYTES
+        };
         ctx.wait(fill.into_actor(self).map(move |page, actor, _| match page {
-            Ok(page) if !page.more && !page.reset => {
+            Ok(page) if !page.more && !page.reset && small(&page.docs) => {
                 actor.fan_out(&page.docs);
                 actor.streamed_seq = after;
                 actor.stream(committed);
