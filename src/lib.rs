@@ -10,28 +10,41 @@
 //! - [`http`]: actix-web routes for pull, push, health, the browser client's files, and the
 //!   operator's admin API.
 //! - [`ws`]: WebSocket sessions that subscribe to groups and push.
-//! - [`actors`]: one actor per group, ordering its pushes and streaming its commits.
-//! - [`storage`]: SQLite in WAL mode: a single writer thread and a pool of readers.
+//! - [`push`]: the one push path both transports call: permission, validation, commit.
+//! - [`error`]: why a request applied nothing, as both transports answer it.
+//! - [`actors`]: one actor per subscribed group, streaming its commits in order.
+//! - [`storage`]: one interface over the database, whichever engine; today SQLite in WAL
+//!   mode, with a single writer thread and a pool of readers.
 //!
 //! ## How a push travels
 //!
-//! 1. `POST /sync` (or a WebSocket `push` frame) is checked: token, content type, size, shape,
-//!    the group's permission, each change (see [`http::sync`]).
-//! 2. The group's actor (found or started by the [`actors::Registry`]) forwards it to the
-//!    storage writer, which version-checks every change and commits the accepted ones in
-//!    one transaction, together with whatever else is queued (group commit).
-//! 3. Once durable, the caller gets its results, and the group actor encodes the commit's
-//!    `changes` frame once per encoding and hands the bytes to every subscribed session.
+//! Two thread hand-offs in all, the fewest with a dedicated writer thread:
 //!
-//! Reads (pulls, catch-up) never pass through the actors: they read a consistent snapshot
-//! from the pool, on blocking threads.
+//! 1. On the HTTP worker that read it, `POST /sync` (or a WebSocket `push` frame) is checked
+//!    by its transport (token, content type, size, shape), then by [`push::push`], shared
+//!    by both: the group's permission, then each change (PROTOCOL.md section 3's order).
+//! 2. [`push::push`] hands it to [`storage::Storage::push`] at once: on SQLite, the writer
+//!    thread's queue (hand-off 1). The writer version-checks every change, assigns versions
+//!    and `seq`s, and commits the accepted ones in one transaction with whatever else is
+//!    queued (group commit), each push in its own savepoint.
+//! 3. Once durable, the writer hands the commit to the [`actors::Registry`], which passes it
+//!    to the group's actor if the group has subscribers, then answers the push's ticket
+//!    (hand-off 2, back to the worker, which sends the response). The actor encodes the
+//!    commit's `changes` frame once per encoding and hands the same bytes to every
+//!    subscribed session's queue, in `seq` order.
+//!
+//! Reads (pulls, catch-up, a new actor's starting `seq`) never pass through the actors:
+//! they are async calls on [`storage::Storage`], which reads a consistent snapshot (on
+//! SQLite, from the pool, on the blocking pool).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod actors;
 pub mod auth;
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod push;
 pub mod storage;
 pub mod ws;
 
@@ -83,13 +96,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let s = &config.server;
-    let storage =
-        Storage::open(&s.db, s.durability, s.pool_size).map_err(|source| ServerError::Storage {
-            path: s.db.clone(),
-            source,
-        })?;
-    let writer = storage
-        .start_writer()
+    let storage = Storage::open(s)
+        .await
         .map_err(|source| ServerError::Storage {
             path: s.db.clone(),
             source,
@@ -113,9 +121,8 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let (stop_sessions, shutdown_rx) = watch::channel(false);
     let state = web::Data::new(AppState {
-        registry: Registry::new(storage.clone(), writer.clone()),
-        storage,
-        writer: writer.clone(),
+        registry: Registry::new(storage.clone()),
+        storage: storage.clone(),
         auth,
         limits: config.limits(),
         max_body_bytes: s.max_body_bytes,
@@ -152,7 +159,7 @@ pub async fn run(
     let served = server.await;
     // Every acknowledged push is already committed; this commits nothing new, but waits for
     // the writer to finish a batch in progress and checkpoints the WAL.
-    let _ = actix_web::rt::task::spawn_blocking(move || writer.shutdown()).await;
+    storage.close().await;
     tracing::info!("stopped");
     Ok(served?)
 }

@@ -1,5 +1,5 @@
 //! The raw-SQLite baselines: what SQLite itself can do, in this process, on the server's
-//! exact schema (`atomsync::storage::schema::migrate`) and pragmas (WAL, `synchronous`
+//! exact schema (`atomsync::storage::sqlite::schema::migrate`) and pragmas (WAL, `synchronous`
 //! FULL or NORMAL), with the same version-checked writes the server's writer does: read
 //! the key's current row, compare the base, upsert, advance the group's seq, commit.
 //!
@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use atomsync::storage::writer::{SELECT_DOC, UPSERT_DOC};
+use atomsync::storage::sqlite::writer::{SELECT_DOC, UPSERT_DOC};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::data::RawChange;
@@ -49,7 +49,7 @@ impl RawDb {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
             durability.pragma()
         ))?;
-        atomsync::storage::schema::migrate(&conn)
+        atomsync::storage::sqlite::schema::migrate(&conn)
             .map_err(|e| BenchError::Setup(format!("creating the server's schema: {e}")))?;
         let mut db = RawDb {
             conn,

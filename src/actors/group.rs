@@ -1,16 +1,16 @@
-//! [`GroupActor`]: orders one group's pushes and streams its commits to its subscribers.
+//! [`GroupActor`]: streams one group's commits to its subscribers, in `seq` order, and
+//! answers each subscription with its exact hand-over point.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use atomsync_proto::Encoding;
-use atomsync_proto::wire::{PushRequest, PushResponse, encode_changes};
+use atomsync_proto::wire::{Doc, encode_changes};
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
-use crate::storage::writer::PushJob;
-use crate::storage::{Committed, Storage, StorageError, Writer};
+use crate::storage::{Committed, Storage};
 
 /// One encoded `changes` frame of a commit, shared by every subscriber of that encoding
 /// (queued as an `Arc`, see [`Subscriber::queue`]).
@@ -42,14 +42,6 @@ pub struct Subscriber {
     pub overflow: Arc<Notify>,
 }
 
-/// Applies a validated push; resolves once it is durable.
-#[derive(Message)]
-#[rtype(result = "Result<PushResponse, PushError>")]
-pub struct Push {
-    /// The push, validated, for this actor's group.
-    pub request: PushRequest,
-}
-
 /// Registers (or replaces) a connection's subscription; answers with the hand-over point.
 #[derive(Message)]
 #[rtype(result = "SubscribeAck")]
@@ -79,25 +71,21 @@ pub struct Unsubscribe {
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
 
-/// A commit to stream, sent by the writer thread in commit order.
+/// The most documents, and about the most bytes of values, the actor reads and sends as one
+/// frame to fill a gap before a commit (see `Handler<Stream>`); subscribers further behind
+/// resume from their cursors instead, catching up in bounded pages.
+pub(super) const GAP_DOCS: usize = 1000;
+const GAP_BYTES: usize = 8 << 20;
+
+/// A commit of the group, delivered by the registry in commit order.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Stream(Committed);
-
-/// A push that was not applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PushError {
-    /// Storage failed; nothing of the push was applied.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
+pub(super) struct Stream(pub(super) Committed);
 
 /// The actor of one group. Its state is private; only messages reach it.
 pub struct GroupActor {
     name: Arc<str>,
     storage: Storage,
-    writer: Writer,
     /// The seq of the last commit handed to subscribers (or in storage at start).
     streamed_seq: u64,
     subscribers: HashMap<u64, Subscriber>,
@@ -105,26 +93,39 @@ pub struct GroupActor {
 
 impl GroupActor {
     /// An actor for `name`; its stream position is read from storage when it starts.
-    pub fn new(name: Arc<str>, storage: Storage, writer: Writer) -> GroupActor {
+    pub fn new(name: Arc<str>, storage: Storage) -> GroupActor {
         GroupActor {
             name,
             storage,
-            writer,
             streamed_seq: 0,
             subscribers: HashMap::new(),
         }
     }
 
-    /// Hands one commit to every subscriber, encoding it once per encoding in use.
+    /// Hands one commit that follows what was streamed (`after() <= streamed_seq`) to every
+    /// subscriber. The documents already streamed, or covered by the actor's starting read (a
+    /// commit made while the actor started), are left out, so none is streamed twice.
     fn stream(&mut self, committed: Committed) {
-        self.streamed_seq = self.streamed_seq.max(committed.seq);
-        let Some(last) = committed.docs.last().map(|d| d.seq) else {
+        if committed.seq <= self.streamed_seq {
             return;
-        };
+        }
+        let covered = self.streamed_seq;
+        self.streamed_seq = committed.seq;
         if self.subscribers.is_empty() {
             return;
         }
-        let docs = committed.docs;
+        let mut docs = committed.docs;
+        if docs.first().is_some_and(|d| d.seq <= covered) {
+            docs.retain(|d| d.seq > covered);
+        }
+        self.fan_out(&docs);
+    }
+
+    /// Hands `docs` to every subscriber as one `changes` frame, encoded once per encoding.
+    fn fan_out(&mut self, docs: &[Doc]) {
+        let Some(last) = docs.last().map(|d| d.seq) else {
+            return;
+        };
         let mut encoded: [Option<Arc<LiveFrame>>; 2] = [None, None];
         let name = &self.name;
         self.subscribers.retain(|_, sub| {
@@ -138,7 +139,7 @@ impl GroupActor {
                         group: name.clone(),
                         seq: last,
                         encoding: sub.encoding,
-                        bytes: Bytes::from(encode_changes(name, &docs, last, sub.encoding)),
+                        bytes: Bytes::from(encode_changes(name, docs, last, sub.encoding)),
                     })
                 })
                 .clone();
@@ -161,65 +162,68 @@ impl Actor for GroupActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Read the group's seq before handling any message (`wait` holds the mailbox), so
-        // the first subscriber's hand-over point is right. Off the event loop: it blocks.
+        // the first subscriber's hand-over point is right.
         let storage = self.storage.clone();
         let name = self.name.clone();
-        let load = async move {
-            actix_web::rt::task::spawn_blocking(move || {
-                let conn = storage.reader()?;
-                crate::storage::read::group_seq(&conn, &name)
-            })
-            .await
-        };
+        let load = async move { storage.group_seq(name).await };
         ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
-            Ok(Ok(seq)) => actor.streamed_seq = seq,
-            Ok(Err(e)) => {
+            Ok(seq) => actor.streamed_seq = seq,
+            Err(e) => {
                 // Stopping drops the queued messages (their senders see an error, 503); the
                 // registry starts a fresh actor on the next request.
                 tracing::error!(group = %actor.name, error = %e, "cannot read the group; stopping its actor");
-                ctx.stop();
-            }
-            Err(e) => {
-                tracing::error!(group = %actor.name, error = %e, "group load task failed");
                 ctx.stop();
             }
         }));
     }
 }
 
-impl Handler<Push> for GroupActor {
-    type Result = ResponseFuture<Result<PushResponse, PushError>>;
-
-    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
-        let (reply, outcome) = oneshot::channel();
-        let me = ctx.address();
-        let job = PushJob {
-            group: self.name.clone(),
-            changes: msg.request.changes,
-            reply,
-            on_commit: Box::new(move |committed| me.do_send(Stream(committed))),
-        };
-        let submitted = self.writer.submit(job);
-        let group = msg.request.group;
-        let epoch = self.storage.epoch().to_owned();
-        Box::pin(async move {
-            submitted?;
-            let outcome = outcome.await.map_err(|_| StorageError::WriterGone)??;
-            Ok(PushResponse {
-                group,
-                epoch,
-                results: outcome.results,
-                seq: outcome.seq,
-            })
-        })
-    }
-}
-
 impl Handler<Stream> for GroupActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Stream, _: &mut Self::Context) {
-        self.stream(msg.0);
+    fn handle(&mut self, Stream(committed): Stream, ctx: &mut Self::Context) {
+        let after = committed.after();
+        if committed.seq <= self.streamed_seq
+            || after <= self.streamed_seq
+            || self.subscribers.is_empty()
+        {
+            // Nothing between what was streamed and this commit, or nobody to stream it to
+            // (a later subscriber catches up from storage, where the commit already is).
+            self.stream(committed);
+            return;
+        }
+        // A gap: seqs after the last streamed and before this commit were committed by
+        // another writer (another instance on a shared database; never on SQLite, whose
+        // single writer hands every commit over in order). They are durable, so read them,
+        // holding the mailbox so nothing is streamed or registered meanwhile.
+        let storage = self.storage.clone();
+        let (name, from) = (self.name.clone(), self.streamed_seq);
+        let fill = async move { storage.pull(name, from, GAP_DOCS, after).await };
+        let small = |docs: &[Doc]| {
+            let bytes: usize = docs
+                .iter()
+                .map(|d| d.value.as_ref().map_or(0, |v| v.len()))
+                .sum();
+            bytes <= GAP_BYTES
+        };
+        ctx.wait(fill.into_actor(self).map(move |page, actor, _| match page {
+            Ok(page) if !page.more && !page.reset && small(&page.docs) => {
+                actor.fan_out(&page.docs);
+                actor.streamed_seq = after;
+                actor.stream(committed);
+            }
+            failed => {
+                // Too far behind to hold in one frame, compacted meanwhile, or unreadable:
+                // every subscriber resumes from its own cursor (1013), losing nothing.
+                if let Err(e) = failed {
+                    tracing::warn!(group = %actor.name, error = %e, "cannot read the commits before a commit; subscribers resume");
+                }
+                for (_, sub) in actor.subscribers.drain() {
+                    sub.overflow.notify_one();
+                }
+                actor.streamed_seq = committed.seq;
+            }
+        }));
     }
 }
 

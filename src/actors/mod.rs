@@ -1,33 +1,38 @@
-//! The group actors: one actix actor per document group, and the registry that starts them.
+//! The group actors: one actix actor per subscribed document group, and the registry that
+//! starts them and routes commits to them.
 //!
-//! A group actor is the one place where its group's pushes are put in order and where its
-//! subscribers are registered, so the hand-over from catch-up to live streaming is exact:
+//! Pushes do not pass through the actors: the push path ([`crate::push`]) hands them to
+//! storage, which serializes each group's version checks and `seq`s (on SQLite, its single
+//! writer thread). A group actor does what only it can: order the group's commits against
+//! its subscriptions and fan them out.
 //!
-//! 1. [`Push`]: the actor forwards the validated push, in arrival order, to the storage
-//!    [`Writer`](crate::storage::Writer), the single thread that version-checks, assigns
-//!    versions and `seq`s, and commits (see `storage::writer`). The reply future resolves
-//!    once the commit is durable.
-//! 2. After the commit the writer sends the actor a [`Committed`](crate::storage::Committed)
-//!    message. Messages from one sender keep their order, so the actor sees commits in `seq`
-//!    order. It encodes each commit's `changes` frame once per encoding in use and hands the
-//!    same bytes to every subscriber's bounded queue.
-//! 3. [`Subscribe`] registers a session's queue and answers with the `seq` of the last commit
+//! 1. Once a commit is durable, storage hands it to the [`Registry`]'s commit sink, which
+//!    passes it to the group's actor, if the group has one (no actor: nobody subscribed, and
+//!    nothing to stream). Each group's commits arrive in `seq` order. The actor encodes each
+//!    commit's `changes` frame once per encoding in use and hands the same bytes to every
+//!    subscriber's bounded queue.
+//! 2. [`Subscribe`] registers a session's queue and answers with the `seq` of the last commit
 //!    the actor has streamed: the session catches up from storage up to exactly that `seq`,
 //!    and everything after it reaches its queue live. No gap, no duplicate.
+//! 3. A new actor reads its group's `seq` from storage before it answers anything. Every
+//!    commit the registry routed to it before that read is covered by the read and skipped,
+//!    and every commit the registry could not route to it (before the actor existed) is
+//!    in the read, so the hand-over stays exact.
+//! 4. A commit that does not follow the last one streamed (seqs committed by another writer,
+//!    as another instance on a shared database would; or a notice carrying only a `seq`) is
+//!    preceded by the missing documents, read from storage while the mailbox waits. The
+//!    actor relies on storage, not on seeing every commit, for a gapless stream.
 //!
-//! Why SQLite never runs on an actor's thread: a blocking call inside an actix actor stalls
-//! every actor and connection on that arbiter. Writes run on the writer thread; reads (pull,
-//! catch-up) on actix-web's blocking pool (`web::block`) with pooled read connections.
+//! An actor only awaits storage's futures (the starting `seq`, a gap's documents); whatever
+//! blocks stays inside the backend, never on the arbiter's thread, where it would stall
+//! every actor and connection of that arbiter.
 
 mod group;
-#[cfg(test)]
-mod push_tests;
 mod registry;
 #[cfg(test)]
 mod subscribe_tests;
 
 pub use group::{
-    GroupActor, LiveFrame, Push, PushError, Subscribe, SubscribeAck, Subscriber, SubscriberCount,
-    Unsubscribe,
+    GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
 };
 pub use registry::Registry;

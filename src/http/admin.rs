@@ -25,8 +25,7 @@ use super::error::ApiError;
 use super::request::{param, query_pairs, response_encoding, token};
 use crate::actors::SubscriberCount;
 use crate::auth::Identity;
-use crate::storage::admin::{self as stats, GroupStats};
-use crate::storage::docs::{self, KeyRange};
+use crate::storage::{GroupStats, KeyRange};
 
 /// Groups per page: the default, and the most one request gets. Each group's counts cost a
 /// pass over its documents, so pages stay small.
@@ -117,24 +116,6 @@ fn not_found(group: &str, enc: Encoding) -> ApiError {
     )
 }
 
-/// Runs a storage read on the blocking pool, with a pooled connection.
-async fn read<T: Send + 'static>(
-    state: &AppState,
-    enc: Encoding,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, crate::storage::StorageError>
-    + Send
-    + 'static,
-) -> Result<T, ApiError> {
-    let storage = state.storage.clone();
-    actix_web::web::block(move || {
-        let mut conn = storage.reader()?;
-        f(&mut conn)
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("admin read: {e}"), enc))?
-    .map_err(|e| ApiError::storage(&e, enc))
-}
-
 /// A group's summary with its live subscriber count (0 when its actor is not running).
 async fn info(state: &AppState, stats: GroupStats) -> GroupInfo {
     let subscribers = match state.registry.running(&stats.name) {
@@ -168,10 +149,11 @@ pub async fn groups(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespo
         check_group(after).map_err(|e| bad(format!("after: {e}")))?;
     }
     let limit = limit(&pairs, DEFAULT_GROUPS, MAX_GROUPS).map_err(bad)?;
-    let (page, more) = read(&state, enc, move |conn| {
-        stats::groups(conn, after.as_deref(), limit)
-    })
-    .await?;
+    let (page, more) = state
+        .storage
+        .groups(after, limit)
+        .await
+        .map_err(|e| ApiError::from_request(e, enc))?;
     let next = more.then(|| page.last().map(|g| g.name.clone())).flatten();
     let groups = join_all(page.into_iter().map(|g| info(&state, g))).await;
     Ok(ok(enc, GroupsPage { groups, next }.encode(enc)))
@@ -186,8 +168,11 @@ pub async fn group(
     let enc = response_encoding(&req);
     admit(&req, &state, enc)?;
     let name = group_of(&path, enc)?;
-    let wanted = name.clone();
-    let found = read(&state, enc, move |conn| stats::group(conn, &wanted)).await?;
+    let found = state
+        .storage
+        .group_stats(name.as_str().into())
+        .await
+        .map_err(|e| ApiError::from_request(e, enc))?;
     let stats = found.ok_or_else(|| not_found(&name, enc))?;
     Ok(ok(enc, info(&state, stats).await.encode(enc)))
 }
@@ -219,18 +204,18 @@ pub async fn docs(
     };
     let limit = limit(&pairs, DEFAULT_DOCS, MAX_DOCS).map_err(bad)?;
     let max_bytes = state.max_body_bytes;
-    let wanted = name.clone();
-    let found = read(&state, enc, move |conn| {
-        let range = KeyRange {
-            after: after.as_deref(),
-            prefix: &prefix,
-            tombstones,
-            limit,
-            max_bytes,
-        };
-        docs::by_key(conn, &wanted, range)
-    })
-    .await?;
+    let range = KeyRange {
+        after,
+        prefix,
+        tombstones,
+        limit,
+        max_bytes,
+    };
+    let found = state
+        .storage
+        .docs_by_key(name.as_str().into(), range)
+        .await
+        .map_err(|e| ApiError::from_request(e, enc))?;
     let page = found.ok_or_else(|| not_found(&name, enc))?;
     let next = page
         .more

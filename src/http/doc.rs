@@ -13,7 +13,6 @@ use atomsync_proto::wire::{DocAnswer, check_group, check_key};
 use super::AppState;
 use super::error::ApiError;
 use super::request::{identify, param, query_pairs, response_encoding};
-use crate::storage::docs;
 
 /// `GET /sync/doc?group=G&key=K`: `{"group", "epoch", "doc": DOC | null}`, null when the
 /// key was never written, a DOC with `"deleted": true` for a tombstone.
@@ -34,12 +33,11 @@ pub async fn get(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse
             encoding: enc,
         })?;
 
-    let storage = state.storage.clone();
-    let (name, wanted) = (group.to_owned(), key.to_owned());
-    let doc = actix_web::web::block(move || docs::doc(&*storage.reader()?, &name, &wanted))
+    let doc = state
+        .storage
+        .doc(group.into(), key.to_owned())
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("read: {e}"), enc))?
-        .map_err(|e| ApiError::storage(&e, enc))?;
+        .map_err(|e| ApiError::from_request(e, enc))?;
     let answer = DocAnswer {
         group: group.to_owned(),
         epoch: state.storage.epoch().to_owned(),

@@ -1,5 +1,6 @@
-//! [`ApiError`]: every error answer, in one place. The code → status table lives with the
-//! codes themselves ([`ErrorCode::status`]); this turns a code and message into the
+//! [`ApiError`]: every HTTP error answer, in one place. The code → status table lives with
+//! the codes themselves ([`ErrorCode::status`]), the code and message of a failed request
+//! with [`RequestError`] (shared with WebSocket); this turns them into the
 //! `{"error": CODE, "message": TEXT}` body in the response encoding.
 
 use actix_web::http::StatusCode;
@@ -7,8 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use atomsync_proto::wire::encode_error;
 use atomsync_proto::{Encoding, ErrorCode, WireError};
 
-use crate::actors::PushError;
-use crate::storage::StorageError;
+use crate::error::RequestError;
 
 /// An error answer: what went wrong, and the encoding to say it in.
 #[derive(Debug, thiserror::Error)]
@@ -32,29 +32,11 @@ impl ApiError {
         }
     }
 
-    /// Storage failed: 503 when it may pass (busy, full, shutting down), else 500.
-    pub fn storage(e: &StorageError, encoding: Encoding) -> ApiError {
-        if e.is_transient() {
-            tracing::warn!(error = %e, "storage unavailable");
-            ApiError::new(
-                ErrorCode::Unavailable,
-                format!("storage: {e}; nothing was applied"),
-                encoding,
-            )
-        } else {
-            tracing::error!(error = %e, "storage failed");
-            ApiError::new(
-                ErrorCode::Internal,
-                format!("storage: {e}; nothing was applied"),
-                encoding,
-            )
-        }
-    }
-
-    /// A push that was not applied.
-    pub fn push(e: &PushError, encoding: Encoding) -> ApiError {
-        match e {
-            PushError::Storage(e) => ApiError::storage(e, encoding),
+    /// A request that applied nothing ([`RequestError`]), answered in `encoding`.
+    pub fn from_request(error: impl Into<RequestError>, encoding: Encoding) -> ApiError {
+        ApiError {
+            error: error.into().to_wire(),
+            encoding,
         }
     }
 }

@@ -28,16 +28,14 @@ pub use error::ApiError;
 
 use crate::actors::Registry;
 use crate::auth::Auth;
-use crate::storage::{Storage, Writer};
+use crate::storage::Storage;
 
 /// What every handler and WebSocket session shares.
 pub struct AppState {
     /// Group name → group actor.
     pub registry: Registry,
-    /// Reads (pull, catch-up, health).
+    /// Pushes, reads (pull, catch-up) and health.
     pub storage: Storage,
-    /// The writer, for health.
-    pub writer: Writer,
     /// Users and their groups.
     pub auth: Arc<Auth>,
     /// Value limits.

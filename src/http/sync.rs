@@ -2,7 +2,8 @@
 //!
 //! Each handler checks in the order PROTOCOL.md section 3 gives: token (401), content type
 //! (415), body size (413), decoding and shape (400), the group's permission (403), each
-//! change (400/413). A request that fails any check applies nothing.
+//! change (400/413); a push's last two checks are the shared push path's
+//! ([`crate::push`]). A request that fails any check applies nothing.
 
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
@@ -12,8 +13,6 @@ use atomsync_proto::{Encoding, ErrorCode, Value};
 use super::AppState;
 use super::error::ApiError;
 use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
-use crate::actors::Push;
-use crate::storage::read;
 
 /// The default and the largest page of a pull.
 const DEFAULT_LIMIT: usize = 1000;
@@ -48,15 +47,11 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
             encoding: enc,
         })?;
 
-    let storage = state.storage.clone();
-    let name = group.to_owned();
-    let page = actix_web::web::block(move || {
-        let mut conn = storage.reader()?;
-        read::pull(&mut conn, &name, since, limit, u64::MAX)
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("pull: {e}"), enc))?
-    .map_err(|e| ApiError::storage(&e, enc))?;
+    let page = state
+        .storage
+        .pull(group.into(), since, limit, u64::MAX)
+        .await
+        .map_err(|e| ApiError::from_request(e, enc))?;
 
     let response = PullResponse {
         group: group.to_owned(),
@@ -69,7 +64,8 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
     Ok(ok(enc, response.encode(enc)))
 }
 
-/// `POST /sync`
+/// `POST /sync`: the transport's checks (token, content type, body size, shape), then the
+/// shared push path ([`crate::push`]) for the rest.
 pub async fn push(
     req: HttpRequest,
     body: Payload,
@@ -79,56 +75,24 @@ pub async fn push(
     let identity = identify(&req, &state.auth, enc)?;
     let body_enc = body_encoding(&req, enc)?;
     let body = read_body(&req, body, state.max_body_bytes, enc).await?;
-    let unchecked =
-        UncheckedPush::decode(&body, body_enc, &state.limits).map_err(|error| ApiError {
-            error,
-            encoding: enc,
-        })?;
+    let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)
+        .map_err(|error| ApiError::from_request(error, enc))?;
     drop(body);
-    state
-        .auth
-        .authorize(identity, &unchecked.group)
-        .map_err(|error| ApiError {
-            error,
-            encoding: enc,
-        })?;
-    let request = unchecked
-        .validate(&state.limits)
-        .map_err(|error| ApiError {
-            error,
-            encoding: enc,
-        })?;
-
-    let actor = state.registry.get(&request.group);
-    let response = actor
-        .send(Push { request })
+    let response = crate::push::push(&state, identity, unchecked)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                format!("group actor: {e}; nothing was applied"),
-                enc,
-            )
-        })?
-        .map_err(|e| ApiError::push(&e, enc))?;
+        .map_err(|error| ApiError::from_request(error, enc))?;
     Ok(ok(enc, response.encode(enc)))
 }
 
 /// `GET /healthz`: 200 when storage answers, else 503. Needs no token.
 pub async fn health(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
-    let storage = state.storage.clone();
-    actix_web::web::block(move || read::health(&*storage.reader()?))
+    // Any failure is a 503: a load balancer takes the instance out, whatever the cause.
+    state
+        .storage
+        .health()
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("health: {e}"), enc))?
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("storage: {e}"), enc))?;
-    if !state.writer.is_alive() {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "storage: the writer has stopped",
-            enc,
-        ));
-    }
     let status = Value::Map(vec![(Value::from("status"), Value::from("ok"))]);
     Ok(ok(enc, encode_value(&status, enc)))
 }

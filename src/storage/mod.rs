@@ -1,164 +1,299 @@
-//! Storage: the SQLite database behind every group, and the only place SQL is written.
+//! Storage: where every group's documents live, behind one interface, and the only place
+//! where a database is spoken to (no SQL, no driver type outside this module).
 //!
-//! - [`schema`]: the tables and their migrations (`PRAGMA user_version`).
-//! - [`read`]: pulls, catch-up pages and health checks, on pooled read connections.
-//! - [`writer`]: the single writer thread that version-checks and commits every push.
-//! - [`docs`]: documents by key (one document; a group's documents in key order).
-//! - [`admin`]: groups in pages with their counts, for the admin API.
+//! [`Storage`] is all the rest of the server sees: the push path, the group actors, HTTP
+//! and WebSocket call it without knowing which database engine is underneath. One backend
+//! today:
 //!
-//! The database runs in WAL mode, so readers never wait for the writer and the writer never
-//! waits for readers. All writes go through *one* connection on *one* thread: SQLite allows
-//! one writer at a time anyway, and a single writer means group actors never fight over the
-//! write lock (no `SQLITE_BUSY`), while batching the pushes that queue up behind a commit into
-//! the next transaction (group commit: one fsync for many requests).
+//! - [`sqlite`]: one file in WAL mode; reads on a pool of read connections, on the blocking
+//!   pool; every write on one writer thread that commits whatever is queued, from every
+//!   group, in one transaction, a savepoint per push (group commit: one fsync for many
+//!   requests, and never `SQLITE_BUSY` between groups).
+//!
+//! ## The interface
+//!
+//! - **Writes.** [`Storage::push`] hands a validated push to the backend *when it is
+//!   called* and returns a [`PushTicket`], a future that resolves once the push is durable:
+//!   nothing is acknowledged before. Handing over at call time is what keeps a WebSocket
+//!   connection's pipelined pushes in the order they came. The backend serializes each
+//!   group's version checks and `seq`s (SQLite: its single writer thread).
+//! - **Commits.** Once durable, every push that accepted a change is handed as a
+//!   [`Committed`] to the [`CommitSink`] (the group actors' registry), each group's in `seq`
+//!   order, before the pusher hears its outcome. A `Committed` whose documents do not start
+//!   right after the last seq its group actor streamed, or that carries none (another
+//!   writer's commit, known only by its `seq`), tells the actor to read the documents it
+//!   misses from storage: the actor never relies on seeing every commit itself.
+//! - **Reads.** [`pull`](Storage::pull) and [`pull_then`](Storage::pull_then) (a page in
+//!   `seq` order, one consistent snapshot), [`group_seq`](Storage::group_seq),
+//!   [`health`](Storage::health); the [`epoch`](Storage::epoch) is known from opening.
+//!
+//! ## Why an enum of backends, with async reads and ticketed writes
+//!
+//! The PostgreSQL drivers that fit an async server (tokio-postgres, pooled by
+//! deadpool-postgres) are asynchronous: a query is a future, and no thread waits for it. An
+//! interface of blocking calls (hand out a connection; `fn pull(..) -> PullPage`) would put
+//! such a backend on blocking threads, one per query in flight. So every read here is an
+//! `async fn` and a write is a submission that returns a future; SQLite's blocking calls
+//! become futures inside its backend (the blocking pool for reads, the writer thread for
+//! writes), where they belong.
+//!
+//! The backends are an `enum`, not a `dyn` trait: the set is closed (the server ships them
+//! all), an enum dispatches statically with no boxed future per call (an `async fn` in a
+//! trait cannot be called through `dyn` without boxing every future), and the push path's
+//! futures keep their concrete types. A second backend is a module with the same methods,
+//! one variant of `Backend` and one arm per method below.
+//!
+//! ## What a PostgreSQL backend does behind the same methods (to be built)
+//!
+//! - `push`: per group and instance, one transaction at a time, the pushes queued behind it
+//!   joining the next (group commit per group), replying on the ticket's channel as SQLite's
+//!   writer does. The transaction locks the group's row, which holds its `seq`
+//!   (`SELECT seq FROM groups WHERE name = $1 FOR UPDATE`), so two instances writing one
+//!   group serialize there: no gap, no reuse, no lost update. After the commit: `NOTIFY`
+//!   with the group and its new seq.
+//! - Commits: its own to the sink as SQLite does; other instances' from `LISTEN` (one
+//!   dedicated connection) as a `Committed` with no documents. After a lost notification or a
+//!   reconnect, a notice per group with its current seq makes each actor re-read from the
+//!   last seq it streamed.
+//! - Reads: pooled async connections; the epoch in a table, so every instance reports the
+//!   same one. Its connection tasks want a runtime of their own (actix's arbiters are one
+//!   thread each, and a pooled connection must not depend on one worker's event loop).
 
-pub mod admin;
-pub mod docs;
-pub mod read;
-pub mod schema;
-pub mod writer;
+pub mod browse;
+mod error;
+#[cfg(test)]
+mod push_tests;
+pub mod sqlite;
+mod ticket;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
 
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use atomsync_proto::wire::{Change, Doc, PushResult};
 
-use crate::config::Durability;
+pub use browse::{GroupStats, KeyPage, KeyRange};
+pub use error::StorageError;
+pub use ticket::PushTicket;
 
-pub use read::{PullPage, StoredGroup};
-pub use writer::{Committed, PushOutcome, Writer};
+use crate::config::{Durability, ServerConfig};
 
-/// A pool of read connections.
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-
-/// Why storage could not do what was asked. Nothing was applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    /// SQLite failed (I/O, disk full, corruption, ...).
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// No read connection could be had in time.
-    #[error("connection pool: {0}")]
-    Pool(#[from] r2d2::Error),
-    /// The writer thread has stopped (the server is shutting down).
-    #[error("the storage writer has stopped")]
-    WriterGone,
-    /// The database holds data this server cannot read (a newer schema, a bad epoch).
-    #[error("database: {0}")]
-    Incompatible(String),
+/// What a push did: one result per change, and the group's seq after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushOutcome {
+    /// One result per change, in request order.
+    pub results: Vec<PushResult>,
+    /// The group's sequence right after this push.
+    pub seq: u64,
 }
 
-impl StorageError {
-    /// True when the failure is a passing state of the storage (busy, full, I/O, shutting
-    /// down) rather than a bug: the client may retry later (503), versus a 500.
-    pub fn is_transient(&self) -> bool {
-        use rusqlite::ErrorCode as C;
-        match self {
-            StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                C::DatabaseBusy
-                    | C::DatabaseLocked
-                    | C::DiskFull
-                    | C::SystemIoFailure
-                    | C::CannotOpen
-                    | C::ReadOnly
-                    | C::OutOfMemory
-            ),
-            StorageError::Pool(_) | StorageError::WriterGone => true,
-            _ => false,
-        }
+/// A durable commit of one group, handed to the [`CommitSink`] for streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The group.
+    pub group: Arc<str>,
+    /// The accepted documents, ascending by seq: they took the group's seqs
+    /// `seq - docs.len() + 1 ..= seq`, with no gap. Empty for a commit known only by its seq
+    /// (another writer's): the documents are read from storage.
+    pub docs: Vec<Doc>,
+    /// The group's sequence after this commit.
+    pub seq: u64,
+}
+
+impl Committed {
+    /// The group's sequence before this commit's documents: they come right after it.
+    pub fn after(&self) -> u64 {
+        self.seq.saturating_sub(self.docs.len() as u64)
     }
 }
 
-/// The opened database: its path, epoch, and read pool.
+/// Where commits go once durable: called once per commit that accepted a change, each
+/// group's in `seq` order, before the pusher hears its outcome (so streaming starts at
+/// once). It runs on a backend's own thread or task, between commits: it must only hand the
+/// commit on, never block.
+pub type CommitSink = Arc<dyn Fn(Committed) + Send + Sync>;
+
+/// One page of a pull or a catch-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullPage {
+    /// Documents with `since < seq <= upto`, ascending by seq, at most `limit`.
+    pub docs: Vec<Doc>,
+    /// The cursor after this page: the last doc's seq, or `since` (0 after a reset).
+    pub seq: u64,
+    /// More documents remain after `seq` (up to `upto`).
+    pub more: bool,
+    /// `since` was below the floor, so the page starts from 0.
+    pub reset: bool,
+}
+
+/// The opened database, whichever engine it is. Cheap to clone; every clone is the same
+/// database, writer and pool.
 #[derive(Clone)]
 pub struct Storage {
-    path: PathBuf,
-    epoch: std::sync::Arc<str>,
-    durability: Durability,
-    pool: Pool,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
 }
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage")
-            .field("path", &self.path)
-            .field("epoch", &self.epoch)
-            .finish()
+        match &self.backend {
+            Backend::Sqlite(db) => f
+                .debug_struct("Storage")
+                .field("sqlite", &db.path())
+                .field("epoch", &self.epoch())
+                .finish(),
+        }
     }
 }
 
-/// How long a connection waits on a lock before it reports busy. Only a backup tool or
-/// another process could hold it: within the server, the writer is alone.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The settings every connection gets, reader or writer.
-fn prepare_connection(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
-    ))
-}
-
 impl Storage {
-    /// Opens (creating when missing) the database at `path`, migrates it, and builds the
-    /// read pool. The epoch is created with the database and never changes after.
-    pub fn open(
+    /// Opens the database `server` names (created when missing), migrates it, and starts
+    /// what writes to it. The epoch is created with the database and never changes after.
+    pub async fn open(server: &ServerConfig) -> Result<Storage, StorageError> {
+        let (path, durability, pool_size) =
+            (server.db.clone(), server.durability, server.pool_size);
+        tokio::task::spawn_blocking(move || Storage::open_sqlite(&path, durability, pool_size))
+            .await
+            .map_err(StorageError::task)?
+    }
+
+    /// Opens (creating when missing) the SQLite database at `path` with `pool_size` read
+    /// connections, migrates it and starts its writer thread. Blocking.
+    pub fn open_sqlite(
         path: &Path,
         durability: Durability,
         pool_size: u32,
     ) -> Result<Storage, StorageError> {
-        let conn = Connection::open(path)?;
-        prepare_connection(&conn, durability)?;
-        let epoch = schema::migrate(&conn)?;
-        drop(conn);
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .with_init(move |c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                Ok(())
-            });
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
-            .build(manager)?;
         Ok(Storage {
-            path: path.to_owned(),
-            epoch: epoch.into(),
-            durability,
-            pool,
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path, durability, pool_size)?),
         })
     }
 
     /// The database's epoch.
     pub fn epoch(&self) -> &str {
-        &self.epoch
+        match &self.backend {
+            Backend::Sqlite(db) => db.epoch(),
+        }
     }
 
     /// The shared epoch, cheap to clone into responses.
-    pub fn epoch_arc(&self) -> std::sync::Arc<str> {
-        self.epoch.clone()
+    pub fn epoch_arc(&self) -> Arc<str> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.epoch().clone(),
+        }
     }
 
-    /// Starts the single writer thread on its own connection.
-    pub fn start_writer(&self) -> Result<Writer, StorageError> {
-        let conn = Connection::open(&self.path)?;
-        prepare_connection(&conn, self.durability)?;
-        Writer::start(conn)
+    /// Sends every later commit to `sink`, replacing the sink before, if any.
+    pub fn set_commit_sink(&self, sink: CommitSink) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.set_commit_sink(sink),
+        }
     }
 
-    /// A read connection from the pool. Blocking: call from a blocking thread.
-    pub fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StorageError> {
-        Ok(self.pool.get()?)
+    /// Hands a validated push of `changes` to `group` to the backend now; the ticket
+    /// resolves with its outcome once it is durable. Each change is accepted iff its base
+    /// is the key's current version (0 when never written); a failed push applied nothing.
+    pub fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
+        match &self.backend {
+            Backend::Sqlite(db) => db.push(group, changes),
+        }
+    }
+
+    /// Documents of `group` with `since < seq <= upto`, ascending by seq, at most `limit`,
+    /// in one consistent snapshot. A `since` below the group's floor reads from 0 and says
+    /// `reset`. A group never written has an empty page.
+    pub async fn pull(
+        &self,
+        group: Arc<str>,
+        since: u64,
+        limit: usize,
+        upto: u64,
+    ) -> Result<PullPage, StorageError> {
+        self.pull_then(group, since, limit, upto, |page| page).await
+    }
+
+    /// [`pull`](Storage::pull), then `then` on the page where it was read (for SQLite, the
+    /// blocking thread), so that heavy work on a page, such as encoding it, stays off the
+    /// event loop.
+    pub async fn pull_then<T, F>(
+        &self,
+        group: Arc<str>,
+        since: u64,
+        limit: usize,
+        upto: u64,
+        then: F,
+    ) -> Result<T, StorageError>
+    where
+        F: FnOnce(PullPage) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(db) => db.pull_then(group, since, limit, upto, then).await,
+        }
+    }
+
+    /// The group's current sequence (0 for a group never written).
+    pub async fn group_seq(&self, group: Arc<str>) -> Result<u64, StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.group_seq(group).await,
+        }
+    }
+
+    /// One page of groups for operators: names after `after` (exclusive), ascending in
+    /// byte order, at most `limit`, each with its counts; and whether more follow. One
+    /// consistent snapshot.
+    pub async fn groups(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<GroupStats>, bool), StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.groups(after, limit).await,
+        }
+    }
+
+    /// One group's summary; `None` when it has never been written.
+    pub async fn group_stats(&self, group: Arc<str>) -> Result<Option<GroupStats>, StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.group_stats(group).await,
+        }
+    }
+
+    /// The document `key` of `group` at its latest state (a tombstone has no value);
+    /// `None` when it was never written.
+    pub async fn doc(&self, group: Arc<str>, key: String) -> Result<Option<Doc>, StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.doc(group, key).await,
+        }
+    }
+
+    /// Documents of `group` in key order, as `range` says, in one snapshot; `None` when
+    /// the group has never been written.
+    pub async fn docs_by_key(
+        &self,
+        group: Arc<str>,
+        range: KeyRange,
+    ) -> Result<Option<KeyPage>, StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.docs_by_key(group, range).await,
+        }
+    }
+
+    /// Answers when the database can be read and its writer runs.
+    pub async fn health(&self) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.health().await,
+        }
+    }
+
+    /// Commits what was handed over so far, then stops writing: later pushes fail with
+    /// [`StorageError::WriterGone`]. Reads keep working until the last clone is dropped.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.close().await,
+        }
     }
 }

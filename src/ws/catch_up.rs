@@ -1,11 +1,10 @@
 //! A catch-up round: the documents a subscriber missed, read from storage in pages and sent
 //! back to its session as encoded `changes` frames.
 //!
-//! Each round runs in its own task and reads on the blocking pool (`web::block`), so the
-//! session keeps serving its other groups meanwhile and SQLite never runs on the event loop.
-//! A page is one read transaction of [`storage::read::pull`] bounded by `upto`, the
-//! hand-over point the group actor gave: reads never take the write lock (WAL), so a long
-//! backlog never holds up the group's writers. The round hands its frames to the session
+//! Each round runs in its own task, so the session keeps serving its other groups meanwhile.
+//! A page is one consistent snapshot ([`Storage::pull_then`]) bounded by `upto`, the
+//! hand-over point the group actor gave, encoded where it was read (for SQLite, on the
+//! blocking pool, never on the event loop); reads never hold up the group's writers. The round hands its frames to the session
 //! through a small bounded channel: a slow client slows its own catch-up, nothing else.
 //!
 //! Pages are bounded twice: by document count ([`PAGE_DOCS`], adjusted to the sizes seen so
@@ -20,8 +19,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::http::ApiError;
-use crate::storage::{Storage, read};
+use crate::error::RequestError;
+use crate::storage::{PullPage, Storage};
 
 /// The most documents read in one page.
 pub(super) const PAGE_DOCS: usize = 1000;
@@ -146,33 +145,27 @@ async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
 }
 
 async fn read_page(round: &Round, since: u64, limit: usize) -> Result<Page, WireError> {
-    let storage = round.storage.clone();
     let group = round.group.clone();
-    let (upto, encoding) = (round.upto, round.encoding);
-    let read = actix_web::web::block(move || {
-        let mut conn = storage.reader()?;
-        let page = read::pull(&mut conn, &group, since, limit, upto)?;
+    let encoding = round.encoding;
+    // Encoded where the page was read: a page of large values never stalls the event loop.
+    let encode = move |page: PullPage| {
         let bytes = page.docs.iter().map(doc_bytes).sum();
         let docs = page.docs.len();
-        Ok::<_, crate::storage::StorageError>(Page {
+        Page {
             frames: frames(&group, page.docs, encoding),
             seq: page.seq,
             more: page.more,
             reset: page.reset,
             docs,
             bytes,
-        })
-    })
-    .await;
-    match read {
-        Ok(Ok(page)) => Ok(page),
+        }
+    };
+    round
+        .storage
+        .pull_then(round.group.clone(), since, limit, round.upto, encode)
+        .await
         // Same codes and messages as a failed pull.
-        Ok(Err(e)) => Err(ApiError::storage(&e, encoding).error),
-        Err(e) => Err(WireError::new(
-            ErrorCode::Internal,
-            format!("catch-up: {e}"),
-        )),
-    }
+        .map_err(|e| RequestError::from(e).to_wire())
 }
 
 /// The first page's size: small enough that a page of the largest values stays near

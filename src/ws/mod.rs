@@ -22,9 +22,10 @@
 //!   connection cannot keep up. The actor drops that registration and notifies the signal;
 //!   the session closes with 1013 ([`outbox`]), and the client resumes from its cursor. The
 //!   group and its other subscribers go on at full speed.
-//! - `push` frames go to the same actor as `POST /sync`, several in flight per connection
-//!   (the writer commits them together, their frames fan out together), answered in the
-//!   order they came; accepted changes reach every subscriber, the pusher too.
+//! - `push` frames take the same path as `POST /sync` ([`crate::push`]), several in flight
+//!   per connection (the writer commits them together, their frames fan out together),
+//!   answered in the order they came; accepted changes reach every subscriber, the pusher
+//!   too.
 //! - The session pings every 15 s, closes a connection silent for 45 s, closes with 1001 at
 //!   shutdown, and when it ends for any reason unregisters from every group actor.
 

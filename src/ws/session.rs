@@ -4,7 +4,7 @@
 //! The task waits on seven things at once (see [`run`]): the overflow signal, shutdown, the
 //! heartbeat, the oldest push's answer, catch-up pages, live frames and the next
 //! client frame. It handles one at a time, so a subscription's state needs no lock.
-//! Pushes are pipelined: up to [`PUSHES_IN_FLIGHT`] go to their actors as they are read and
+//! Pushes are pipelined: up to [`PUSHES_IN_FLIGHT`] go to storage as they are read and
 //! are answered in the order they came. Any other frame read behind them waits until they
 //! are answered, so every answer still leaves in the order of the frames, while live
 //! frames keep flowing.
@@ -29,11 +29,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
 use super::subscription::{Handover, RoundEnd, Subscription};
-use crate::actors::{
-    GroupActor, LiveFrame, Push, Subscribe, SubscribeAck, Subscriber, Unsubscribe,
-};
+use crate::actors::{GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, Unsubscribe};
 use crate::auth::Identity;
-use crate::http::{ApiError, AppState};
+use crate::http::AppState;
 
 /// How often the server pings.
 pub(super) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -45,7 +43,7 @@ pub(super) const QUEUE_CAPACITY: usize = 256;
 /// The most live frames a session writes per wake-up: as many as actix-ws's channel to the
 /// connection holds, so a batch rarely waits, and client frames still get their turn.
 pub(super) const LIVE_BATCH: usize = 32;
-/// Pushes of one connection sent to their actors and not yet answered: they are committed
+/// Pushes of one connection sent to storage and not yet answered: they are committed
 /// together (group commit) and their frames fan out together, where one push at a time
 /// made one commit, and one flush per subscriber, per push.
 pub(super) const PUSHES_IN_FLIGHT: usize = 64;
@@ -60,7 +58,7 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the process, so a late message about a closed connection can never hit a new one.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The answer to a push, once the group actor replies.
+/// The answer to a push, once storage has committed it (or why it did not).
 type PendingPush = Pin<Box<dyn Future<Output = (Encoding, ServerFrame)>>>;
 
 /// What a client frame leaves the session waiting for.
@@ -154,7 +152,7 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
     mut heartbeat: Interval,
 ) {
-    // Pushes sent to their actors and not yet answered, oldest first: answered in order.
+    // Pushes sent to storage and not yet answered, oldest first: answered in order.
     let mut pending: VecDeque<PendingPush> = VecDeque::new();
     // A frame read behind pushes in flight that is not itself a push waits for them.
     // Boxed: it is rare, and inline it would take its room in every idle connection.
@@ -208,7 +206,7 @@ async fn serve(
 }
 
 /// The answer to the oldest push in flight; only the oldest is awaited, so answers leave
-/// in the order the pushes came (the actors got them in that order when they were read).
+/// in the order the pushes came (storage got them in that order when they were read).
 async fn oldest(pending: &mut VecDeque<PendingPush>) -> (Encoding, ServerFrame) {
     poll_fn(|cx| match pending.front_mut() {
         Some(push) => push.as_mut().poll(cx),
@@ -386,48 +384,23 @@ impl Session {
             .await
     }
 
-    /// `push`: checked here in the protocol's order and sent to the group actor at once,
-    /// so the actors see a connection's pushes in the order they came; the answer (an
-    /// error too) is sent when it resolves and every earlier push was answered (see
-    /// [`run`]).
+    /// `push`: handed to the shared push path ([`crate::push`]) at once, which checks it
+    /// and passes it on before returning, so pushes are applied in the order they came; the
+    /// answer (an error too) is sent when it resolves and every earlier push was answered
+    /// (see [`run`]).
     fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
-        let refused = |id, group, error| -> PendingPush {
-            let frame = ServerFrame::Error {
-                id: Some(id),
-                group: Some(group),
-                error,
-            };
-            Box::pin(std::future::ready((encoding, frame)))
-        };
-        if let Err(error) = self.state.auth.authorize(self.identity, &group) {
-            return refused(id, group, error);
-        }
-        let request = match push.validate(&self.state.limits) {
-            Ok(request) => request,
-            Err(error) => return refused(id, group, error),
-        };
-        // `send` queues the message now, not when the answer is awaited: a fresh `Addr`
-        // clone is never parked, so it never defers the message.
-        let answer = self.state.registry.get(&group).send(Push { request });
+        let answer = crate::push::push(&self.state, self.identity, push);
         Box::pin(async move {
-            let error = match answer.await {
-                Ok(Ok(response)) => return (encoding, ServerFrame::Pushed { id, response }),
-                // The same codes and messages as `POST /sync`.
-                Ok(Err(e)) => ApiError::push(&e, encoding).error,
-                Err(e) => WireError::new(
-                    ErrorCode::Unavailable,
-                    format!("group actor: {e}; nothing was applied"),
-                ),
-            };
-            (
-                encoding,
-                ServerFrame::Error {
+            let frame = match answer.await {
+                Ok(response) => ServerFrame::Pushed { id, response },
+                Err(error) => ServerFrame::Error {
                     id: Some(id),
                     group: Some(group),
-                    error,
+                    error: error.to_wire(),
                 },
-            )
+            };
+            (encoding, frame)
         })
     }
 

@@ -11,14 +11,14 @@ use actix_web::error::PayloadError;
 use actix_web::web::{BytesMut, Data, Payload};
 use actix_web::{FromRequest, dev, test::TestRequest};
 use atomsync_proto::Encoding;
-use atomsync_proto::wire::{Change, ClientFrame, Op, PushRequest, ServerFrame};
+use atomsync_proto::wire::{Change, ClientFrame, Op, ServerFrame};
 use atomsync_proto::{Packed, Value};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::session::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, QUEUE_CAPACITY};
-use crate::actors::{Push, Registry};
+use crate::actors::Registry;
 use crate::auth::Auth;
 use crate::config::{Config, Durability};
 use crate::http::AppState;
@@ -37,14 +37,12 @@ struct Harness {
 
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&dir.path().join("t.db"), Durability::Normal, 2).unwrap();
-    let writer = storage.start_writer().unwrap();
+    let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 2).unwrap();
     let config = Config::from_toml("").unwrap();
     let (stop, shutdown) = watch::channel(false);
     let state = Data::new(AppState {
-        registry: Registry::new(storage.clone(), writer.clone()),
+        registry: Registry::new(storage.clone()),
         storage,
-        writer,
         auth: Arc::new(Auth::from_config(&config)),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
@@ -239,15 +237,16 @@ async fn a_client_that_reads_nothing_overflows_its_queue_and_gets_1013() {
     let pushes = QUEUE_CAPACITY as u64 + 100;
     for i in 0..pushes {
         let value = Packed::from_value(&Value::from(i));
-        let request = PushRequest {
-            group: "g".into(),
-            changes: vec![Change {
-                key: format!("k{i}"),
-                base: 0,
-                op: Op::Set(value),
-            }],
+        let change = Change {
+            key: format!("k{i}"),
+            base: 0,
+            op: Op::Set(value),
         };
-        addr.send(Push { request }).await.unwrap().unwrap();
+        h.state
+            .storage
+            .push("g".into(), vec![change])
+            .await
+            .unwrap();
     }
     // What the client finds when it reads at last: a gapless prefix, then 1013.
     let mut cursor = 0;

@@ -5,7 +5,7 @@ use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::StorageError;
+use crate::storage::{PullPage, StorageError};
 
 /// A group as stored: its row id, sequence and compaction floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,19 +16,6 @@ pub struct StoredGroup {
     pub seq: u64,
     /// The highest seq among removed tombstones (0: none removed).
     pub floor: u64,
-}
-
-/// One page of a pull or a catch-up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PullPage {
-    /// Documents with `since < seq <= upto`, ascending by seq, at most `limit`.
-    pub docs: Vec<Doc>,
-    /// The cursor after this page: the last doc's seq, or `since` (0 after a reset).
-    pub seq: u64,
-    /// More documents remain after `seq` (up to `upto`).
-    pub more: bool,
-    /// `since` was below the floor, so the page starts from 0.
-    pub reset: bool,
 }
 
 /// Reads the group's row, if the group has ever been written.

@@ -7,22 +7,8 @@
 
 use rusqlite::{Connection, params};
 
-use super::StorageError;
-
-/// A group as stored, with its document counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupStats {
-    /// The group's name.
-    pub name: String,
-    /// The seq of its latest accepted write.
-    pub seq: u64,
-    /// The highest seq among removed tombstones (0: none removed).
-    pub floor: u64,
-    /// Live documents.
-    pub documents: u64,
-    /// Tombstones.
-    pub tombstones: u64,
-}
+use crate::storage::StorageError;
+use crate::storage::browse::GroupStats;
 
 /// One page of groups: names after `after` (exclusive), ascending in byte order, at most
 /// `limit`; and whether more follow. In one read transaction, so the page is consistent.
@@ -94,14 +80,17 @@ fn counts(conn: &Connection, id: i64) -> Result<(u64, u64), StorageError> {
 pub(crate) mod tests {
     use super::*;
     use crate::config::Durability;
-    use crate::storage::Storage;
+    use crate::storage::sqlite::Sqlite;
 
     /// A database with groups written straight into its tables: `(group, key, value)` where
-    /// a `None` value is a tombstone. Returns the storage and the directory that holds it.
-    pub(crate) fn fixture(rows: &[(&str, &str, Option<&[u8]>)]) -> (tempfile::TempDir, Storage) {
+    /// a `None` value is a tombstone. Returns the directory that holds it and the file's path.
+    pub(crate) fn fixture(
+        rows: &[(&str, &str, Option<&[u8]>)],
+    ) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let storage = Storage::open(&path, Durability::Normal, 2).unwrap();
+        // Opened once to create and migrate the file, then closed: tests read it directly.
+        drop(Sqlite::open(&path, Durability::Normal, 2).unwrap());
         let conn = Connection::open(&path).unwrap();
         for (group, key, value) in rows {
             conn.execute(
@@ -122,19 +111,19 @@ pub(crate) mod tests {
             )
             .unwrap();
         }
-        (dir, storage)
+        (dir, path)
     }
 
     #[test]
     fn groups_page_by_name_with_counts() {
         let one: &[u8] = &[1];
-        let (_dir, storage) = fixture(&[
+        let (_dir, path) = fixture(&[
             ("b", "k1", Some(one)),
             ("b", "k2", None),
             ("a", "k1", Some(one)),
             ("c", "k1", None),
         ]);
-        let mut conn = storage.reader().unwrap();
+        let mut conn = Connection::open(&path).unwrap();
         let (page, more) = groups(&mut conn, None, 2).unwrap();
         assert!(more);
         let names: Vec<_> = page.iter().map(|g| g.name.as_str()).collect();
@@ -157,8 +146,8 @@ pub(crate) mod tests {
     #[test]
     fn one_group_or_none() {
         let one: &[u8] = &[1];
-        let (_dir, storage) = fixture(&[("todo", "a", Some(one)), ("todo", "b", Some(one))]);
-        let mut conn = storage.reader().unwrap();
+        let (_dir, path) = fixture(&[("todo", "a", Some(one)), ("todo", "b", Some(one))]);
+        let mut conn = Connection::open(&path).unwrap();
         let stats = group(&mut conn, "todo").unwrap().unwrap();
         assert_eq!(
             (stats.seq, stats.floor, stats.documents, stats.tombstones),

@@ -4,33 +4,9 @@
 use atomsync_proto::wire::Doc;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::StorageError;
 use super::read::doc_from_row;
-
-/// A page of documents in key order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyPage {
-    /// Documents ascending by key (byte order), tombstones only when asked for.
-    pub docs: Vec<Doc>,
-    /// More documents follow the last one.
-    pub more: bool,
-}
-
-/// What to browse: which keys, how many, how many bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyRange<'a> {
-    /// Keys after this one (exclusive); `None` from the first.
-    pub after: Option<&'a str>,
-    /// Only keys that start with this.
-    pub prefix: &'a str,
-    /// Include tombstones.
-    pub tombstones: bool,
-    /// At most this many documents.
-    pub limit: usize,
-    /// Add no document that would take the keys and values past this many bytes (a page
-    /// always holds at least one document when one remains, whatever its size).
-    pub max_bytes: usize,
-}
+use crate::storage::StorageError;
+use crate::storage::browse::{KeyPage, KeyRange};
 
 /// The document `key` of group `group` at its latest state (a tombstone has no value);
 /// `None` when it was never written.
@@ -49,7 +25,7 @@ pub fn doc(conn: &Connection, group: &str, key: &str) -> Result<Option<Doc>, Sto
 pub fn by_key(
     conn: &mut Connection,
     group: &str,
-    range: KeyRange<'_>,
+    range: &KeyRange,
 ) -> Result<Option<KeyPage>, StorageError> {
     let tx = conn.transaction()?;
     let Some(stored) = super::read::group(&tx, group)? else {
@@ -57,11 +33,12 @@ pub fn by_key(
     };
     // Keys with a prefix form one contiguous run in byte order (SQLite compares TEXT with
     // memcmp): start at the later of `after` and the prefix, stop at the first key past it.
-    let start = match range.after {
-        Some(after) if after >= range.prefix => after,
-        _ => range.prefix,
+    let prefix = range.prefix.as_str();
+    let start = match range.after.as_deref() {
+        Some(after) if after >= prefix => after,
+        _ => prefix,
     };
-    let inclusive = range.after.is_none_or(|after| after < range.prefix);
+    let inclusive = range.after.as_deref().is_none_or(|after| after < prefix);
     let sql = match (inclusive, range.tombstones) {
         (true, true) => {
             "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key >= ?2 ORDER BY key"
@@ -86,7 +63,7 @@ pub fn by_key(
         let mut rows = stmt.query(params![stored.id, start])?;
         while let Some(row) = rows.next()? {
             let doc = doc_from_row(row)?;
-            if !doc.key.starts_with(range.prefix) {
+            if !doc.key.starts_with(prefix) {
                 break;
             }
             let size = doc.key.len() + doc.value.as_ref().map_or(0, |v| v.len());
@@ -105,17 +82,12 @@ pub fn by_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::admin::tests::fixture;
+    use crate::storage::sqlite::admin::tests::fixture;
 
-    fn range<'a>(
-        after: Option<&'a str>,
-        prefix: &'a str,
-        tombstones: bool,
-        limit: usize,
-    ) -> KeyRange<'a> {
+    fn range(after: Option<&str>, prefix: &str, tombstones: bool, limit: usize) -> KeyRange {
         KeyRange {
-            after,
-            prefix,
+            after: after.map(str::to_owned),
+            prefix: prefix.to_owned(),
             tombstones,
             limit,
             max_bytes: usize::MAX,
@@ -129,12 +101,12 @@ mod tests {
     #[test]
     fn one_document_tombstone_or_none() {
         let one: &[u8] = &[1];
-        let (_dir, storage) = fixture(&[
+        let (_dir, path) = fixture(&[
             ("g", "a", Some(one)),
             ("g", "b", None),
             ("h", "c", Some(one)),
         ]);
-        let conn = storage.reader().unwrap();
+        let conn = Connection::open(&path).unwrap();
         let a = doc(&conn, "g", "a").unwrap().unwrap();
         assert_eq!((a.version, a.seq, a.value.unwrap().as_bytes()), (1, 1, one));
         assert_eq!(doc(&conn, "g", "b").unwrap().unwrap().value, None);
@@ -145,7 +117,7 @@ mod tests {
     #[test]
     fn pages_in_key_order_with_prefix_and_tombstones() {
         let one: &[u8] = &[1];
-        let (_dir, storage) = fixture(&[
+        let (_dir, path) = fixture(&[
             ("g", "todo:2", Some(one)),
             ("g", "note:1", Some(one)),
             ("g", "todo:1", None),
@@ -153,8 +125,8 @@ mod tests {
             ("g", "tod", Some(one)),
             ("g", "zzz", Some(one)),
         ]);
-        let mut conn = storage.reader().unwrap();
-        let all = by_key(&mut conn, "g", range(None, "", true, 10))
+        let mut conn = Connection::open(&path).unwrap();
+        let all = by_key(&mut conn, "g", &range(None, "", true, 10))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -162,25 +134,25 @@ mod tests {
             ["note:1", "tod", "todo:1", "todo:2", "todo:3", "zzz"]
         );
         assert!(!all.more);
-        let live = by_key(&mut conn, "g", range(None, "todo:", false, 1))
+        let live = by_key(&mut conn, "g", &range(None, "todo:", false, 1))
             .unwrap()
             .unwrap();
         assert_eq!((keys(&live), live.more), (vec!["todo:2"], true));
-        let next = by_key(&mut conn, "g", range(Some("todo:2"), "todo:", false, 1))
+        let next = by_key(&mut conn, "g", &range(Some("todo:2"), "todo:", false, 1))
             .unwrap()
             .unwrap();
         assert_eq!((keys(&next), next.more), (vec!["todo:3"], false));
         // `after` before the prefix starts at the prefix; after the run, nothing.
-        let early = by_key(&mut conn, "g", range(Some("a"), "todo:", true, 10))
+        let early = by_key(&mut conn, "g", &range(Some("a"), "todo:", true, 10))
             .unwrap()
             .unwrap();
         assert_eq!(keys(&early), ["todo:1", "todo:2", "todo:3"]);
-        let late = by_key(&mut conn, "g", range(Some("u"), "todo:", true, 10))
+        let late = by_key(&mut conn, "g", &range(Some("u"), "todo:", true, 10))
             .unwrap()
             .unwrap();
         assert!(late.docs.is_empty() && !late.more);
         assert_eq!(
-            by_key(&mut conn, "nope", range(None, "", true, 10)).unwrap(),
+            by_key(&mut conn, "nope", &range(None, "", true, 10)).unwrap(),
             None
         );
     }
@@ -188,11 +160,11 @@ mod tests {
     #[test]
     fn a_page_stops_at_its_byte_budget_but_never_empty() {
         let big = vec![7u8; 100];
-        let (_dir, storage) = fixture(&[("g", "a", Some(&big)), ("g", "b", Some(&big))]);
-        let mut conn = storage.reader().unwrap();
+        let (_dir, path) = fixture(&[("g", "a", Some(&big)), ("g", "b", Some(&big))]);
+        let mut conn = Connection::open(&path).unwrap();
         let mut r = range(None, "", true, 10);
         r.max_bytes = 50;
-        let page = by_key(&mut conn, "g", r).unwrap().unwrap();
+        let page = by_key(&mut conn, "g", &r).unwrap().unwrap();
         assert_eq!((keys(&page), page.more), (vec!["a"], true));
     }
 }

@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::StorageError;
+use crate::storage::StorageError;
 
 /// The migrations in order; `user_version` counts how many have run.
 const MIGRATIONS: &[&str] = &["

@@ -1,30 +1,29 @@
-//! Group actor tests: pushes against a temporary database, through the registry, the
-//! actor and the writer thread, as the HTTP and WebSocket handlers drive them.
+//! Push tests against a temporary database, through [`Storage`] as the push path drives
+//! it: version checks, seqs, conflicts, concurrent requests, the commit sink, a failing
+//! request, closing, a restart. All but `a_failed_request_applies_nothing` (which plants an
+//! SQLite trigger) hold for any backend.
 
-use atomsync_proto::wire::{Change, Op, PushRequest, PushResponse, PushResult};
+use std::sync::{Arc, Mutex};
+
+use atomsync_proto::wire::{Change, Op, PushResult};
 use atomsync_proto::{Packed, Value};
 
-use super::{Push, PushError, Registry};
+use super::{Committed, PushOutcome, Storage, StorageError};
 use crate::config::Durability;
-use crate::storage::{Storage, read};
 
 struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     storage: Storage,
-    registry: Registry,
 }
 
 fn open(dir: tempfile::TempDir) -> Fixture {
     let path = dir.path().join("t.db");
-    let storage = Storage::open(&path, Durability::Normal, 2).unwrap();
-    let writer = storage.start_writer().unwrap();
-    let registry = Registry::new(storage.clone(), writer);
+    let storage = Storage::open_sqlite(&path, Durability::Normal, 2).unwrap();
     Fixture {
         _dir: dir,
         path,
         storage,
-        registry,
     }
 }
 
@@ -44,12 +43,8 @@ fn delete(key: &str, base: u64) -> Change {
     }
 }
 
-async fn push(f: &Fixture, group: &str, changes: Vec<Change>) -> Result<PushResponse, PushError> {
-    let request = PushRequest {
-        group: group.into(),
-        changes,
-    };
-    f.registry.get(group).send(Push { request }).await.unwrap()
+async fn push(f: &Fixture, group: &str, changes: Vec<Change>) -> Result<PushOutcome, StorageError> {
+    f.storage.push(group.into(), changes).await
 }
 
 fn accepted(r: &PushResult) -> (u64, u64) {
@@ -64,7 +59,6 @@ async fn accept_then_conflict_carries_current() {
     let f = open(tempfile::tempdir().unwrap());
     let r = push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
     assert_eq!(accepted(&r.results[0]), (1, 1));
-    assert_eq!(r.epoch, f.storage.epoch());
     let r = push(&f, "g", vec![set("a", 0, 2)]).await.unwrap();
     let PushResult::Conflict {
         current: Some(doc), ..
@@ -173,8 +167,7 @@ async fn a_failed_request_applies_nothing() {
     );
     assert!(bad.is_err());
     assert_eq!(accepted(&good.unwrap().results[0]).0, 1);
-    let mut reader = f.storage.reader().unwrap();
-    let page = read::pull(&mut reader, "g", 0, 100, u64::MAX).unwrap();
+    let page = f.storage.pull("g".into(), 0, 100, u64::MAX).await.unwrap();
     let keys: Vec<&str> = page.docs.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(keys, ["y"]);
     assert_eq!(page.docs[0].seq, 1, "the failed request took no seq");
@@ -192,21 +185,64 @@ async fn restart_keeps_seq_and_epoch() {
         .await
         .unwrap();
     let epoch = f.storage.epoch().to_owned();
-    let Fixture { _dir, registry, .. } = f;
-    drop(registry);
-    let storage = Storage::open(&keep.join("t.db"), Durability::Normal, 2).unwrap();
+    let Fixture { _dir, storage, .. } = f;
+    storage.close().await;
+    drop(storage);
+    let storage = Storage::open_sqlite(&keep.join("t.db"), Durability::Normal, 2).unwrap();
     assert_eq!(storage.epoch(), epoch);
-    let registry = Registry::new(storage.clone(), storage.start_writer().unwrap());
-    let request = PushRequest {
-        group: "g".into(),
-        changes: vec![set("c", 0, 1)],
-    };
-    let r = registry
-        .get("g")
-        .send(Push { request })
+    assert_eq!(storage.group_seq("g".into()).await.unwrap(), 2);
+    let r = storage
+        .push("g".into(), vec![set("c", 0, 1)])
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(accepted(&r.results[0]), (1, 3));
-    assert_eq!(r.epoch, epoch);
+}
+
+/// The sink hears every commit that accepted a change, each group's in seq order, with its
+/// documents, before the pusher hears its outcome; conflicts commit nothing and are not heard.
+#[actix_rt::test]
+async fn the_sink_hears_each_commit_in_order_before_its_pusher() {
+    let f = open(tempfile::tempdir().unwrap());
+    let heard: Arc<Mutex<Vec<Committed>>> = Arc::default();
+    let sink = heard.clone();
+    f.storage
+        .set_commit_sink(Arc::new(move |c| sink.lock().unwrap().push(c)));
+    let pushes = (0..20).map(|i| {
+        push(
+            &f,
+            if i % 2 == 0 { "a" } else { "b" },
+            vec![set(&format!("k{i}"), 0, i)],
+        )
+    });
+    for outcome in futures_util::future::join_all(pushes).await {
+        let outcome = outcome.unwrap();
+        let group_heard = heard.lock().unwrap().iter().any(|c| c.seq == outcome.seq);
+        assert!(group_heard, "heard before the pusher");
+    }
+    push(&f, "a", vec![set("k0", 0, 9)]).await.unwrap(); // a conflict
+    let heard = heard.lock().unwrap();
+    assert_eq!(heard.len(), 20);
+    for group in ["a", "b"] {
+        let commits: Vec<&Committed> = heard.iter().filter(|c| &*c.group == group).collect();
+        for (i, c) in commits.iter().enumerate() {
+            assert_eq!((c.after(), c.seq), (i as u64, i as u64 + 1), "{group}");
+            assert_eq!(c.docs[0].seq, c.seq);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_closed_storage_refuses_pushes_and_fails_health() {
+    let f = open(tempfile::tempdir().unwrap());
+    f.storage.health().await.unwrap();
+    push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
+    f.storage.close().await;
+    assert!(matches!(
+        push(&f, "g", vec![set("b", 0, 1)]).await,
+        Err(StorageError::WriterGone)
+    ));
+    assert!(f.storage.health().await.is_err());
+    // Reads go on: what was acknowledged is there.
+    let page = f.storage.pull("g".into(), 0, 10, u64::MAX).await.unwrap();
+    assert_eq!(page.docs.len(), 1);
 }
