@@ -6,7 +6,8 @@
 //! ## Layout
 //!
 //! - [`config`]: the one configuration, from TOML < `ATOMSYNC_*` environment < command line.
-//! - [`auth`]: tokens to users, users to groups.
+//! - [`auth`]: tokens to users, users to the groups they may read or write; allowed origins.
+//! - [`conn`]: open connections: their limit, request deadlines, aborting a socket.
 //! - [`http`]: actix-web routes for pull, push, health and the browser client's files.
 //! - [`ws`]: WebSocket sessions that subscribe to groups and push.
 //! - [`actors`]: one actor per group, ordering its pushes and streaming its commits.
@@ -30,27 +31,30 @@
 pub mod actors;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod http;
 pub mod storage;
 pub mod ws;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer, middleware, web};
 use tokio::sync::watch;
 
 pub use config::Config;
 
 use crate::actors::Registry;
-use crate::auth::Auth;
+use crate::auth::{Auth, SharedAuth};
+use crate::conn::{Connections, Timings};
 use crate::http::AppState;
 use crate::storage::{Storage, StorageError};
 
 /// How long in-flight requests get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long an idle HTTP connection is kept open for a next request (actix's default).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +97,8 @@ pub async fn run(
             path: s.db.clone(),
             source,
         })?;
-    let auth = Arc::new(Auth::from_config(&config));
-    if auth.is_on() {
+    let auth = SharedAuth::new(Auth::from_config(&config));
+    if auth.current().is_on() {
         tracing::info!(
             users = config.users.len(),
             "auth is on: every request needs a token"
@@ -105,6 +109,23 @@ pub async fn run(
     tracing::info!(db = %s.db.display(), epoch = storage.epoch(), durability = ?s.durability, "database open");
 
     let addr = listener.local_addr()?;
+    let limit = match s.max_connections {
+        0 => conn::default_limit(),
+        configured => configured,
+    };
+    let connections = Connections::new(
+        limit,
+        Timings {
+            request_timeout: Config::seconds(s.request_timeout),
+            keep_alive: KEEP_ALIVE,
+        },
+    );
+    tracing::info!(
+        max_connections = limit,
+        request_timeout_s = s.request_timeout,
+        "connection limits"
+    );
+    let loopback = addr.ip().is_loopback();
     let (stop_sessions, shutdown_rx) = watch::channel(false);
     let state = web::Data::new(AppState {
         registry: Registry::new(storage.clone(), writer.clone()),
@@ -114,12 +135,35 @@ pub async fn run(
         limits: config.limits(),
         max_body_bytes: s.max_body_bytes,
         shutdown: shutdown_rx,
+        liveness: ws::Liveness {
+            ping_interval: Config::seconds(s.ping_interval),
+            idle_timeout: Config::seconds(s.idle_timeout),
+            close_timeout: Config::seconds(s.close_timeout),
+        },
     });
+    let on_connect = connections.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(http::configure)
+            .wrap(middleware::from_fn(conn::deadline::request_deadline))
+            .wrap(middleware::Condition::new(
+                loopback,
+                middleware::from_fn(http::guard::loopback_hosts_only),
+            ))
     })
+    .on_connect(move |io, data| {
+        if let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            on_connect.open(stream, data);
+        }
+    })
+    // The head of a first request: actix answers 408 itself. Bodies and later heads are
+    // bounded by `conn`.
+    .client_request_timeout(Config::seconds(s.request_timeout))
+    .keep_alive(KEEP_ALIVE)
+    // actix stops accepting at its own per-worker limit, which would leave new
+    // connections waiting in the backlog; ours refuses them at once instead.
+    .max_connections(limit.saturating_add(1024))
     .disable_signals()
     // Small frames (a pushed answer, a live change) must leave at once, not wait for
     // Nagle's algorithm to collect more: latency is the product.
@@ -132,6 +176,7 @@ pub async fn run(
     let server = server.run();
     tracing::info!("listening on http://{addr}");
     let handle = server.handle();
+    let sweeper = actix_web::rt::spawn(connections.run_sweeper());
     actix_web::rt::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -139,6 +184,7 @@ pub async fn run(
         handle.stop(true).await;
     });
     let served = server.await;
+    sweeper.abort();
     // Every acknowledged push is already committed; this commits nothing new, but waits for
     // the writer to finish a batch in progress and checkpoints the WAL.
     let _ = actix_web::rt::task::spawn_blocking(move || writer.shutdown()).await;

@@ -4,16 +4,16 @@
 //! - [`request`]: content negotiation, the token, the body within its limit.
 //! - [`error`]: [`ApiError`], the one way an error is answered.
 //! - [`assets`]: the browser client module and the demo page.
+//! - [`guard`]: the `Origin` and `Host` checks against foreign pages and DNS rebinding.
 //!
 //! Unknown paths answer 404 and known paths with another method 405, both with the
 //! protocol's error body.
 
 pub mod assets;
 pub mod error;
+pub mod guard;
 pub mod request;
 pub mod sync;
-
-use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, middleware, web};
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 pub use error::ApiError;
 
 use crate::actors::Registry;
-use crate::auth::Auth;
+use crate::auth::SharedAuth;
 use crate::storage::{Storage, Writer};
 
 /// What every handler and WebSocket session shares.
@@ -34,14 +34,16 @@ pub struct AppState {
     pub storage: Storage,
     /// The writer, for health.
     pub writer: Writer,
-    /// Users and their groups.
-    pub auth: Arc<Auth>,
+    /// Users, their groups and the allowed origins; replaced on a config reload.
+    pub auth: SharedAuth,
     /// Value limits.
     pub limits: Limits,
     /// Largest body or frame.
     pub max_body_bytes: usize,
     /// Turns true when the server starts shutting down: sessions close their sockets.
     pub shutdown: watch::Receiver<bool>,
+    /// WebSocket pings, silence and close timings.
+    pub liveness: crate::ws::Liveness,
 }
 
 /// Registers every route.

@@ -13,6 +13,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
 use crate::actors::Push;
+use crate::auth::Access;
 use crate::storage::read;
 
 /// The default and the largest page of a pull.
@@ -42,7 +43,7 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
     };
     state
         .auth
-        .authorize(identity, group)
+        .authorize(&identity, group, Access::Read)
         .map_err(|error| ApiError {
             error,
             encoding: enc,
@@ -87,7 +88,7 @@ pub async fn push(
     drop(body);
     state
         .auth
-        .authorize(identity, &unchecked.group)
+        .authorize(&identity, &unchecked.group, Access::Write)
         .map_err(|error| ApiError {
             error,
             encoding: enc,

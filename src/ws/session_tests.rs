@@ -3,7 +3,6 @@
 //! for the heartbeat and silence tests, so 45 s pass in no time and exactly.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -19,7 +18,7 @@ use tokio::time::Instant;
 
 use super::session::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, QUEUE_CAPACITY};
 use crate::actors::{Push, Registry};
-use crate::auth::Auth;
+use crate::auth::{Auth, SharedAuth};
 use crate::config::{Config, Durability};
 use crate::http::AppState;
 use crate::storage::Storage;
@@ -45,10 +44,11 @@ fn harness() -> Harness {
         registry: Registry::new(storage.clone(), writer.clone()),
         storage,
         writer,
-        auth: Arc::new(Auth::from_config(&config)),
+        auth: SharedAuth::new(Auth::from_config(&config)),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
         shutdown,
+        liveness: crate::ws::Liveness::default(),
     });
     Harness {
         _dir: dir,

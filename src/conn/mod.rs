@@ -1,0 +1,348 @@
+//! Open connections (PROTOCOL.md section 4, "Slow and idle connections"): how many may be
+//! open, how long a request may take to arrive, and the power to free a socket whatever
+//! its peer does.
+//!
+//! actix-web answers a first request's stalled head with 408, but nothing bounds a body
+//! that stalls, a chunked body it drains after the answer, the head of a later request on
+//! a kept-alive connection, or the write of a close frame to a peer that reads nothing:
+//! its dispatcher waits on the peer forever and holds the socket, its kernel buffers and
+//! a file descriptor. So every accepted connection is registered here ([`Connections::open`],
+//! from actix's `on_connect`) with a duplicate of its socket's descriptor, and a
+//! [`Phase`] and a deadline that the request middleware ([`deadline`]) and the WebSocket
+//! sessions move along. A sweeper ([`Connections::sweep`]) aborts the socket of every
+//! connection past its deadline: a shut-down socket wakes actix's dispatcher with an
+//! error, it drops the connection, and with `SO_LINGER` 0 the kernel frees what was
+//! queued for the peer at once instead of retrying for minutes.
+//!
+//! Past [`Connections::limit`] a new connection is answered 503 and closed at once, so
+//! that the connections already open keep their descriptors and keep working.
+
+pub mod deadline;
+mod phase;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Extensions;
+
+pub use phase::Phase;
+use phase::PhaseCell;
+
+/// How often the sweeper looks for connections past their deadline: the slack added to
+/// every deadline it enforces.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Descriptors kept for the server's own use (database, log, pool, listener) when the
+/// connection limit is derived from the open-file limit.
+const RESERVED_FDS: u64 = 64;
+
+/// How often a flood of refused connections is logged at most.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The timings the deadlines are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// A request's head and body must arrive within this.
+    pub request_timeout: Duration,
+    /// How long actix keeps an idle connection open for a next request.
+    pub keep_alive: Duration,
+}
+
+/// Every open connection of the server. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct Connections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limit: usize,
+    timings: Timings,
+    /// Connections counted open: registered ones, from accept to the drop of actix's
+    /// connection data.
+    open: AtomicUsize,
+    next_id: AtomicU64,
+    /// Registered connections by id. A std `Mutex`: it is held for an insert, a removal
+    /// or one pass of the sweeper, never across an await.
+    table: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Milliseconds since `start` when a refusal was last logged.
+    last_refusal_log: AtomicU64,
+    start: Instant,
+}
+
+/// One registered connection, shared by its [`ConnGuard`], the request middleware, its
+/// WebSocket session if any, and the sweeper.
+pub struct Conn {
+    id: u64,
+    /// A duplicate of the socket's descriptor: shutting it down shuts down the socket that
+    /// actix reads and writes.
+    socket: TcpStream,
+    phase: PhaseCell,
+    /// Milliseconds on `clock` when the connection was last ready for a request: accepted,
+    /// or its previous answer handed to actix.
+    ready_ms: AtomicU64,
+    timings: Timings,
+    /// The clock deadlines are kept on: the start of the [`Connections`].
+    clock: Instant,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .field("phase", &self.phase.get().0)
+            .finish()
+    }
+}
+
+/// Kept in actix's per-connection data: unregisters the connection when actix drops it,
+/// which is when the connection is gone.
+pub struct ConnGuard {
+    conn: Arc<Conn>,
+    inner: Arc<Inner>,
+}
+
+impl ConnGuard {
+    /// The connection.
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// The timings its deadlines are made of.
+    pub fn timings(&self) -> Timings {
+        self.inner.timings
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.conn.id);
+        self.inner.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Conn {
+    /// Moves the connection to `phase`, its deadline `after` from now (`None`: none).
+    pub fn enter(&self, phase: Phase, after: Option<Duration>) {
+        let deadline = after.map(|after| self.clock.elapsed().saturating_add(after));
+        self.phase.set(phase, deadline);
+    }
+
+    /// Its answer is handed to actix: idle until the next head, which must arrive (after
+    /// at most the keep-alive wait) within the request timeout.
+    pub(crate) fn ready_for_next(&self) {
+        let now = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ready_ms.store(now, Ordering::Release);
+        self.enter(Phase::Idle, Some(idle_deadline(&self.timings)));
+    }
+
+    /// What is left of the request timeout for the request now arriving, counted from
+    /// when the connection was ready for it.
+    pub(crate) fn request_time_left(&self) -> Duration {
+        let ready = Duration::from_millis(self.ready_ms.load(Ordering::Acquire));
+        ready
+            .saturating_add(self.timings.request_timeout)
+            .saturating_sub(self.clock.elapsed())
+    }
+
+    /// The phase it is in.
+    pub fn phase(&self) -> Phase {
+        self.phase.get().0
+    }
+
+    /// The server has decided to close this connection: it is aborted `grace` from now
+    /// unless it is gone by then. Never extends an earlier deadline of the same kind.
+    pub fn close_within(&self, grace: Duration) {
+        let deadline = self.clock.elapsed().saturating_add(grace);
+        self.phase.close_by(deadline);
+    }
+
+    /// Frees the socket now: `SO_LINGER` 0 so that its last close resets the connection
+    /// and drops whatever is still queued for the peer, then a shutdown both ways, which
+    /// wakes actix's dispatcher into dropping it.
+    fn abort(&self) {
+        let socket = socket2::SockRef::from(&self.socket);
+        let _ = socket.set_linger(Some(Duration::ZERO));
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// A request head did not arrive in time: a best-effort 408 (nothing else is being
+    /// written between requests), then a graceful shutdown.
+    fn time_out_head(&self) {
+        let response = http_error(
+            "408 Request Timeout",
+            "request_timeout",
+            "request: the head did not arrive within the request timeout",
+        );
+        let _ = (&self.socket).write(response.as_bytes());
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+
+impl Connections {
+    /// Allows `limit` open connections; `timings` make the deadlines.
+    pub fn new(limit: usize, timings: Timings) -> Connections {
+        Connections {
+            inner: Arc::new(Inner {
+                limit,
+                timings,
+                open: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                table: Mutex::new(HashMap::new()),
+                last_refusal_log: AtomicU64::new(0),
+                start: Instant::now(),
+            }),
+        }
+    }
+
+    /// The most connections open at once.
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+
+    /// Connections open now.
+    pub fn open_count(&self) -> usize {
+        self.inner.open.load(Ordering::Acquire)
+    }
+
+    /// A new connection, from actix's `on_connect`: registered, its guard put in the
+    /// connection's data; or, past the limit or when its descriptor cannot be duplicated
+    /// (out of descriptors), answered 503 and shut down at once.
+    pub fn open(&self, stream: &impl AsFd, data: &mut Extensions) {
+        let inner = &self.inner;
+        let open = inner.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let duplicate = if open > inner.limit {
+            Err(format!("{} connections open, the limit", inner.limit))
+        } else {
+            stream
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("cannot duplicate the socket: {e}"))
+        };
+        let fd = match duplicate {
+            Ok(fd) => fd,
+            Err(why) => {
+                inner.open.fetch_sub(1, Ordering::AcqRel);
+                self.refuse(stream, &why);
+                return;
+            }
+        };
+        let conn = Arc::new(Conn {
+            id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+            socket: TcpStream::from(fd),
+            phase: PhaseCell::default(),
+            ready_ms: AtomicU64::new(0),
+            timings: inner.timings,
+            clock: inner.start,
+        });
+        // Between requests until the first head arrives: actix answers a head that is
+        // late 408 itself; this deadline is the backstop.
+        conn.ready_for_next();
+        inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(conn.id, conn.clone());
+        data.insert(ConnGuard {
+            conn,
+            inner: inner.clone(),
+        });
+    }
+
+    fn refuse(&self, stream: &impl AsFd, why: &str) {
+        let now = u64::try_from(self.inner.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.inner.last_refusal_log.load(Ordering::Relaxed);
+        let interval = u64::try_from(REFUSAL_LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if (last == 0 || now.saturating_sub(last) >= interval)
+            && self
+                .inner
+                .last_refusal_log
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("refusing new connections: {why} (logged once per 10 s)");
+        }
+        let socket = socket2::SockRef::from(stream);
+        let response = http_error(
+            "503 Service Unavailable",
+            "unavailable",
+            "server: too many open connections; try again later",
+        );
+        let _ = (&*socket).write(response.as_bytes());
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+
+    /// Aborts every connection past its deadline. Runs every [`SWEEP_INTERVAL`].
+    pub fn sweep(&self) {
+        let now = self.inner.start.elapsed();
+        let expired: Vec<(Arc<Conn>, Phase)> = {
+            let table = self
+                .inner
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            table
+                .values()
+                .filter_map(|conn| conn.phase.expired(now).map(|phase| (conn.clone(), phase)))
+                .collect()
+        };
+        for (conn, phase) in expired {
+            tracing::debug!(conn = conn.id, ?phase, "connection past its deadline: aborting");
+            match phase {
+                Phase::Idle => conn.time_out_head(),
+                _ => conn.abort(),
+            }
+        }
+    }
+
+    /// Runs [`Connections::sweep`] every [`SWEEP_INTERVAL`] until the task is dropped.
+    pub async fn run_sweeper(self) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep();
+        }
+    }
+}
+
+/// A whole HTTP/1.1 error response that closes the connection, written straight to a
+/// socket that actix is not writing to (refused, or between requests).
+fn http_error(status: &str, code: &str, message: &str) -> String {
+    let body = format!("{{\"error\":\"{code}\",\"message\":\"{message}\"}}");
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// How long a connection may sit between requests, head included, before it is closed:
+/// actix closes a quiet one after `keep_alive`; one that started a head and stalled gets
+/// the request timeout on top.
+fn idle_deadline(timings: &Timings) -> Duration {
+    timings.keep_alive.saturating_add(timings.request_timeout)
+}
+
+/// The connection limit when none is configured: what the open-file limit leaves after
+/// the server's own descriptors, halved because each connection holds two (its socket
+/// and the duplicate kept here).
+pub fn default_limit() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20);
+    usize::try_from(soft.saturating_sub(RESERVED_FDS) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests;
