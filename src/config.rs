@@ -120,7 +120,10 @@ impl std::fmt::Debug for UserConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("token_sha256", &self.token_sha256.as_ref().map(|_| "<redacted>"))
+            .field(
+                "token_sha256",
+                &self.token_sha256.as_ref().map(|_| "<redacted>"),
+            )
             .field("groups", &self.groups)
             .field("read", &self.read)
             .finish()
@@ -244,9 +247,8 @@ impl Config {
             }
         }
         for (i, origin) in s.allowed_origins.iter().enumerate() {
-            crate::http::guard::check_origin_entry(origin).map_err(|e| {
-                ConfigError::Invalid(format!("server.allowed_origins[{i}]: {e}"))
-            })?;
+            crate::http::guard::check_origin_entry(origin)
+                .map_err(|e| ConfigError::Invalid(format!("server.allowed_origins[{i}]: {e}")))?;
         }
         let mut tokens = BTreeMap::new();
         for (user, u) in &self.users {
@@ -339,17 +341,36 @@ mod tests {
         .unwrap();
         ok.validate().unwrap();
         for (toml, wanted) in [
-            ("[users.a]\ngroups = []\n".to_owned(), "users.a.token or token_sha256: missing"),
+            (
+                "[users.a]\ngroups = []\n".to_owned(),
+                "users.a.token or token_sha256: missing",
+            ),
             (
                 format!("[users.a]\ntoken = \"t\"\ntoken_sha256 = \"{hash}\"\n"),
                 "not both",
             ),
-            ("[users.a]\ntoken_sha256 = \"abc\"\n".to_owned(), "users.a.token_sha256: must be 64"),
-            (format!("[users.a]\ntoken_sha256 = \"{}\"\n", "zz".repeat(32)), "64 hexadecimal"),
-            ("[users.a]\ntoken = \"\"\n".to_owned(), "users.a.token: must not be empty"),
-            ("[users.a]\ntoken = \"t\"\nread = [\"no way\"]\n".to_owned(), "users.a.read[0]"),
+            (
+                "[users.a]\ntoken_sha256 = \"abc\"\n".to_owned(),
+                "users.a.token_sha256: must be 64",
+            ),
+            (
+                format!("[users.a]\ntoken_sha256 = \"{}\"\n", "zz".repeat(32)),
+                "64 hexadecimal",
+            ),
+            (
+                "[users.a]\ntoken = \"\"\n".to_owned(),
+                "users.a.token: must not be empty",
+            ),
+            (
+                "[users.a]\ntoken = \"t\"\nread = [\"no way\"]\n".to_owned(),
+                "users.a.read[0]",
+            ),
         ] {
-            let err = Config::from_toml(&toml).unwrap().validate().unwrap_err().to_string();
+            let err = Config::from_toml(&toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(wanted), "{toml}: {err}");
         }
         // A plain token and the hash of the same token are the same token.
@@ -357,7 +378,11 @@ mod tests {
             "[users.a]\ntoken = \"abc\"\n[users.b]\ntoken_sha256 = \"{}\"\n",
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        let err = Config::from_toml(&same).unwrap().validate().unwrap_err().to_string();
+        let err = Config::from_toml(&same)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("same token"), "{err}");
     }
 
@@ -366,11 +391,16 @@ mod tests {
         let c = Config::from_toml("[server]\nrequest_timeout = 0.5\nidle_timeout = 3\n").unwrap();
         c.validate().unwrap();
         assert_eq!(Config::seconds(c.server.request_timeout).as_millis(), 500);
-        for bad in ["request_timeout = 0", "ping_interval = -1", "close_timeout = 1e9"] {
+        for bad in [
+            "request_timeout = 0",
+            "ping_interval = -1",
+            "close_timeout = 1e9",
+        ] {
             let c = Config::from_toml(&format!("[server]\n{bad}\n")).unwrap();
             assert!(c.validate().is_err(), "{bad}");
         }
-        let c = Config::from_toml("[server]\nallowed_origins = [\"https://app.example/x\"]\n").unwrap();
+        let c =
+            Config::from_toml("[server]\nallowed_origins = [\"https://app.example/x\"]\n").unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("server.allowed_origins[0]"), "{err}");
     }

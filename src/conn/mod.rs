@@ -187,7 +187,6 @@ impl Conn {
     }
 }
 
-
 impl Connections {
     /// Allows `limit` open connections; `timings` make the deadlines.
     pub fn new(limit: usize, timings: Timings) -> Connections {
@@ -296,7 +295,11 @@ impl Connections {
                 .collect()
         };
         for (conn, phase) in expired {
-            tracing::debug!(conn = conn.id, ?phase, "connection past its deadline: aborting");
+            tracing::debug!(
+                conn = conn.id,
+                ?phase,
+                "connection past its deadline: aborting"
+            );
             match phase {
                 Phase::Idle => conn.time_out_head(),
                 _ => conn.abort(),

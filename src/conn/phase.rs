@@ -166,7 +166,12 @@ mod tests {
     #[test]
     fn packing_round_trips() {
         for phase in Phase::ALL {
-            for deadline in [None, Some(MS(0)), Some(MS(1)), Some(Duration::from_secs(86_400 * 365))] {
+            for deadline in [
+                None,
+                Some(MS(0)),
+                Some(MS(1)),
+                Some(Duration::from_secs(86_400 * 365)),
+            ] {
                 assert_eq!(unpack(pack(phase, deadline)), (phase, deadline));
             }
         }

@@ -87,9 +87,13 @@ fn the_sweeper_aborts_only_connections_past_their_deadline() {
         other => panic!("expected the connection gone, got {other:?}"),
     }
     for open in [&mut busy, &mut ws] {
-        open.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        open.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let err = open.read(&mut buf).unwrap_err();
-        assert!(matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        assert!(matches!(
+            err.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut
+        ));
     }
 
     // A WebSocket the server closes is aborted once its grace has passed.

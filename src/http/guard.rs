@@ -62,11 +62,7 @@ impl Origin {
             "https" | "wss" => Some(443),
             _ => None,
         });
-        Some(Origin {
-            scheme,
-            host,
-            port,
-        })
+        Some(Origin { scheme, host, port })
     }
 }
 
@@ -103,9 +99,9 @@ fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool 
         // `null` (sandboxed frames, file: pages) and anything malformed: only if listed.
         return allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
     };
-    let same_authority = host.and_then(split_authority).is_some_and(|(name, port)| {
-        name == parsed.host && port.or(parsed.port) == parsed.port
-    });
+    let same_authority = host
+        .and_then(split_authority)
+        .is_some_and(|(name, port)| name == parsed.host && port.or(parsed.port) == parsed.port);
     same_authority
         || allowed.iter().any(|entry| {
             Origin::parse(entry).is_some_and(|listed| {
@@ -143,15 +139,17 @@ pub fn check_upgrade_origin(req: &HttpRequest, auth: &Auth) -> Result<(), ApiErr
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or("<not text>");
-    if origin_allowed(origin, header_str(req, header::HOST), auth.allowed_origins()) {
+    if origin_allowed(
+        origin,
+        header_str(req, header::HOST),
+        auth.allowed_origins(),
+    ) {
         return Ok(());
     }
     tracing::info!(origin, "websocket refused: foreign origin");
     Err(ApiError::new(
         ErrorCode::Forbidden,
-        format!(
-            "Origin: {origin:?} is not this server's origin nor in [server] allowed_origins"
-        ),
+        format!("Origin: {origin:?} is not this server's origin nor in [server] allowed_origins"),
         response_encoding(req),
     ))
 }
@@ -170,7 +168,10 @@ pub async fn loopback_hosts_only(
     match refused {
         None => Ok(next.call(req).await?.map_into_left_body()),
         Some(host) => {
-            tracing::info!(host, "request refused: not a loopback Host on a loopback bind");
+            tracing::info!(
+                host,
+                "request refused: not a loopback Host on a loopback bind"
+            );
             let err = ApiError::new(
                 ErrorCode::Forbidden,
                 format!(
@@ -225,30 +226,73 @@ mod tests {
             Some("localhost:8090"),
             none
         ));
-        assert!(origin_allowed("http://sync.example", Some("sync.example:80"), none));
+        assert!(origin_allowed(
+            "http://sync.example",
+            Some("sync.example:80"),
+            none
+        ));
         // Behind a TLS proxy the Host carries no port.
-        assert!(origin_allowed("https://sync.example", Some("sync.example"), none));
-        assert!(origin_allowed("http://[::1]:8090", Some("[::1]:8090"), none));
+        assert!(origin_allowed(
+            "https://sync.example",
+            Some("sync.example"),
+            none
+        ));
+        assert!(origin_allowed(
+            "http://[::1]:8090",
+            Some("[::1]:8090"),
+            none
+        ));
         // Another port is another origin.
         assert!(!origin_allowed(
             "http://127.0.0.1:9000",
             Some("127.0.0.1:8090"),
             none
         ));
-        assert!(!origin_allowed("https://evil.example", Some("127.0.0.1:8090"), none));
+        assert!(!origin_allowed(
+            "https://evil.example",
+            Some("127.0.0.1:8090"),
+            none
+        ));
         assert!(!origin_allowed("null", Some("127.0.0.1:8090"), none));
         assert!(!origin_allowed("http://127.0.0.1:8090", None, none));
     }
 
     #[test]
     fn listed_origins_pass() {
-        let allowed = vec!["https://app.example".to_owned(), "http://x.test:81".to_owned()];
-        assert!(origin_allowed("https://app.example", Some("127.0.0.1:1"), &allowed));
-        assert!(origin_allowed("https://APP.example:443", Some("127.0.0.1:1"), &allowed));
-        assert!(origin_allowed("http://x.test:81", Some("127.0.0.1:1"), &allowed));
-        assert!(!origin_allowed("http://app.example", Some("127.0.0.1:1"), &allowed));
-        assert!(!origin_allowed("https://app.example.evil", Some("h"), &allowed));
-        assert!(!origin_allowed("http://x.test", Some("127.0.0.1:1"), &allowed));
+        let allowed = vec![
+            "https://app.example".to_owned(),
+            "http://x.test:81".to_owned(),
+        ];
+        assert!(origin_allowed(
+            "https://app.example",
+            Some("127.0.0.1:1"),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            "https://APP.example:443",
+            Some("127.0.0.1:1"),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            "http://x.test:81",
+            Some("127.0.0.1:1"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            "http://app.example",
+            Some("127.0.0.1:1"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            "https://app.example.evil",
+            Some("h"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            "http://x.test",
+            Some("127.0.0.1:1"),
+            &allowed
+        ));
     }
 
     #[test]

@@ -96,11 +96,9 @@ pub async fn read_body(
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
-            PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
-                ErrorCode::RequestTimeout,
-                format!("body: {e}"),
-                respond_in,
-            ),
+            PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::new(ErrorCode::RequestTimeout, format!("body: {e}"), respond_in)
+            }
             e => ApiError::new(
                 ErrorCode::BadRequest,
                 format!("body: cannot be read: {e}"),

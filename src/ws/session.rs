@@ -154,7 +154,9 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
         conn: start.conn,
     };
     tracing::debug!(conn_id, "websocket open");
-    serve(session, messages, live_rx, overflow, shutdown, heartbeat, rules)
+    serve(
+        session, messages, live_rx, overflow, shutdown, heartbeat, rules,
+    )
 }
 
 /// The session's loop, then its end.
@@ -275,7 +277,10 @@ impl Session {
             return Ok(());
         };
         let Some(identity) = rules.recognize(&digest) else {
-            tracing::info!(conn_id = self.conn_id, "token revoked: closing its websocket");
+            tracing::info!(
+                conn_id = self.conn_id,
+                "token revoked: closing its websocket"
+            );
             return Err(End::Close(CloseCode::Policy, "token revoked".into()));
         };
         self.identity = identity;
@@ -286,10 +291,14 @@ impl Session {
             }
         }
         for (group, error) in revoked {
-            let encoding = self.subscriptions.get(&group).map_or(Encoding::Json, |s| s.encoding);
+            let encoding = self
+                .subscriptions
+                .get(&group)
+                .map_or(Encoding::Json, |s| s.encoding);
             self.drop_subscription(&group);
             self.release_catch_up();
-            self.error(encoding, None, Some(group.to_string()), error).await?;
+            self.error(encoding, None, Some(group.to_string()), error)
+                .await?;
         }
         Ok(())
     }
@@ -399,7 +408,11 @@ impl Session {
         since: u64,
         encoding: Encoding,
     ) -> Result<(), End> {
-        if let Err(error) = self.state.auth.authorize(&self.identity, &group, Access::Read) {
+        if let Err(error) = self
+            .state
+            .auth
+            .authorize(&self.identity, &group, Access::Read)
+        {
             return self.error(encoding, None, Some(group), error).await;
         }
         let name: Arc<str> = group.into();
@@ -458,7 +471,11 @@ impl Session {
             };
             Box::pin(std::future::ready((encoding, frame)))
         };
-        if let Err(error) = self.state.auth.authorize(&self.identity, &group, Access::Write) {
+        if let Err(error) = self
+            .state
+            .auth
+            .authorize(&self.identity, &group, Access::Write)
+        {
             return refused(id, group, error);
         }
         let request = match push.validate(&self.state.limits) {

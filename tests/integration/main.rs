@@ -3,5 +3,6 @@
 
 mod client;
 mod common;
+mod hostile;
 mod http;
 mod ws;
