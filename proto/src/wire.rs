@@ -7,6 +7,7 @@
 //! - `read`: decoding what the server sends (client side), with errors that name a path;
 //! - `push`: decoding and validating what a client sends, in the protocol's error order.
 
+mod envelope;
 mod push;
 mod read;
 mod slots;

@@ -127,11 +127,6 @@ fn fixtures() -> Vec<(Value, String, String)> {
             s(r#"{"$a":1,"$b":2}"#),
         ),
         (
-            Value::map([("a", 1), ("a", 2)]),
-            s("82 a161 01 a161 02"),
-            s(r#"{"$map":[["a",1],["a",2]]}"#),
-        ),
-        (
             inst(0, 0),
             s("d6 ff 00000000"),
             s(r#"{"$inst":"1970-01-01T00:00:00Z"}"#),
@@ -205,11 +200,20 @@ fn fixtures() -> Vec<(Value, String, String)> {
             s(r#"{"$set":[{"$set":[{"$kw":"a"}]}]}"#),
         ),
     ];
-    // A set whose payload needs the ext 16 form: array16 header (3) + 300 × 0x01.
+    // A set whose payload needs the ext 16 form: array16 header (3) + 0..=127 as fixints
+    // (128 bytes) + 128..=213 as uint 8 (86 × 2 bytes) = 303 bytes.
+    let small: Vec<String> = (0..128).map(|n| format!("{n:02x}")).collect();
+    let large: Vec<String> = (128..214).map(|n| format!("cc{n:02x}")).collect();
     fixtures.push((
-        Value::set(vec![1; 300]),
-        format!("c8 012f 03 dc012c {}", "01".repeat(300)),
-        format!(r#"{{"$set":[{}]}}"#, vec!["1"; 300].join(",")),
+        Value::set(0..214),
+        format!("c8 012f 03 dc00d6 {}{}", small.concat(), large.concat()),
+        format!(
+            r#"{{"$set":[{}]}}"#,
+            (0..214)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     ));
     fixtures
 }
