@@ -41,7 +41,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use config::Config;
 
@@ -83,6 +83,21 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + 'static,
+) -> Result<(), ServerError> {
+    let (_keep, reloads) = mpsc::channel(1);
+    run_with_reload(config, listener, shutdown, reloads).await
+}
+
+/// [`run`], taking new configurations from `reloads` while it serves (the binary sends one
+/// on SIGHUP). Of a new configuration the users, their grants and `allowed_origins` take
+/// effect at once: a WebSocket whose token was removed is closed, a subscription to a
+/// group its user may no longer read gets `forbidden`. Other `[server]` keys need a
+/// restart (the log says so). An invalid configuration is logged and ignored.
+pub async fn run_with_reload(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + 'static,
+    reloads: mpsc::Receiver<Config>,
 ) -> Result<(), ServerError> {
     config.validate()?;
     let s = &config.server;
@@ -142,6 +157,7 @@ pub async fn run(
         },
     });
     let on_connect = connections.clone();
+    let state_for_reload = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -183,11 +199,44 @@ pub async fn run(
         let _ = stop_sessions.send(true);
         handle.stop(true).await;
     });
+    let reloader = actix_web::rt::spawn(apply_reloads(config, reloads, state_for_reload));
     let served = server.await;
+    reloader.abort();
     sweeper.abort();
     // Every acknowledged push is already committed; this commits nothing new, but waits for
     // the writer to finish a batch in progress and checkpoints the WAL.
     let _ = actix_web::rt::task::spawn_blocking(move || writer.shutdown()).await;
     tracing::info!("stopped");
     Ok(served?)
+}
+
+/// Puts each configuration from `reloads` in force (see [`run_with_reload`]).
+async fn apply_reloads(
+    mut current: Config,
+    mut reloads: mpsc::Receiver<Config>,
+    state: web::Data<AppState>,
+) {
+    while let Some(next) = reloads.recv().await {
+        if let Err(e) = next.validate() {
+            tracing::error!(error = %e, "config reload refused; the old configuration stays in force");
+            continue;
+        }
+        let mut unchanged = current.server.clone();
+        unchanged.allowed_origins = next.server.allowed_origins.clone();
+        if unchanged != next.server {
+            tracing::warn!(
+                "config reload: [server] keys other than allowed_origins take effect at the next start"
+            );
+        }
+        let auth = Auth::from_config(&next);
+        tracing::info!(
+            users = next.users.len(),
+            allowed_origins = next.server.allowed_origins.len(),
+            auth = if auth.is_on() { "on" } else { "off" },
+            "config reloaded: users, grants and allowed origins in force"
+        );
+        state.auth.replace(auth);
+        current.users = next.users;
+        current.server.allowed_origins = next.server.allowed_origins;
+    }
 }

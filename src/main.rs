@@ -1,5 +1,5 @@
 //! `atomsync-server`: parses the configuration, starts logging, binds, and runs
-//! [`atomsync::run`] until SIGTERM or Ctrl-C.
+//! [`atomsync::run_with_reload`] until SIGTERM or Ctrl-C; SIGHUP reloads the configuration.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -87,8 +87,44 @@ fn main() -> anyhow::Result<()> {
     let config = cli.config()?;
     let listener = TcpListener::bind(&config.server.bind)
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
-    actix_web::rt::System::new().block_on(atomsync::run(config, listener, shutdown_signal()))?;
+    actix_web::rt::System::new().block_on(async move {
+        let (reload, reloads) = tokio::sync::mpsc::channel(1);
+        actix_web::rt::spawn(reload_on_hangup(cli, reload));
+        atomsync::run_with_reload(config, listener, shutdown_signal(), reloads).await
+    })?;
     Ok(())
+}
+
+/// On SIGHUP, reads the configuration again (file, then environment and flags, as at
+/// start) and hands it to the server; a file that does not parse or validate is logged
+/// and the configuration in force stays.
+async fn reload_on_hangup(cli: Cli, reload: tokio::sync::mpsc::Sender<Config>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; config reload is off");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            match cli.config() {
+                Ok(config) => {
+                    if reload.send(config).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "config reload refused; the old configuration stays in force")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (cli, reload);
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -163,7 +163,7 @@ pub fn server_side_open(server: SocketAddr, client: SocketAddr) -> bool {
                     queues
                         .split(':')
                         .next()
-                        .is_some_and(|tx| tx.trim_start_matches('0') != "")
+                        .is_some_and(|tx| !tx.trim_start_matches('0').is_empty())
                 };
                 matches!(fields.as_slice(), [_, local, remote, _state, queues, _, _, _, _, inode, ..]
                     if port(local) == Some(wanted_local)
