@@ -294,6 +294,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_with_its_users_too() {
+        let text = include_str!("../config/atomsync.toml");
+        Config::from_toml(text).unwrap().validate().unwrap();
+        // Its commented users, uncommented, are valid as well.
+        let users: String = text
+            .lines()
+            .map(|line| line.strip_prefix("# ").unwrap_or(line))
+            .filter(|line| {
+                ["[users.", "token = ", "token_sha256 = ", "groups = ", "read = "]
+                    .iter()
+                    .any(|start| line.starts_with(start))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let c = Config::from_toml(&users).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.users.len(), 3);
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let err = Config::from_toml("[server]\nbind = \"127.0.0.1:1\"\nbnid = 3\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");
