@@ -302,9 +302,15 @@ mod tests {
             .lines()
             .map(|line| line.strip_prefix("# ").unwrap_or(line))
             .filter(|line| {
-                ["[users.", "token = ", "token_sha256 = ", "groups = ", "read = "]
-                    .iter()
-                    .any(|start| line.starts_with(start))
+                [
+                    "[users.",
+                    "token = ",
+                    "token_sha256 = ",
+                    "groups = ",
+                    "read = ",
+                ]
+                .iter()
+                .any(|start| line.starts_with(start))
             })
             .map(|line| format!("{line}\n"))
             .collect();

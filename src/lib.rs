@@ -40,7 +40,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, middleware, web};
+use actix_web::web;
 use tokio::sync::{mpsc, watch};
 
 pub use config::Config;
@@ -156,40 +156,19 @@ pub async fn run_with_reload(
             close_timeout: Config::seconds(s.close_timeout),
         },
     });
-    let on_connect = connections.clone();
     let state_for_reload = state.clone();
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(http::configure)
-            .wrap(middleware::from_fn(conn::deadline::request_deadline))
-            .wrap(middleware::Condition::new(
-                loopback,
-                middleware::from_fn(http::guard::loopback_hosts_only),
-            ))
-    })
-    .on_connect(move |io, data| {
-        if let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            on_connect.open(stream, data);
-        }
-    })
-    // The head of a first request: actix answers 408 itself. Bodies and later heads are
-    // bounded by `conn`.
-    .client_request_timeout(Config::seconds(s.request_timeout))
-    .keep_alive(KEEP_ALIVE)
-    // actix stops accepting at its own per-worker limit, which would leave new
-    // connections waiting in the backlog; ours refuses them at once instead.
-    .max_connections(limit.saturating_add(1024))
-    .disable_signals()
-    // Small frames (a pushed answer, a live change) must leave at once, not wait for
-    // Nagle's algorithm to collect more: latency is the product.
-    .tcp_nodelay(true)
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-    .listen(listener)?;
-    if s.workers > 0 {
-        server = server.workers(s.workers);
-    }
-    let server = server.run();
+    let server = http::server::build(
+        listener,
+        state,
+        connections.clone(),
+        http::server::Listen {
+            workers: s.workers,
+            request_timeout: Config::seconds(s.request_timeout),
+            keep_alive: KEEP_ALIVE,
+            shutdown_grace: SHUTDOWN_GRACE,
+            loopback,
+        },
+    )?;
     tracing::info!("listening on http://{addr}");
     let handle = server.handle();
     let sweeper = actix_web::rt::spawn(connections.run_sweeper());

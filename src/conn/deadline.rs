@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::Sleep;
 
-use super::{Conn, ConnGuard, Phase, SWEEP_INTERVAL, Timings};
+use super::{Conn, ConnHandle, Phase, SWEEP_INTERVAL, Timings};
 
 /// The message a timed-out body read carries; `read_body` turns it into a 408.
 pub const BODY_TIMED_OUT: &str = "the request body did not arrive within the request timeout";
@@ -36,13 +36,13 @@ pub async fn request_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + Unpin + 'static>,
 ) -> Result<ServiceResponse<Finished<impl MessageBody + Unpin>>, actix_web::Error> {
-    let Some(guard) = req.conn_data::<ConnGuard>() else {
+    let Some(ConnHandle(conn)) = req.conn_data::<ConnHandle>() else {
         // Not registered (a test service): nothing to bound.
         let response = next.call(req).await?;
         return Ok(response.map_body(|_, body| Finished { body, conn: None }));
     };
-    let conn = guard.conn().clone();
-    let timings = guard.timings();
+    let conn = conn.clone();
+    let timings = conn.timings();
     let upgrade = req
         .headers()
         .get(header::UPGRADE)

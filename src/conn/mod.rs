@@ -6,32 +6,32 @@
 //! that stalls, a chunked body it drains after the answer, the head of a later request on
 //! a kept-alive connection, or the write of a close frame to a peer that reads nothing:
 //! its dispatcher waits on the peer forever and holds the socket, its kernel buffers and
-//! a file descriptor. So every accepted connection is registered here ([`Connections::open`],
-//! from actix's `on_connect`) with a duplicate of its socket's descriptor, and a
-//! [`Phase`] and a deadline that the request middleware ([`deadline`]) and the WebSocket
-//! sessions move along. A sweeper ([`Connections::sweep`]) aborts the socket of every
-//! connection past its deadline: a shut-down socket wakes actix's dispatcher with an
-//! error, it drops the connection, and with `SO_LINGER` 0 the kernel frees what was
-//! queued for the peer at once instead of retrying for minutes.
+//! a file descriptor. So every accepted socket is wrapped in a [`Guarded`] stream
+//! ([`Connections::accept`]) and registered here, with a [`Phase`] and a deadline that the
+//! request middleware ([`deadline`]) and the WebSocket sessions move along. A sweeper
+//! ([`Connections::sweep`]) aborts every connection past its deadline: its stream wakes
+//! actix's dispatcher with an error, the dispatcher drops the connection, and with
+//! `SO_LINGER` 0 the kernel frees what was queued for the peer at once instead of
+//! retrying for minutes.
 //!
 //! Past [`Connections::limit`] a new connection is answered 503 and closed at once, so
-//! that the connections already open keep their descriptors and keep working.
+//! that the connections already open keep working.
 
 pub mod deadline;
 mod phase;
+mod stream;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
+use futures_util::task::AtomicWaker;
 
 pub use phase::Phase;
 use phase::PhaseCell;
+pub use stream::Guarded;
 
 /// How often the sweeper looks for connections past their deadline: the slack added to
 /// every deadline it enforces.
@@ -62,25 +62,30 @@ pub struct Connections {
 struct Inner {
     limit: usize,
     timings: Timings,
-    /// Connections counted open: registered ones, from accept to the drop of actix's
-    /// connection data.
+    /// Connections open now: accepted and not yet dropped by actix.
     open: AtomicUsize,
     next_id: AtomicU64,
-    /// Registered connections by id. A std `Mutex`: it is held for an insert, a removal
-    /// or one pass of the sweeper, never across an await.
+    /// Open connections by id. A std `Mutex`: it is held for an insert, a removal or one
+    /// pass of the sweeper, never across an await.
     table: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Milliseconds since `start` when a refusal was last logged.
     last_refusal_log: AtomicU64,
     start: Instant,
 }
 
-/// One registered connection, shared by its [`ConnGuard`], the request middleware, its
+/// How an aborted connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Abort {
+    /// Reset: `SO_LINGER` 0, whatever is queued for the peer is dropped.
+    Reset,
+    /// A head that did not arrive: a 408, then an orderly close.
+    HeadTimeout,
+}
+
+/// One open connection, shared by its [`Guarded`] stream, the request middleware, its
 /// WebSocket session if any, and the sweeper.
 pub struct Conn {
     id: u64,
-    /// A duplicate of the socket's descriptor: shutting it down shuts down the socket that
-    /// actix reads and writes.
-    socket: TcpStream,
     phase: PhaseCell,
     /// Milliseconds on `clock` when the connection was last ready for a request: accepted,
     /// or its previous answer handed to actix.
@@ -88,6 +93,11 @@ pub struct Conn {
     timings: Timings,
     /// The clock deadlines are kept on: the start of the [`Connections`].
     clock: Instant,
+    /// 0, or the [`Abort`] the sweeper decided on (see [`Conn::abort_code`]).
+    abort: AtomicU8,
+    /// The tasks waiting to read and to write the socket, woken by an abort.
+    read_waker: AtomicWaker,
+    write_waker: AtomicWaker,
 }
 
 impl std::fmt::Debug for Conn {
@@ -99,35 +109,10 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// Kept in actix's per-connection data: unregisters the connection when actix drops it,
-/// which is when the connection is gone.
-pub struct ConnGuard {
-    conn: Arc<Conn>,
-    inner: Arc<Inner>,
-}
-
-impl ConnGuard {
-    /// The connection.
-    pub fn conn(&self) -> &Arc<Conn> {
-        &self.conn
-    }
-
-    /// The timings its deadlines are made of.
-    pub fn timings(&self) -> Timings {
-        self.inner.timings
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.inner
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.conn.id);
-        self.inner.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// What the request middleware and the WebSocket upgrade find in actix's per-connection
+/// data: the connection, to move it along its phases.
+#[derive(Debug, Clone)]
+pub struct ConnHandle(pub Arc<Conn>);
 
 impl Conn {
     /// Moves the connection to `phase`, its deadline `after` from now (`None`: none).
@@ -153,6 +138,11 @@ impl Conn {
             .saturating_sub(self.clock.elapsed())
     }
 
+    /// The timings its deadlines are made of.
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
     /// The phase it is in.
     pub fn phase(&self) -> Phase {
         self.phase.get().0
@@ -165,25 +155,44 @@ impl Conn {
         self.phase.close_by(deadline);
     }
 
-    /// Frees the socket now: `SO_LINGER` 0 so that its last close resets the connection
-    /// and drops whatever is still queued for the peer, then a shutdown both ways, which
-    /// wakes actix's dispatcher into dropping it.
-    fn abort(&self) {
-        let socket = socket2::SockRef::from(&self.socket);
-        let _ = socket.set_linger(Some(Duration::ZERO));
-        let _ = self.socket.shutdown(Shutdown::Both);
+    /// Ends the connection as `how` says: its stream fails its next read and write, and
+    /// the tasks waiting on it are woken to find out.
+    pub(crate) fn abort(&self, how: Abort) {
+        let code = match how {
+            Abort::Reset => 1,
+            Abort::HeadTimeout => 2,
+        };
+        let _ = self
+            .abort
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.read_waker.wake();
+        self.write_waker.wake();
     }
 
-    /// A request head did not arrive in time: a best-effort 408 (nothing else is being
-    /// written between requests), then a graceful shutdown.
-    fn time_out_head(&self) {
-        let response = http_error(
-            "408 Request Timeout",
-            "request_timeout",
-            "request: the head did not arrive within the request timeout",
-        );
-        let _ = (&self.socket).write(response.as_bytes());
-        let _ = self.socket.shutdown(Shutdown::Both);
+    /// The abort decided on, if any.
+    pub(crate) fn aborted(&self) -> Option<Abort> {
+        match self.abort.load(Ordering::Acquire) {
+            0 => None,
+            2 => Some(Abort::HeadTimeout),
+            _ => Some(Abort::Reset),
+        }
+    }
+}
+
+/// Unregisters a connection when its stream is dropped, which is when it is gone.
+struct Registration {
+    conn: Arc<Conn>,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.conn.id);
+        self.inner.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -213,35 +222,25 @@ impl Connections {
         self.inner.open.load(Ordering::Acquire)
     }
 
-    /// A new connection, from actix's `on_connect`: registered, its guard put in the
-    /// connection's data; or, past the limit or when its descriptor cannot be duplicated
-    /// (out of descriptors), answered 503 and shut down at once.
-    pub fn open(&self, stream: &impl AsFd, data: &mut Extensions) {
+    /// A new connection: registered and wrapped; or, past the limit, answered 503 and
+    /// shut down at once (`None`).
+    pub fn accept(&self, io: TcpStream) -> Option<Guarded> {
         let inner = &self.inner;
         let open = inner.open.fetch_add(1, Ordering::AcqRel) + 1;
-        let duplicate = if open > inner.limit {
-            Err(format!("{} connections open, the limit", inner.limit))
-        } else {
-            stream
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| format!("cannot duplicate the socket: {e}"))
-        };
-        let fd = match duplicate {
-            Ok(fd) => fd,
-            Err(why) => {
-                inner.open.fetch_sub(1, Ordering::AcqRel);
-                self.refuse(stream, &why);
-                return;
-            }
-        };
+        if open > inner.limit {
+            inner.open.fetch_sub(1, Ordering::AcqRel);
+            self.refuse(&io);
+            return None;
+        }
         let conn = Arc::new(Conn {
             id: inner.next_id.fetch_add(1, Ordering::Relaxed),
-            socket: TcpStream::from(fd),
             phase: PhaseCell::default(),
             ready_ms: AtomicU64::new(0),
             timings: inner.timings,
             clock: inner.start,
+            abort: AtomicU8::new(0),
+            read_waker: AtomicWaker::new(),
+            write_waker: AtomicWaker::new(),
         });
         // Between requests until the first head arrives: actix answers a head that is
         // late 408 itself; this deadline is the backstop.
@@ -251,13 +250,14 @@ impl Connections {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(conn.id, conn.clone());
-        data.insert(ConnGuard {
-            conn,
+        let registration = Registration {
+            conn: conn.clone(),
             inner: inner.clone(),
-        });
+        };
+        Some(Guarded::new(io, conn, registration))
     }
 
-    fn refuse(&self, stream: &impl AsFd, why: &str) {
+    fn refuse(&self, io: &TcpStream) {
         let now = u64::try_from(self.inner.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = self.inner.last_refusal_log.load(Ordering::Relaxed);
         let interval = u64::try_from(REFUSAL_LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
@@ -268,16 +268,24 @@ impl Connections {
                 .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!("refusing new connections: {why} (logged once per 10 s)");
+            tracing::warn!(
+                limit = self.inner.limit,
+                "refusing new connections: the limit of open connections is reached (logged once per 10 s)"
+            );
         }
-        let socket = socket2::SockRef::from(stream);
-        let response = http_error(
-            "503 Service Unavailable",
-            "unavailable",
-            "server: too many open connections; try again later",
+        // A fresh socket has room for a few hundred bytes: the write does not block. It is
+        // made on the socket itself: tokio's `try_write` knows no readiness for a socket
+        // the reactor has not reported on yet.
+        let socket = socket2::SockRef::from(io);
+        let _ = socket.send(
+            http_error(
+                "503 Service Unavailable",
+                "unavailable",
+                "server: too many open connections; try again later",
+            )
+            .as_bytes(),
         );
-        let _ = (&*socket).write(response.as_bytes());
-        let _ = socket.shutdown(Shutdown::Both);
+        let _ = socket.shutdown(std::net::Shutdown::Both);
     }
 
     /// Aborts every connection past its deadline. Runs every [`SWEEP_INTERVAL`].
@@ -300,10 +308,10 @@ impl Connections {
                 ?phase,
                 "connection past its deadline: aborting"
             );
-            match phase {
-                Phase::Idle => conn.time_out_head(),
-                _ => conn.abort(),
-            }
+            conn.abort(match phase {
+                Phase::Idle => Abort::HeadTimeout,
+                _ => Abort::Reset,
+            });
         }
     }
 
@@ -336,13 +344,12 @@ fn idle_deadline(timings: &Timings) -> Duration {
 }
 
 /// The connection limit when none is configured: what the open-file limit leaves after
-/// the server's own descriptors, halved because each connection holds two (its socket
-/// and the duplicate kept here).
+/// the server's own descriptors.
 pub fn default_limit() -> usize {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1 << 20);
-    usize::try_from(soft.saturating_sub(RESERVED_FDS) / 2)
+    usize::try_from(soft.saturating_sub(RESERVED_FDS))
         .unwrap_or(usize::MAX)
         .max(1)
 }

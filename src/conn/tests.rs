@@ -1,20 +1,18 @@
-//! The registry on real loopback sockets: the limit refuses at once, the sweeper aborts
-//! a connection past its deadline and only that one.
+//! The registry on real loopback sockets: the limit refuses at once, the sweeper aborts a
+//! connection past its deadline (and only that one), waking whoever waits on it.
 
-use std::io::{ErrorKind, Read};
-use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use actix_web::dev::Extensions;
+use actix_web::rt::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
-fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
+async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
         .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
     (client, server)
 }
 
@@ -28,95 +26,83 @@ fn connections(limit: usize) -> Connections {
     )
 }
 
-#[test]
-fn past_the_limit_a_connection_is_answered_503_and_closed() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+async fn read_all(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[actix_rt::test]
+async fn past_the_limit_a_connection_is_answered_503_and_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let conns = connections(1);
-    let (_c1, s1) = pair(&listener);
-    let mut first = Extensions::new();
-    conns.open(&s1, &mut first);
-    assert!(first.get::<ConnGuard>().is_some());
+    let (_c1, s1) = pair(&listener).await;
+    let first = conns.accept(s1).expect("under the limit");
     assert_eq!(conns.open_count(), 1);
 
-    let (mut c2, s2) = pair(&listener);
-    let mut second = Extensions::new();
-    conns.open(&s2, &mut second);
-    assert!(second.get::<ConnGuard>().is_none());
+    let (mut c2, s2) = pair(&listener).await;
+    assert!(conns.accept(s2).is_none());
     assert_eq!(conns.open_count(), 1);
-    let mut answer = String::new();
-    c2.read_to_string(&mut answer).unwrap();
+    let answer = read_all(&mut c2).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("too many open connections"), "{answer}");
 
     // Once the first goes, a new one is let in.
     drop(first);
     assert_eq!(conns.open_count(), 0);
-    let (_c3, s3) = pair(&listener);
-    let mut third = Extensions::new();
-    conns.open(&s3, &mut third);
-    assert!(third.get::<ConnGuard>().is_some());
+    let (_c3, s3) = pair(&listener).await;
+    assert!(conns.accept(s3).is_some());
 }
 
-#[test]
-fn the_sweeper_aborts_only_connections_past_their_deadline() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+#[actix_rt::test]
+async fn the_sweeper_aborts_only_connections_past_their_deadline_and_wakes_their_readers() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let conns = connections(10);
-    let (mut late, s1) = pair(&listener);
-    let (mut busy, s2) = pair(&listener);
-    let (mut ws, s3) = pair(&listener);
-    let mut data = [Extensions::new(), Extensions::new(), Extensions::new()];
-    for (stream, data) in [&s1, &s2, &s3].into_iter().zip(data.iter_mut()) {
-        conns.open(stream, data);
-    }
-    let conn: Vec<Arc<Conn>> = data
-        .iter()
-        .map(|d| d.get::<ConnGuard>().unwrap().conn().clone())
-        .collect();
-    conn[0].enter(Phase::Request, Some(Duration::ZERO));
-    conn[1].enter(Phase::Processing, None);
-    conn[2].enter(Phase::Upgraded, None);
-    conns.sweep();
+    let (mut late_peer, late) = pair(&listener).await;
+    let (_busy_peer, busy) = pair(&listener).await;
+    let mut late = conns.accept(late).unwrap();
+    let mut busy = conns.accept(busy).unwrap();
+    late.conn()
+        .enter(Phase::Request, Some(Duration::from_millis(50)));
+    busy.conn().enter(Phase::Processing, None);
 
-    // Aborted: reset (SO_LINGER 0 takes effect at the last close) or at least shut down.
-    drop(s1);
-    drop(data[0].remove::<ConnGuard>());
-    let mut buf = [0u8; 16];
-    match late.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("expected the connection gone, got {other:?}"),
-    }
-    for open in [&mut busy, &mut ws] {
-        open.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let err = open.read(&mut buf).unwrap_err();
-        assert!(matches!(
-            err.kind(),
-            ErrorKind::WouldBlock | ErrorKind::TimedOut
-        ));
-    }
-
-    // A WebSocket the server closes is aborted once its grace has passed.
-    conn[2].close_within(Duration::ZERO);
+    // A task waiting to read the late connection is woken by the abort and fails.
+    let waiting = tokio::spawn(async move {
+        let mut buf = [0u8; 8];
+        let read = late.read(&mut buf).await;
+        (read.map_err(|e| e.kind()), late)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
     conns.sweep();
-    drop(s3);
-    drop(data[2].remove::<ConnGuard>());
-    ws.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert!(matches!(ws.read(&mut buf), Ok(0) | Err(_)));
+    let (read, late) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the reader was woken")
+        .unwrap();
+    assert_eq!(read.unwrap_err(), std::io::ErrorKind::ConnectionAborted);
+    drop(late);
+    assert_eq!(conns.open_count(), 1);
+    // Reset (SO_LINGER 0) or closed: the peer sees the end either way.
+    let mut buf = [0u8; 8];
+    assert!(matches!(late_peer.read(&mut buf).await, Ok(0) | Err(_)));
+
+    // The busy one is untouched and still carries bytes.
+    busy.write_all(b"ok").await.unwrap();
+    conns.sweep();
+    busy.write_all(b"ok").await.unwrap();
 }
 
-#[test]
-fn a_stalled_head_between_requests_gets_a_408() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+#[actix_rt::test]
+async fn a_stalled_head_between_requests_gets_a_408() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let conns = connections(10);
-    let (mut client, server) = pair(&listener);
-    let mut data = Extensions::new();
-    conns.open(&server, &mut data);
-    let conn = data.get::<ConnGuard>().unwrap().conn().clone();
-    conn.enter(Phase::Idle, Some(Duration::ZERO));
+    let (mut client, server) = pair(&listener).await;
+    let mut server = conns.accept(server).unwrap();
+    server.conn().enter(Phase::Idle, Some(Duration::ZERO));
     conns.sweep();
-    let mut answer = String::new();
-    let _ = client.read_to_string(&mut answer);
+    let mut buf = [0u8; 8];
+    assert!(server.read(&mut buf).await.is_err());
+    drop(server);
+    let answer = read_all(&mut client).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let body = answer.split("\r\n\r\n").nth(1).unwrap();
     let declared: usize = answer

@@ -4,6 +4,7 @@
 //! - [`request`]: content negotiation, the token, the body within its limit.
 //! - [`error`]: [`ApiError`], the one way an error is answered.
 //! - [`assets`]: the browser client module and the demo page.
+//! - [`server`]: the HTTP server over guarded connections.
 //! - [`guard`]: the `Origin` and `Host` checks against foreign pages and DNS rebinding.
 //!
 //! Unknown paths answer 404 and known paths with another method 405, both with the
@@ -13,6 +14,7 @@ pub mod assets;
 pub mod error;
 pub mod guard;
 pub mod request;
+pub mod server;
 pub mod sync;
 
 use actix_web::http::header;

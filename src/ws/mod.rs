@@ -118,8 +118,8 @@ pub async fn upgrade(
         identity,
         oversized,
         conn: req
-            .conn_data::<crate::conn::ConnGuard>()
-            .map(|guard| guard.conn().clone()),
+            .conn_data::<crate::conn::ConnHandle>()
+            .map(|handle| handle.0.clone()),
     };
     actix_web::rt::spawn(session::run(start));
     Ok(response)
