@@ -133,6 +133,7 @@ pub async fn run_with_reload(
         Timings {
             request_timeout: Config::seconds(s.request_timeout),
             keep_alive: KEEP_ALIVE,
+            close_timeout: Config::seconds(s.close_timeout),
         },
     );
     tracing::info!(

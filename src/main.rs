@@ -45,6 +45,29 @@ struct Cli {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "ATOMSYNC_WORKERS")]
     workers: Option<usize>,
+    /// Seconds for a request's head and body to arrive before 408 (default 30).
+    #[arg(long, env = "ATOMSYNC_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    request_timeout: Option<f64>,
+    /// Open connections past which a new one is refused (default: from the open-file limit).
+    #[arg(long, env = "ATOMSYNC_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds between WebSocket pings (default 15).
+    #[arg(long, env = "ATOMSYNC_PING_INTERVAL", value_name = "SECONDS")]
+    ping_interval: Option<f64>,
+    /// Seconds of WebSocket silence before the server closes it (default 45).
+    #[arg(long, env = "ATOMSYNC_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<f64>,
+    /// Seconds a connection the server closes may take to go before it is reset (default 2).
+    #[arg(long, env = "ATOMSYNC_CLOSE_TIMEOUT", value_name = "SECONDS")]
+    close_timeout: Option<f64>,
+    /// Web origins whose pages may open a WebSocket, comma-separated (e.g. https://app.example).
+    #[arg(
+        long,
+        env = "ATOMSYNC_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGINS"
+    )]
+    allowed_origins: Option<Vec<String>>,
     /// Log filter, e.g. info, debug, atomsync=trace.
     #[arg(long, env = "ATOMSYNC_LOG", default_value = "info")]
     log: String,
@@ -70,7 +93,13 @@ impl Cli {
             max_value_bytes,
             max_depth,
             max_changes,
-            workers
+            workers,
+            request_timeout,
+            max_connections,
+            ping_interval,
+            idle_timeout,
+            close_timeout,
+            allowed_origins
         );
         config.validate()?;
         Ok(config)

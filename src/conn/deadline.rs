@@ -14,7 +14,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::HttpMessage;
 use actix_web::body::{BodySize, MessageBody};
@@ -101,8 +100,7 @@ impl Stream for TimedBody {
                 Poll::Ready(()) => {
                     // The 408 goes out and the connection closes; if the peer does not
                     // take the answer either, the sweeper aborts it.
-                    this.conn
-                        .close_within(this.timings.request_timeout.min(Duration::from_secs(2)));
+                    this.conn.close_within(this.timings.close_timeout);
                     Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         BODY_TIMED_OUT,

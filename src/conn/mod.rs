@@ -51,6 +51,8 @@ pub struct Timings {
     pub request_timeout: Duration,
     /// How long actix keeps an idle connection open for a next request.
     pub keep_alive: Duration,
+    /// How long a connection the server closes may take to go before it is aborted.
+    pub close_timeout: Duration,
 }
 
 /// Every open connection of the server. Cheap to clone (an `Arc`).

@@ -22,6 +22,7 @@ fn connections(limit: usize) -> Connections {
         Timings {
             request_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
         },
     )
 }

@@ -154,15 +154,32 @@ pub fn check_upgrade_origin(req: &HttpRequest, auth: &Auth) -> Result<(), ApiErr
     ))
 }
 
+/// Whether `host` names one of the `allowed` origins' hosts: the public name of a reverse
+/// proxy in front of a loopback-bound server, which the operator listed.
+fn is_listed_host(host: &str, allowed: &[String]) -> bool {
+    let Some((name, _)) = split_authority(host) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter_map(|entry| Origin::parse(entry))
+        .any(|origin| origin.host == name)
+}
+
 /// Middleware for a server bound to a loopback address: 403 for a request whose `Host`
-/// is not a loopback name, the mark of a DNS-rebinding page.
+/// is not a loopback name (nor the host of an allowed origin, e.g. a reverse proxy's
+/// public name), the mark of a DNS-rebinding page.
 pub async fn loopback_hosts_only(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let listed = |host: &str| {
+        req.app_data::<actix_web::web::Data<super::AppState>>()
+            .is_some_and(|state| is_listed_host(host, state.auth.current().allowed_origins()))
+    };
     let refused = match header_str(req.request(), header::HOST) {
         None => None,
-        Some(host) if is_loopback_host(host) => None,
+        Some(host) if is_loopback_host(host) || listed(host) => None,
         Some(host) => Some(host.to_owned()),
     };
     match refused {
@@ -293,6 +310,15 @@ mod tests {
             Some("127.0.0.1:1"),
             &allowed
         ));
+    }
+
+    #[test]
+    fn a_listed_origin_names_a_host_too() {
+        let allowed = vec!["https://sync.example".to_owned()];
+        assert!(is_listed_host("sync.example", &allowed));
+        assert!(is_listed_host("SYNC.example:443", &allowed));
+        assert!(!is_listed_host("evil.example", &allowed));
+        assert!(!is_listed_host("sync.example.evil", &allowed));
     }
 
     #[test]
