@@ -19,13 +19,16 @@ use actix_web::HttpMessage;
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::Sleep;
 
 use super::{Conn, ConnHandle, Phase, SWEEP_INTERVAL, Timings};
+
+/// The route whose upgrade hands the connection to a WebSocket session.
+const WEBSOCKET_PATH: &str = "/sync/ws";
 
 /// The message a timed-out body read carries; `read_body` turns it into a 408.
 pub const BODY_TIMED_OUT: &str = "the request body did not arrive within the request timeout";
@@ -42,10 +45,14 @@ pub async fn request_deadline(
     };
     let conn = conn.clone();
     let timings = conn.timings();
-    let upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    // Only the WebSocket route's upgrade streams its "body" for the life of the
+    // connection; an `Upgrade` header on any other request does not lift its deadline.
+    let upgrade = req.method() == Method::GET
+        && req.path() == WEBSOCKET_PATH
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let payload = req.take_payload();
     if upgrade || matches!(payload, Payload::None) {
         req.set_payload(payload);

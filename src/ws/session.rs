@@ -550,6 +550,7 @@ impl Session {
             }
             Step::Done { seq, reset } => match sub.handover.round_done(seq, reset) {
                 RoundEnd::Live { seq, reset, frames } => {
+                    sub.round_finished();
                     let subscribed = ServerFrame::Subscribed {
                         group: event.group.to_string(),
                         epoch: self.state.storage.epoch().to_owned(),

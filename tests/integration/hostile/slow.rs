@@ -84,6 +84,14 @@ fn every_kind_of_stalled_request_gets_408_and_is_closed() {
             stream.write_all(partial.as_bytes()).unwrap();
             (read_to_close(&mut stream), start.elapsed())
         });
+        // An `Upgrade` header on a push does not lift its deadline.
+        let upgrade = scope.spawn(|| {
+            let head = post_head(
+                s,
+                "Content-Length: 1000\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n",
+            );
+            stalled(s, &head, b"{")
+        });
         // A chunked body the handler never reads (415): answered, then not drained forever.
         let unread = scope.spawn(|| {
             let head = format!(
@@ -104,6 +112,15 @@ fn every_kind_of_stalled_request_gets_408_and_is_closed() {
             assert!(answer.contains("request_timeout"), "{name}: {answer}");
             assert!(elapsed < Duration::from_secs(within), "{name}: {elapsed:?}");
         }
+        let (answer, elapsed) = upgrade.join().unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "upgrade header: {answer}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "upgrade header: held {elapsed:?}"
+        );
         let (answer, elapsed) = unread.join().unwrap();
         assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
         assert!(
