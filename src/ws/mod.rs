@@ -83,6 +83,9 @@ pub async fn upgrade(
 ) -> Result<HttpResponse, ApiError> {
     let encoding = response_encoding(&req);
     crate::http::guard::check_upgrade_origin(&req, &state.auth.current())?;
+    // Watched from before the token is checked: rules replaced after this point reach the
+    // session, which checks its token again.
+    let rules = state.auth.watch();
     let identity = identify(&req, &state.auth, encoding)?;
     if *state.shutdown.borrow() {
         return Err(ApiError::new(
@@ -116,6 +119,7 @@ pub async fn upgrade(
         messages,
         state: state.clone(),
         identity,
+        rules,
         oversized,
         conn: req
             .conn_data::<crate::conn::ConnHandle>()

@@ -91,6 +91,8 @@ pub(super) struct Start {
     pub(super) state: Data<AppState>,
     /// Who authenticated at the upgrade.
     pub(super) identity: Identity,
+    /// The rules, watched since before `identity` was checked.
+    pub(super) rules: watch::Receiver<Arc<Auth>>,
     /// Set when the client declared a frame over the limit. Shared (an `Arc` of an atomic)
     /// with the payload adapter that actix-ws's decoder owns, the only one that can tell.
     pub(super) oversized: Arc<AtomicBool>,
@@ -131,7 +133,7 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
     let (live_tx, live_rx) = mpsc::channel(QUEUE_CAPACITY);
     let overflow = Arc::new(Notify::new());
     let shutdown = start.state.shutdown.clone();
-    let rules = start.state.auth.watch();
+    let rules = start.rules;
     let liveness = start.state.liveness;
     let last_heard = Instant::now();
     let mut heartbeat = interval_at(last_heard + liveness.ping_interval, liveness.ping_interval);
