@@ -172,11 +172,12 @@ pub async fn run_with_reload(
     )?;
     tracing::info!("listening on http://{addr}");
     let handle = server.handle();
-    let sweeper = actix_web::rt::spawn(connections.run_sweeper());
+    let sweeper = actix_web::rt::spawn(connections.clone().run_sweeper());
     actix_web::rt::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_sessions.send(true);
+        connections.close_idle();
         handle.stop(true).await;
     });
     let reloader = actix_web::rt::spawn(apply_reloads(config, reloads, state_for_reload));

@@ -82,6 +82,8 @@ pub(crate) enum Abort {
     Reset,
     /// A head that did not arrive: a 408, then an orderly close.
     HeadTimeout,
+    /// An orderly close, nothing said: an idle connection at shutdown.
+    Close,
 }
 
 /// One open connection, shared by its [`Guarded`] stream, the request middleware, its
@@ -163,6 +165,7 @@ impl Conn {
         let code = match how {
             Abort::Reset => 1,
             Abort::HeadTimeout => 2,
+            Abort::Close => 3,
         };
         let _ = self
             .abort
@@ -176,6 +179,7 @@ impl Conn {
         match self.abort.load(Ordering::Acquire) {
             0 => None,
             2 => Some(Abort::HeadTimeout),
+            3 => Some(Abort::Close),
             _ => Some(Abort::Reset),
         }
     }
@@ -314,6 +318,19 @@ impl Connections {
                 Phase::Idle => Abort::HeadTimeout,
                 _ => Abort::Reset,
             });
+        }
+    }
+
+    /// Closes every connection waiting between requests: at shutdown, a kept-alive
+    /// connection has nothing in flight to finish.
+    pub fn close_idle(&self) {
+        let table = self
+            .inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for conn in table.values().filter(|conn| conn.phase() == Phase::Idle) {
+            conn.abort(Abort::Close);
         }
     }
 

@@ -62,6 +62,7 @@ impl Guarded {
                 Abort::Reset => {
                     let _ = socket.set_linger(Some(Duration::ZERO));
                 }
+                Abort::Close => {}
                 Abort::HeadTimeout => {
                     // Nothing else is being written between requests.
                     let response = http_error(

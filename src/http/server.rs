@@ -66,6 +66,8 @@ pub fn build(
             let http = HttpService::build()
                 .keep_alive(listen.keep_alive)
                 .client_request_timeout(listen.request_timeout)
+                // A closing connection may linger a second for the peer to read the end.
+                .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
                 .on_connect_ext(|io: &Guarded, data: &mut Extensions| {
                     data.insert(ConnHandle(io.conn().clone()));
