@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 /// The `[server]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -59,6 +59,22 @@ pub struct ServerConfig {
     pub max_changes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Seconds a request's head and body may take to arrive, from the moment the
+    /// connection is ready for it (PROTOCOL.md section 4, "Slow and idle connections").
+    pub request_timeout: f64,
+    /// Open connections past which a new one is refused at once; 0 derives it from the
+    /// process's open-file limit.
+    pub max_connections: usize,
+    /// Seconds between WebSocket pings.
+    pub ping_interval: f64,
+    /// Seconds of silence (not even a pong) after which a WebSocket is closed.
+    pub idle_timeout: f64,
+    /// Seconds a connection the server closes may take to go: past them its socket is
+    /// aborted, whatever the peer does.
+    pub close_timeout: f64,
+    /// Origins (`https://app.example`) whose pages may open a WebSocket besides the
+    /// server's own (PROTOCOL.md section 5).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -74,26 +90,45 @@ impl Default for ServerConfig {
             max_depth: limits.max_depth,
             max_changes: limits.max_changes,
             workers: 0,
+            request_timeout: 30.0,
+            max_connections: 0,
+            ping_interval: 15.0,
+            idle_timeout: 45.0,
+            close_timeout: 2.0,
+            allowed_origins: Vec::new(),
         }
     }
 }
 
-/// One `[users.NAME]` table.
+/// One `[users.NAME]` table: exactly one of `token` and `token_sha256`.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// The bearer token. Never logged.
-    pub token: String,
-    /// The groups this user may use; `"*"` means every group.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The SHA-256 of the bearer token, 64 hex digits, so that the file holds no secret.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// The groups this user may pull, subscribe to and push to; `"*"` means every group.
+    #[serde(default)]
     pub groups: Vec<String>,
+    /// The groups this user may only pull and subscribe to; `"*"` means every group.
+    #[serde(default)]
+    pub read: Vec<String>,
 }
 
 impl std::fmt::Debug for UserConfig {
     // Hand-written so that a token never reaches a log through `{:?}`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserConfig")
-            .field("token", &"<redacted>")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "token_sha256",
+                &self.token_sha256.as_ref().map(|_| "<redacted>"),
+            )
             .field("groups", &self.groups)
+            .field("read", &self.read)
             .finish()
     }
 }
@@ -115,7 +150,35 @@ impl std::fmt::Debug for AdminConfig {
             .finish()
     }
 }
+impl UserConfig {
+    /// The SHA-256 of the user's token, from whichever key holds it; `Err` names what is
+    /// wrong (`token`, `token_sha256`), without the secret.
+    pub fn token_digest(&self) -> Result<[u8; 32], String> {
+        match (&self.token, &self.token_sha256) {
+            (Some(token), None) if token.is_empty() => Err("token: must not be empty".into()),
+            (Some(token), None) => Ok(crate::auth::digest(token)),
+            (None, Some(hex)) => parse_sha256(hex)
+                .ok_or_else(|| "token_sha256: must be 64 hexadecimal digits".to_owned()),
+            (Some(_), Some(_)) => Err("give either token or token_sha256, not both".into()),
+            (None, None) => Err("token or token_sha256: missing".into()),
+        }
+    }
+}
 
+/// 64 hex digits (either case) as 32 bytes.
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let digits = hex.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let high = char::from(*pair.first()?).to_digit(16)?;
+        let low = char::from(*pair.get(1)?).to_digit(16)?;
+        *byte = u8::try_from(high * 16 + low).ok()?;
+    }
+    Some(out)
+}
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -168,8 +231,8 @@ impl Config {
         }
     }
 
-    /// Checks what types alone cannot: an address that parses, positive limits, valid
-    /// group names, unique non-empty tokens.
+    /// Checks what types alone cannot: an address that parses, positive limits and
+    /// timeouts, valid origins and group names, one non-empty token per user, unique.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         s.bind.parse::<SocketAddr>().map_err(|e| {
@@ -188,23 +251,41 @@ impl Config {
                 )));
             }
         }
+        for (name, seconds) in [
+            ("request_timeout", s.request_timeout),
+            ("ping_interval", s.ping_interval),
+            ("idle_timeout", s.idle_timeout),
+            ("close_timeout", s.close_timeout),
+        ] {
+            // A day at most: past that a timeout is a mistake, and `Duration` arithmetic
+            // stays far from overflow.
+            if !(seconds > 0.0 && seconds <= 86_400.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "server.{name}: must be a number of seconds above 0, at most 86400"
+                )));
+            }
+        }
+        for (i, origin) in s.allowed_origins.iter().enumerate() {
+            crate::http::guard::check_origin_entry(origin)
+                .map_err(|e| ConfigError::Invalid(format!("server.allowed_origins[{i}]: {e}")))?;
+        }
         let mut tokens = BTreeMap::new();
         for (user, u) in &self.users {
-            if u.token.is_empty() {
+            let digest = u
+                .token_digest()
+                .map_err(|e| ConfigError::Invalid(format!("users.{user}.{e}")))?;
+            if let Some(other) = tokens.insert(digest, user) {
                 return Err(ConfigError::Invalid(format!(
-                    "users.{user}.token: must not be empty"
+                    "users.{user}: the same token as users.{other}"
                 )));
             }
-            if let Some(other) = tokens.insert(u.token.as_str(), user) {
-                return Err(ConfigError::Invalid(format!(
-                    "users.{user}.token: the same token as users.{other}"
-                )));
-            }
-            for (i, group) in u.groups.iter().enumerate() {
-                if group != "*" {
-                    check_group(group).map_err(|e| {
-                        ConfigError::Invalid(format!("users.{user}.groups[{i}]: {e}"))
-                    })?;
+            for (key, groups) in [("groups", &u.groups), ("read", &u.read)] {
+                for (i, group) in groups.iter().enumerate() {
+                    if group != "*" {
+                        check_group(group).map_err(|e| {
+                            ConfigError::Invalid(format!("users.{user}.{key}[{i}]: {e}"))
+                        })?;
+                    }
                 }
             }
         }
@@ -216,13 +297,18 @@ impl Config {
                 ));
             }
             // One token, one identity: a user's token must never also open the admin API.
-            if let Some(user) = tokens.get(admin.as_str()) {
+            if let Some(user) = tokens.get(&crate::auth::digest(admin)) {
                 return Err(ConfigError::Invalid(format!(
                     "admin.token: the same token as users.{user}; give the admin its own"
                 )));
             }
         }
         Ok(())
+    }
+
+    /// A duration key of `[server]` (validated: positive, at most a day).
+    pub fn seconds(value: f64) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(value).unwrap_or(std::time::Duration::MAX)
     }
 }
 
@@ -238,6 +324,34 @@ mod tests {
         assert_eq!(c.server.durability, Durability::Full);
         assert!(c.users.is_empty());
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_example_file_is_valid_with_its_users_too() {
+        let text = include_str!("../config/atomsync.toml");
+        Config::from_toml(text).unwrap().validate().unwrap();
+        // Its commented users and admin token, uncommented, are valid as well.
+        let users: String = text
+            .lines()
+            .map(|line| line.strip_prefix("# ").unwrap_or(line))
+            .filter(|line| {
+                [
+                    "[users.",
+                    "[admin]",
+                    "token = ",
+                    "token_sha256 = ",
+                    "groups = ",
+                    "read = ",
+                ]
+                .iter()
+                .any(|start| line.starts_with(start))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let c = Config::from_toml(&users).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.users.len(), 3);
+        assert_eq!(c.admin.token.as_deref(), Some("change-me-too"));
     }
 
     #[test]
@@ -308,5 +422,84 @@ mod tests {
                 .unwrap_err()
                 .contains("tokn")
         );
+        let c = Config::from_toml("[users.a]\ntoken = \"s3cret\"\ngroups = [\"*\"]\n").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let hash = "ab".repeat(32);
+        let c = Config::from_toml(&format!("[users.a]\ntoken_sha256 = \"{hash}\"\n")).unwrap();
+        assert!(!format!("{c:?}").contains(&hash));
+    }
+
+    #[test]
+    fn a_user_has_exactly_one_token_form() {
+        let hash = "0123456789abcdefABCDEF".repeat(3);
+        let hash = &hash[..64];
+        let ok = Config::from_toml(&format!(
+            "[users.a]\ntoken_sha256 = \"{hash}\"\nread = [\"reports\"]\n"
+        ))
+        .unwrap();
+        ok.validate().unwrap();
+        for (toml, wanted) in [
+            (
+                "[users.a]\ngroups = []\n".to_owned(),
+                "users.a.token or token_sha256: missing",
+            ),
+            (
+                format!("[users.a]\ntoken = \"t\"\ntoken_sha256 = \"{hash}\"\n"),
+                "not both",
+            ),
+            (
+                "[users.a]\ntoken_sha256 = \"abc\"\n".to_owned(),
+                "users.a.token_sha256: must be 64",
+            ),
+            (
+                format!("[users.a]\ntoken_sha256 = \"{}\"\n", "zz".repeat(32)),
+                "64 hexadecimal",
+            ),
+            (
+                "[users.a]\ntoken = \"\"\n".to_owned(),
+                "users.a.token: must not be empty",
+            ),
+            (
+                "[users.a]\ntoken = \"t\"\nread = [\"no way\"]\n".to_owned(),
+                "users.a.read[0]",
+            ),
+        ] {
+            let err = Config::from_toml(&toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(wanted), "{toml}: {err}");
+        }
+        // A plain token and the hash of the same token are the same token.
+        let same = format!(
+            "[users.a]\ntoken = \"abc\"\n[users.b]\ntoken_sha256 = \"{}\"\n",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let err = Config::from_toml(&same)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("same token"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        let c = Config::from_toml("[server]\nrequest_timeout = 0.5\nidle_timeout = 3\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(Config::seconds(c.server.request_timeout).as_millis(), 500);
+        for bad in [
+            "request_timeout = 0",
+            "ping_interval = -1",
+            "close_timeout = 1e9",
+        ] {
+            let c = Config::from_toml(&format!("[server]\n{bad}\n")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let c =
+            Config::from_toml("[server]\nallowed_origins = [\"https://app.example/x\"]\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("server.allowed_origins[0]"), "{err}");
     }
 }

@@ -6,7 +6,8 @@
 //! ## Layout
 //!
 //! - [`config`]: the one configuration, from TOML < `ATOMSYNC_*` environment < command line.
-//! - [`auth`]: tokens to users, users to groups.
+//! - [`auth`]: tokens to users, users to the groups they may read or write; allowed origins.
+//! - [`conn`]: open connections: their limit, request deadlines, aborting a socket.
 //! - [`http`]: actix-web routes for pull, push, health, the browser client's files, and the
 //!   operator's admin API.
 //! - [`ws`]: WebSocket sessions that subscribe to groups and push.
@@ -42,6 +43,7 @@
 pub mod actors;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod http;
 pub mod push;
@@ -50,21 +52,23 @@ pub mod ws;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
-use tokio::sync::watch;
+use actix_web::web;
+use tokio::sync::{mpsc, watch};
 
 pub use config::Config;
 
 use crate::actors::Registry;
-use crate::auth::Auth;
+use crate::auth::{Auth, SharedAuth};
+use crate::conn::{Connections, Timings};
 use crate::http::AppState;
 use crate::storage::{Storage, StorageError};
 
 /// How long in-flight requests get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long an idle HTTP connection is kept open for a next request (actix's default).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +98,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> Result<(), ServerError> {
+    let (_keep, reloads) = mpsc::channel(1);
+    run_with_reload(config, listener, shutdown, reloads).await
+}
+
+/// [`run`], taking new configurations from `reloads` while it serves (the binary sends one
+/// on SIGHUP). Of a new configuration the users, their grants and `allowed_origins` take
+/// effect at once: a WebSocket whose token was removed is closed, a subscription to a
+/// group its user may no longer read gets `forbidden`. Other `[server]` keys need a
+/// restart (the log says so). An invalid configuration is logged and ignored.
+pub async fn run_with_reload(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + 'static,
+    reloads: mpsc::Receiver<Config>,
+) -> Result<(), ServerError> {
     config.validate()?;
     let s = &config.server;
     let storage = Storage::open(s)
@@ -102,8 +121,8 @@ pub async fn run(
             path: s.db.clone(),
             source,
         })?;
-    let auth = Arc::new(Auth::from_config(&config));
-    if auth.is_on() {
+    let auth = SharedAuth::new(Auth::from_config(&config));
+    if auth.current().is_on() {
         tracing::info!(
             users = config.users.len(),
             "auth is on: every request needs a token"
@@ -119,6 +138,24 @@ pub async fn run(
     tracing::info!(db = %s.db.display(), epoch = storage.epoch(), durability = ?s.durability, "database open");
 
     let addr = listener.local_addr()?;
+    let limit = match s.max_connections {
+        0 => conn::default_limit(),
+        configured => configured,
+    };
+    let connections = Connections::new(
+        limit,
+        Timings {
+            request_timeout: Config::seconds(s.request_timeout),
+            keep_alive: KEEP_ALIVE,
+            close_timeout: Config::seconds(s.close_timeout),
+        },
+    );
+    tracing::info!(
+        max_connections = limit,
+        request_timeout_s = s.request_timeout,
+        "connection limits"
+    );
+    let loopback = addr.ip().is_loopback();
     let (stop_sessions, shutdown_rx) = watch::channel(false);
     let state = web::Data::new(AppState {
         registry: Registry::new(storage.clone()),
@@ -132,34 +169,73 @@ pub async fn run(
             .token
             .as_deref()
             .map(http::admin::AdminToken::new),
+        liveness: ws::Liveness {
+            ping_interval: Config::seconds(s.ping_interval),
+            idle_timeout: Config::seconds(s.idle_timeout),
+            close_timeout: Config::seconds(s.close_timeout),
+        },
     });
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(http::configure)
-    })
-    .disable_signals()
-    // Small frames (a pushed answer, a live change) must leave at once, not wait for
-    // Nagle's algorithm to collect more: latency is the product.
-    .tcp_nodelay(true)
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-    .listen(listener)?;
-    if s.workers > 0 {
-        server = server.workers(s.workers);
-    }
-    let server = server.run();
+    let state_for_reload = state.clone();
+    let server = http::server::build(
+        listener,
+        state,
+        connections.clone(),
+        http::server::Listen {
+            workers: s.workers,
+            request_timeout: Config::seconds(s.request_timeout),
+            keep_alive: KEEP_ALIVE,
+            shutdown_grace: SHUTDOWN_GRACE,
+            loopback,
+        },
+    )?;
     tracing::info!("listening on http://{addr}");
     let handle = server.handle();
+    let sweeper = actix_web::rt::spawn(connections.clone().run_sweeper());
     actix_web::rt::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_sessions.send(true);
+        connections.close_idle();
         handle.stop(true).await;
     });
+    let reloader = actix_web::rt::spawn(apply_reloads(config, reloads, state_for_reload));
     let served = server.await;
+    reloader.abort();
+    sweeper.abort();
     // Every acknowledged push is already committed; this commits nothing new, but waits for
     // the writer to finish a batch in progress and checkpoints the WAL.
     storage.close().await;
     tracing::info!("stopped");
     Ok(served?)
+}
+
+/// Puts each configuration from `reloads` in force (see [`run_with_reload`]).
+async fn apply_reloads(
+    mut current: Config,
+    mut reloads: mpsc::Receiver<Config>,
+    state: web::Data<AppState>,
+) {
+    while let Some(next) = reloads.recv().await {
+        if let Err(e) = next.validate() {
+            tracing::error!(error = %e, "config reload refused; the old configuration stays in force");
+            continue;
+        }
+        let mut unchanged = current.server.clone();
+        unchanged.allowed_origins = next.server.allowed_origins.clone();
+        if unchanged != next.server {
+            tracing::warn!(
+                "config reload: [server] keys other than allowed_origins take effect at the next start"
+            );
+        }
+        let auth = Auth::from_config(&next);
+        tracing::info!(
+            users = next.users.len(),
+            allowed_origins = next.server.allowed_origins.len(),
+            auth = if auth.is_on() { "on" } else { "off" },
+            "config reloaded: users, grants and allowed origins in force"
+        );
+        state.auth.replace(auth);
+        current.users = next.users;
+        current.server.allowed_origins = next.server.allowed_origins;
+    }
 }

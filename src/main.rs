@@ -1,5 +1,5 @@
 //! `atomsync-server`: parses the configuration, starts logging, binds, and runs
-//! [`atomsync::run`] until SIGTERM or Ctrl-C.
+//! [`atomsync::run_with_reload`] until SIGTERM or Ctrl-C; SIGHUP reloads the configuration.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -54,6 +54,29 @@ struct Cli {
         hide_env_values = true
     )]
     admin_token: Option<String>,
+    /// Seconds for a request's head and body to arrive before 408 (default 30).
+    #[arg(long, env = "ATOMSYNC_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    request_timeout: Option<f64>,
+    /// Open connections past which a new one is refused (default: from the open-file limit).
+    #[arg(long, env = "ATOMSYNC_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds between WebSocket pings (default 15).
+    #[arg(long, env = "ATOMSYNC_PING_INTERVAL", value_name = "SECONDS")]
+    ping_interval: Option<f64>,
+    /// Seconds of WebSocket silence before the server closes it (default 45).
+    #[arg(long, env = "ATOMSYNC_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<f64>,
+    /// Seconds a connection the server closes may take to go before it is reset (default 2).
+    #[arg(long, env = "ATOMSYNC_CLOSE_TIMEOUT", value_name = "SECONDS")]
+    close_timeout: Option<f64>,
+    /// Web origins whose pages may open a WebSocket, comma-separated (e.g. https://app.example).
+    #[arg(
+        long,
+        env = "ATOMSYNC_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGINS"
+    )]
+    allowed_origins: Option<Vec<String>>,
     /// Log filter, e.g. info, debug, atomsync=trace.
     #[arg(long, env = "ATOMSYNC_LOG", default_value = "info")]
     log: String,
@@ -79,7 +102,13 @@ impl Cli {
             max_value_bytes,
             max_depth,
             max_changes,
-            workers
+            workers,
+            request_timeout,
+            max_connections,
+            ping_interval,
+            idle_timeout,
+            close_timeout,
+            allowed_origins
         );
         if let Some(token) = self.admin_token.clone() {
             config.admin.token = Some(token);
@@ -99,8 +128,44 @@ fn main() -> anyhow::Result<()> {
     let config = cli.config()?;
     let listener = TcpListener::bind(&config.server.bind)
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
-    actix_web::rt::System::new().block_on(atomsync::run(config, listener, shutdown_signal()))?;
+    actix_web::rt::System::new().block_on(async move {
+        let (reload, reloads) = tokio::sync::mpsc::channel(1);
+        actix_web::rt::spawn(reload_on_hangup(cli, reload));
+        atomsync::run_with_reload(config, listener, shutdown_signal(), reloads).await
+    })?;
     Ok(())
+}
+
+/// On SIGHUP, reads the configuration again (file, then environment and flags, as at
+/// start) and hands it to the server; a file that does not parse or validate is logged
+/// and the configuration in force stays.
+async fn reload_on_hangup(cli: Cli, reload: tokio::sync::mpsc::Sender<Config>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; config reload is off");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            match cli.config() {
+                Ok(config) => {
+                    if reload.send(config).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "config reload refused; the old configuration stays in force")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (cli, reload);
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use atomsync_proto::wire::{PushRequest, PushResponse, UncheckedPush};
 
-use crate::auth::Identity;
+use crate::auth::{Access, Identity};
 use crate::error::RequestError;
 use crate::http::AppState;
 
@@ -27,7 +27,7 @@ use crate::http::AppState;
 /// or 500 `internal` when storage fails. Nothing was applied in every case.
 pub fn push(
     state: &AppState,
-    identity: Identity,
+    identity: &Identity,
     push: UncheckedPush,
 ) -> impl Future<Output = Result<PushResponse, RequestError>> + 'static {
     let submitted = check(state, identity, push).map(|request| {
@@ -51,10 +51,10 @@ pub fn push(
 /// The protocol's checks after the shape: the group's permission, then every change.
 fn check(
     state: &AppState,
-    identity: Identity,
+    identity: &Identity,
     push: UncheckedPush,
 ) -> Result<PushRequest, RequestError> {
-    state.auth.authorize(identity, &push.group)?;
+    state.auth.authorize(identity, &push.group, Access::Write)?;
     Ok(push.validate(&state.limits)?)
 }
 
@@ -66,7 +66,7 @@ mod tests {
 
     use super::*;
     use crate::actors::Registry;
-    use crate::auth::Auth;
+    use crate::auth::{Auth, SharedAuth};
     use crate::config::{Config, Durability};
     use crate::storage::Storage;
 
@@ -79,11 +79,12 @@ mod tests {
         AppState {
             registry: Registry::new(storage.clone()),
             storage,
-            auth: Arc::new(Auth::from_config(&config)),
+            auth: SharedAuth::new(Auth::from_config(&config)),
             limits: config.limits(),
             max_body_bytes: config.server.max_body_bytes,
             shutdown: watch::channel(false).1,
             admin_token: None,
+            liveness: crate::ws::Liveness::default(),
         }
     }
 
@@ -91,7 +92,7 @@ mod tests {
         UncheckedPush::decode(json.as_bytes(), Encoding::Json, &state.limits).unwrap()
     }
 
-    async fn code(state: &AppState, identity: Identity, json: &str) -> ErrorCode {
+    async fn code(state: &AppState, identity: &Identity, json: &str) -> ErrorCode {
         let request = unchecked(state, json);
         push(state, identity, request).await.unwrap_err().code()
     }
@@ -102,10 +103,10 @@ mod tests {
         let s = state(&dir, USERS);
         let alice = s.auth.authenticate(Some("a")).unwrap();
         let bad_key = r#"{"group": "other", "changes": [{"key": "", "base": 0, "value": 1}]}"#;
-        assert_eq!(code(&s, alice, bad_key).await, ErrorCode::Forbidden);
+        assert_eq!(code(&s, &alice, bad_key).await, ErrorCode::Forbidden);
         let bad_key = r#"{"group": "todo", "changes": [{"key": "k", "base": 0, "value": 1},
                                                      {"key": "", "base": 0, "value": 1}]}"#;
-        let error = push(&s, alice, unchecked(&s, bad_key)).await.unwrap_err();
+        let error = push(&s, &alice, unchecked(&s, bad_key)).await.unwrap_err();
         assert_eq!(error.code(), ErrorCode::BadRequest);
         assert!(
             error.to_wire().message.starts_with("changes[1].key"),
@@ -113,7 +114,7 @@ mod tests {
         );
         let repeated = r#"{"group": "todo", "changes": [{"key": "k", "base": 0, "value": 1},
                                                       {"key": "k", "base": 0, "value": 2}]}"#;
-        assert_eq!(code(&s, alice, repeated).await, ErrorCode::BadRequest);
+        assert_eq!(code(&s, &alice, repeated).await, ErrorCode::BadRequest);
         // Nothing of a refused push was applied.
         assert_eq!(s.storage.group_seq("todo".into()).await.unwrap(), 0);
     }
@@ -124,7 +125,9 @@ mod tests {
         let s = state(&dir, "");
         let json = r#"{"group": "g", "changes": [{"key": "a", "base": 0, "value": 1},
                                                 {"key": "b", "base": 3, "deleted": true}]}"#;
-        let response = push(&s, Identity::Open, unchecked(&s, json)).await.unwrap();
+        let response = push(&s, &Identity::Open, unchecked(&s, json))
+            .await
+            .unwrap();
         assert_eq!((response.group.as_str(), response.seq), ("g", 1));
         assert_eq!(response.epoch, s.storage.epoch());
         assert!(matches!(
@@ -145,7 +148,7 @@ mod tests {
         let s = state(&dir, "");
         let first = push(
             &s,
-            Identity::Open,
+            &Identity::Open,
             unchecked(
                 &s,
                 r#"{"group": "g", "changes": [{"key": "k", "base": 0, "value": 1}]}"#,
@@ -153,7 +156,7 @@ mod tests {
         );
         let second = push(
             &s,
-            Identity::Open,
+            &Identity::Open,
             unchecked(
                 &s,
                 r#"{"group": "g", "changes": [{"key": "k", "base": 1, "value": 2}]}"#,
@@ -176,7 +179,7 @@ mod tests {
         let s = state(&dir, "");
         s.storage.close().await;
         let json = r#"{"group": "g", "changes": [{"key": "a", "base": 0, "value": 1}]}"#;
-        let error = push(&s, Identity::Open, unchecked(&s, json))
+        let error = push(&s, &Identity::Open, unchecked(&s, json))
             .await
             .unwrap_err();
         let wire = error.to_wire();

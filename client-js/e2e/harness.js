@@ -53,15 +53,16 @@ function freePort() {
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
 /**
- * Starts the server. `users`: `{name: {token, groups}}` turns auth on.
+ * Starts the server. `users`: `{name: {token, groups}}` turns auth on. `allowedOrigins`:
+ * the origins besides its own whose pages may open a WebSocket (`[server] allowed_origins`).
  * @returns {Promise<TestServer>}
  */
-export async function startServer({ users } = {}) {
+export async function startServer({ users, allowedOrigins } = {}) {
   ensureBinary();
   const dir = mkdtempSync(join(tmpdir(), "atomsync-e2e-"));
   const args = ["--bind", `127.0.0.1:${await freePort()}`, "--db", join(dir, "atomsync.db"), "--durability", "normal", "--log", "warn"];
-  if (users) {
-    writeUsers(dir, users);
+  if (users || allowedOrigins) {
+    writeUsers(dir, users ?? {}, allowedOrigins);
     args.push("--config", join(dir, "atomsync.toml"));
   }
   const server = new TestServer(dir, args);
@@ -69,12 +70,13 @@ export async function startServer({ users } = {}) {
   return server;
 }
 
-/** Writes the server's config file (its users) into `dir`. */
-function writeUsers(dir, users) {
+/** Writes the server's config file (its users, and its allowed origins) into `dir`. */
+function writeUsers(dir, users, allowedOrigins) {
+  const server = allowedOrigins ? `[server]\nallowed_origins = ${JSON.stringify(allowedOrigins)}\n\n` : "";
   const toml = Object.entries(users)
     .map(([name, { token, groups }]) => `[users.${name}]\ntoken = ${JSON.stringify(token)}\ngroups = ${JSON.stringify(groups)}\n`)
     .join("\n");
-  writeFileSync(join(dir, "atomsync.toml"), toml);
+  writeFileSync(join(dir, "atomsync.toml"), server + toml);
 }
 
 export class TestServer {

@@ -155,6 +155,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405
     MethodNotAllowed,
+    /// 408
+    RequestTimeout,
     /// 413
     PayloadTooLarge,
     /// 415
@@ -167,12 +169,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the protocol's table.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unavailable,
@@ -202,6 +205,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => ("forbidden", 403),
             ErrorCode::NotFound => ("not_found", 404),
             ErrorCode::MethodNotAllowed => ("method_not_allowed", 405),
+            ErrorCode::RequestTimeout => ("request_timeout", 408),
             ErrorCode::PayloadTooLarge => ("payload_too_large", 413),
             ErrorCode::UnsupportedMediaType => ("unsupported_media_type", 415),
             ErrorCode::Unavailable => ("unavailable", 503),
@@ -244,6 +248,7 @@ mod tests {
                 ("forbidden", 403),
                 ("not_found", 404),
                 ("method_not_allowed", 405),
+                ("request_timeout", 408),
                 ("payload_too_large", 413),
                 ("unsupported_media_type", 415),
                 ("unavailable", 503),

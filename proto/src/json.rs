@@ -10,7 +10,7 @@ use std::fmt::{self, Write as _};
 
 use crate::error::Seg;
 use crate::msgpack::reader::{Reader, Token};
-use crate::msgpack::{inner_depth, skip_value};
+use crate::msgpack::{check_unique_item_bytes, check_unique_key_bytes, inner_depth, skip_value};
 use crate::{CodecError, Inst, Value};
 
 /// Appends the tagged-JSON text of `value` to `out`.
@@ -91,6 +91,10 @@ pub fn transcode_msgpack(
 ) -> Result<(), CodecError> {
     let mut reader = Reader::new(bytes);
     transcode_value(&mut reader, max_depth, max_depth, out).map_err(CodecError::top)?;
+    if !reader.canonical {
+        // Repeats were compared by their bytes, exact only for canonical input.
+        crate::msgpack::decode(bytes, max_depth)?;
+    }
     match bytes.len().saturating_sub(reader.pos()) {
         0 => Ok(()),
         extra => Err(CodecError::invalid(format!(
@@ -122,6 +126,16 @@ fn transcode_value(
             out.push(b']');
         }
         Token::Set { len, outer_end } => {
+            let mut lookahead = reader.clone();
+            let inner = inner_depth(depth_left, max_depth)?;
+            let mut items = Vec::with_capacity(len.min(lookahead.remaining()));
+            for index in 0..len {
+                let start = lookahead.pos();
+                skip_value(&mut lookahead, inner, max_depth)
+                    .map_err(|e| e.within(Seg::Index(index)))?;
+                items.push(lookahead.slice(start));
+            }
+            check_unique_item_bytes(&items)?;
             out.extend_from_slice(b"{\"$set\":[");
             transcode_items(reader, len, depth_left, max_depth, out)?;
             reader.end_set(outer_end)?;
@@ -132,19 +146,23 @@ fn transcode_value(
             // The form depends on all the keys, so look at them first, skipping the values.
             let mut lookahead = reader.clone();
             let mut keys = Vec::with_capacity(len.min(lookahead.remaining() / 2));
+            let mut key_bytes = Vec::with_capacity(keys.capacity());
             for index in 0..len {
                 let key = match lookahead.clone().next() {
                     Ok(Token::Str(name)) => Some(name),
                     _ => None,
                 };
                 keys.push(key);
+                let start = lookahead.pos();
                 skip_value(&mut lookahead, inner, max_depth)
                     .map_err(|e| e.within(Seg::EntryKey(index)))?;
+                key_bytes.push(lookahead.slice(start));
                 skip_value(&mut lookahead, inner, max_depth).map_err(|e| match key {
                     Some(name) => e.within(Seg::Key(name)),
                     None => e.within(Seg::Entry(index)),
                 })?;
             }
+            check_unique_key_bytes(&key_bytes)?;
             let as_object = object_form(keys.iter().copied());
             open_map(as_object, out);
             for (index, key) in keys.iter().enumerate() {

@@ -9,7 +9,7 @@
 pub(crate) mod reader;
 
 use crate::error::Seg;
-use crate::value::entry_seg;
+use crate::value::{check_unique_items, check_unique_keys, entry_seg};
 use crate::{CodecError, Inst, Value};
 use reader::{EXT_INST, EXT_KW, EXT_SET, EXT_UUID, Reader, Token, ext_marker, inst_payload_len};
 
@@ -93,13 +93,20 @@ pub fn decode_prefix(bytes: &[u8], max_depth: usize) -> Result<(Value, usize), C
 }
 
 /// Checks that `bytes` hold exactly one valid value nested at most `max_depth`, without
-/// building it (nothing is allocated). `Ok(true)` when the bytes are also the canonical
-/// encoding, `Ok(false)` when they are valid but not canonical (float 32, a longer form
-/// than needed).
+/// building it. `Ok(true)` when the bytes are also the canonical encoding, `Ok(false)`
+/// when they are valid but not canonical (float 32, a longer form than needed).
+///
+/// Repeated map keys and set elements are refused like [`decode`] refuses them (their
+/// bytes are compared; input that is not canonical is decoded to compare the values).
 pub fn validate(bytes: &[u8], max_depth: usize) -> Result<bool, CodecError> {
     let mut reader = Reader::new(bytes);
     skip_value(&mut reader, max_depth, max_depth).map_err(CodecError::top)?;
     check_filled(bytes, reader.pos())?;
+    if !reader.canonical {
+        // Two keys written in different forms have different bytes: only the values
+        // tell. Rare (canonical writers never produce it), so building them is fine.
+        decode(bytes, max_depth)?;
+    }
     Ok(reader.canonical)
 }
 
@@ -139,6 +146,7 @@ pub(crate) fn read_value(
         Token::Set { len, outer_end } => {
             let items = read_items(reader, len, depth_left, max_depth)?;
             reader.end_set(outer_end)?;
+            check_unique_items(&items)?;
             Value::Set(items)
         }
         Token::Map(len) => {
@@ -152,6 +160,7 @@ pub(crate) fn read_value(
                     .map_err(|e| e.within(entry_seg(&key, index)))?;
                 pairs.push((key, value));
             }
+            check_unique_keys(&pairs)?;
             Value::Map(pairs)
         }
     })
@@ -181,24 +190,78 @@ pub(crate) fn skip_value(
     match reader.next()? {
         Token::Array(len) => skip_items(reader, len, depth_left, max_depth),
         Token::Set { len, outer_end } => {
-            skip_items(reader, len, depth_left, max_depth)?;
-            reader.end_set(outer_end)
+            let inner = inner_depth(depth_left, max_depth)?;
+            let mut items = Vec::with_capacity(len.min(reader.remaining()));
+            for index in 0..len {
+                let start = reader.pos();
+                skip_value(reader, inner, max_depth).map_err(|e| e.within(Seg::Index(index)))?;
+                items.push(reader.slice(start));
+            }
+            reader.end_set(outer_end)?;
+            check_unique_item_bytes(&items)
         }
         Token::Map(len) => {
             let inner = inner_depth(depth_left, max_depth)?;
+            let mut keys = Vec::with_capacity(len.min(reader.remaining() / 2));
             for index in 0..len {
                 // The key is read again only if its value fails, to name the place.
                 let at_key = reader.clone();
+                let start = reader.pos();
                 skip_value(reader, inner, max_depth).map_err(|e| e.within(Seg::EntryKey(index)))?;
+                keys.push(reader.slice(start));
                 skip_value(reader, inner, max_depth).map_err(|e| match at_key.clone().next() {
                     Ok(Token::Str(name)) => e.within(Seg::Key(name)),
                     _ => e.within(Seg::Entry(index)),
                 })?;
             }
-            Ok(())
+            check_unique_key_bytes(&keys)
         }
         _ => Ok(()),
     }
+}
+
+/// [`crate::value`]'s rule on encoded keys: the error at the first key whose bytes repeat
+/// an earlier key's. Exact for canonical bytes.
+pub(crate) fn check_unique_key_bytes(keys: &[&[u8]]) -> Result<(), CodecError> {
+    let Some((first, index)) = first_equal_bytes(keys) else {
+        return Ok(());
+    };
+    let message = format!("duplicate map key (the key of entry {first} again)");
+    let key = keys.get(index).and_then(|k| Reader::new(k).next().ok());
+    Err(match key {
+        Some(Token::Str(name)) => CodecError::invalid(message).within(Seg::Key(name)),
+        _ => CodecError::invalid(message).within(Seg::EntryKey(index)),
+    })
+}
+
+/// The same for the encoded elements of a set.
+pub(crate) fn check_unique_item_bytes(items: &[&[u8]]) -> Result<(), CodecError> {
+    match first_equal_bytes(items) {
+        None => Ok(()),
+        Some((first, index)) => Err(CodecError::invalid(format!(
+            "duplicate set element (equal to [{first}])"
+        ))
+        .within(Seg::Index(index))),
+    }
+}
+
+/// The first member equal to an earlier one, by bytes: `(earlier, later)`. Small lists
+/// are compared pairwise; large ones through a hash set.
+fn first_equal_bytes(members: &[&[u8]]) -> Option<(usize, usize)> {
+    if members.len() <= 16 {
+        return members.iter().enumerate().skip(1).find_map(|(later, b)| {
+            members
+                .iter()
+                .take(later)
+                .position(|a| a == b)
+                .map(|earlier| (earlier, later))
+        });
+    }
+    let mut seen = std::collections::HashMap::with_capacity(members.len());
+    members
+        .iter()
+        .enumerate()
+        .find_map(|(later, bytes)| seen.insert(*bytes, later).map(|earlier| (earlier, later)))
 }
 
 fn skip_items(

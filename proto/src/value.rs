@@ -2,10 +2,12 @@
 //! (keywords, instants, depth) and the constructors and accessors applications use.
 
 mod inst;
+mod unique;
 
 use std::fmt;
 
 pub use inst::Inst;
+pub(crate) use unique::{check_unique_items, check_unique_keys};
 
 use crate::CodecError;
 use crate::error::Seg;
@@ -148,7 +150,9 @@ impl Value {
         Value::List(items.into_iter().map(Into::into).collect())
     }
 
-    /// A set of the items (kept in the given order; duplicates are kept as given).
+    /// A set of the items, in the given order. A repeated item is kept as given, and
+    /// makes the value fail [`Value::check`]: no encoding may carry it (PROTOCOL.md
+    /// section 2), so the server refuses it and the client never sends it.
     pub fn set<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Value {
         Value::Set(items.into_iter().map(Into::into).collect())
     }
@@ -318,14 +322,29 @@ impl Value {
     }
 
     /// Checks what a decoder would: keywords valid, instants in range, nesting at most
-    /// `max_depth`. A value built in code passes this iff its encodings decode.
+    /// `max_depth`, no map key and no set element repeated (equal meaning the same
+    /// canonical MessagePack encoding). A value built in code passes this iff its
+    /// encodings decode. The error names the place (`tags[2]: duplicate set element ...`).
+    /// Linear in the value's size (large maps and sets are checked through a hash set).
     pub fn check(&self, max_depth: usize) -> Result<(), CodecError> {
-        self.check_level(max_depth, max_depth)
+        self.check_level(max_depth, max_depth, true)
+            .map_err(CodecError::top)
+    }
+
+    /// [`Value::check`] without the uniqueness rule, for a decoder that checked it while
+    /// building the value.
+    pub(crate) fn check_decoded(&self, max_depth: usize) -> Result<(), CodecError> {
+        self.check_level(max_depth, max_depth, false)
             .map_err(CodecError::top)
     }
 
     /// [`Value::check`] for a value that may still hold `depth_left` levels of containers.
-    fn check_level(&self, depth_left: usize, max_depth: usize) -> Result<(), CodecError> {
+    fn check_level(
+        &self,
+        depth_left: usize,
+        max_depth: usize,
+        unique: bool,
+    ) -> Result<(), CodecError> {
         let inner = || {
             depth_left
                 .checked_sub(1)
@@ -337,19 +356,26 @@ impl Value {
             Value::List(items) | Value::Set(items) => {
                 let inner = inner()?;
                 for (index, item) in items.iter().enumerate() {
-                    item.check_level(inner, max_depth)
+                    item.check_level(inner, max_depth, unique)
                         .map_err(|e| e.within(Seg::Index(index)))?;
                 }
-                Ok(())
+                // After the items: their depth is checked, so hashing them is bounded.
+                match self {
+                    Value::Set(items) if unique => check_unique_items(items),
+                    _ => Ok(()),
+                }
             }
             Value::Map(pairs) => {
                 let inner = inner()?;
                 for (index, (key, value)) in pairs.iter().enumerate() {
-                    key.check_level(inner, max_depth)
+                    key.check_level(inner, max_depth, unique)
                         .map_err(|e| e.within(Seg::EntryKey(index)))?;
                     value
-                        .check_level(inner, max_depth)
+                        .check_level(inner, max_depth, unique)
                         .map_err(|e| e.within(entry_seg(key, index)))?;
+                }
+                if unique {
+                    check_unique_keys(pairs)?;
                 }
                 Ok(())
             }

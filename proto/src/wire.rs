@@ -9,6 +9,7 @@
 //! - `admin`: the operator's endpoints beside the contract (admin API, one-document read).
 
 mod admin;
+mod envelope;
 mod push;
 mod read;
 mod slots;

@@ -61,11 +61,11 @@ fn shape_errors() {
         bad,
         "body: must be a map with string keys",
     );
-    // A member given twice: the JSON reader refuses it; in MessagePack the message refuses it.
+    // A member given twice is a repeated map key, refused the same way in both encodings.
     assert_error(
         push_json(r#"{"group":"g","group":"h","changes":[]}"#),
         bad,
-        "body: group: duplicate member name",
+        "body: group: duplicate map key (the key of entry 0 again)",
     );
     let twice = Value::Map(vec![
         (value!("group"), value!("g")),
@@ -75,7 +75,7 @@ fn shape_errors() {
     assert_error(
         UncheckedPush::decode(&msgpack::encode(&twice), Encoding::MsgPack, &limits()),
         bad,
-        "group: appears more than once",
+        "body: group: duplicate map key (the key of entry 0 again)",
     );
     let undecodable = push_json(r#"{"group":"g","#).unwrap_err();
     assert_eq!(undecodable.code, bad);

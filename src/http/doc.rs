@@ -13,6 +13,7 @@ use atomsync_proto::wire::{DocAnswer, check_group, check_key};
 use super::AppState;
 use super::error::ApiError;
 use super::request::{identify, param, query_pairs, response_encoding};
+use crate::auth::Access;
 
 /// `GET /sync/doc?group=G&key=K`: `{"group", "epoch", "doc": DOC | null}`, null when the
 /// key was never written, a DOC with `"deleted": true` for a tombstone.
@@ -27,7 +28,7 @@ pub async fn get(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse
     check_key(key).map_err(|e| bad(format!("key: {e}")))?;
     state
         .auth
-        .authorize(identity, group)
+        .authorize(&identity, group, Access::Read)
         .map_err(|error| ApiError {
             error,
             encoding: enc,

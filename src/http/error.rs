@@ -47,7 +47,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        if self.error.code == ErrorCode::RequestTimeout {
+            // What is left of a late body may never come: the connection is not reused.
+            response.force_close();
+        }
+        response
             .content_type(self.encoding.content_type())
             .body(encode_error(&self.error, self.encoding))
     }

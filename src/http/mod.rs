@@ -6,6 +6,8 @@
 //! - [`request`]: content negotiation, the token, the body within its limit.
 //! - [`error`]: [`ApiError`], the one way an error is answered.
 //! - [`assets`]: the browser client module and the demo page.
+//! - [`server`]: the HTTP server over guarded connections.
+//! - [`guard`]: the `Origin` and `Host` checks against foreign pages and DNS rebinding.
 //!
 //! Unknown paths answer 404 and known paths with another method 405, both with the
 //! protocol's error body.
@@ -14,10 +16,10 @@ pub mod admin;
 pub mod assets;
 pub mod doc;
 pub mod error;
+pub mod guard;
 pub mod request;
+pub mod server;
 pub mod sync;
-
-use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, middleware, web};
@@ -27,7 +29,7 @@ use tokio::sync::watch;
 pub use error::ApiError;
 
 use crate::actors::Registry;
-use crate::auth::Auth;
+use crate::auth::SharedAuth;
 use crate::storage::Storage;
 
 /// What every handler and WebSocket session shares.
@@ -36,8 +38,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Pushes, reads (pull, catch-up) and health.
     pub storage: Storage,
-    /// Users and their groups.
-    pub auth: Arc<Auth>,
+    /// Users, their groups and the allowed origins; replaced on a config reload.
+    pub auth: SharedAuth,
     /// Value limits.
     pub limits: Limits,
     /// Largest body or frame.
@@ -46,6 +48,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The `[admin]` token; `None` turns the admin API off.
     pub admin_token: Option<admin::AdminToken>,
+    /// WebSocket pings, silence and close timings.
+    pub liveness: crate::ws::Liveness,
 }
 
 /// Registers every route.

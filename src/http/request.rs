@@ -1,13 +1,14 @@
 //! Reading a request: the response encoding, the token, the body within its limit.
 
 use actix_web::HttpRequest;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::{BytesMut, Payload};
 use atomsync_proto::{Encoding, ErrorCode};
 use futures_util::StreamExt;
 
 use super::error::ApiError;
-use crate::auth::{Auth, Identity};
+use crate::auth::{Identity, SharedAuth};
 
 /// The response encoding: the first of ours that `Accept` names, else the request body's,
 /// else JSON (PROTOCOL.md section 3).
@@ -62,7 +63,7 @@ pub fn token<'a>(req: &'a HttpRequest, pairs: &'a [(String, String)]) -> Option<
 /// checked against the configured users; 401 in `respond_in` when auth is on and it fails.
 pub fn identify(
     req: &HttpRequest,
-    auth: &Auth,
+    auth: &SharedAuth,
     respond_in: Encoding,
 ) -> Result<Identity, ApiError> {
     let pairs = query_pairs(req).unwrap_or_default();
@@ -94,12 +95,15 @@ pub async fn read_body(
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
+        let chunk = chunk.map_err(|e| match e {
+            PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::new(ErrorCode::RequestTimeout, format!("body: {e}"), respond_in)
+            }
+            e => ApiError::new(
                 ErrorCode::BadRequest,
                 format!("body: cannot be read: {e}"),
                 respond_in,
-            )
+            ),
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());

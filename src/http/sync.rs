@@ -13,6 +13,7 @@ use atomsync_proto::{Encoding, ErrorCode, Value};
 use super::AppState;
 use super::error::ApiError;
 use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
+use crate::auth::Access;
 
 /// The default and the largest page of a pull.
 const DEFAULT_LIMIT: usize = 1000;
@@ -41,7 +42,7 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
     };
     state
         .auth
-        .authorize(identity, group)
+        .authorize(&identity, group, Access::Read)
         .map_err(|error| ApiError {
             error,
             encoding: enc,
@@ -78,7 +79,7 @@ pub async fn push(
     let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)
         .map_err(|error| ApiError::from_request(error, enc))?;
     drop(body);
-    let response = crate::push::push(&state, identity, unchecked)
+    let response = crate::push::push(&state, &identity, unchecked)
         .await
         .map_err(|error| ApiError::from_request(error, enc))?;
     Ok(ok(enc, response.encode(enc)))

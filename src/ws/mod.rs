@@ -38,6 +38,7 @@ mod session_tests;
 mod subscription;
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev;
 use actix_web::error::PayloadError;
@@ -50,6 +51,28 @@ use futures_util::Stream;
 use crate::http::request::{identify, response_encoding};
 use crate::http::{ApiError, AppState};
 
+/// How a session keeps a connection alive and how fast it lets one go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// A connection silent (not even a pong) this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection the server closes is gone this long after the decision.
+    pub close_timeout: Duration,
+}
+
+impl Default for Liveness {
+    /// The protocol's: a ping every 15 s, closed after 45 s of silence, gone 2 s after.
+    fn default() -> Liveness {
+        Liveness {
+            ping_interval: session::HEARTBEAT_INTERVAL,
+            idle_timeout: session::CLIENT_TIMEOUT,
+            close_timeout: session::CLOSE_TIMEOUT,
+        }
+    }
+}
+
 /// What actix-web's request payload holds: any stream of body chunks.
 type PayloadStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
 
@@ -60,6 +83,10 @@ pub async fn upgrade(
     state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let encoding = response_encoding(&req);
+    crate::http::guard::check_upgrade_origin(&req, &state.auth.current())?;
+    // Watched from before the token is checked: rules replaced after this point reach the
+    // session, which checks its token again.
+    let rules = state.auth.watch();
     let identity = identify(&req, &state.auth, encoding)?;
     if *state.shutdown.borrow() {
         return Err(ApiError::new(
@@ -93,7 +120,11 @@ pub async fn upgrade(
         messages,
         state: state.clone(),
         identity,
+        rules,
         oversized,
+        conn: req
+            .conn_data::<crate::conn::ConnHandle>()
+            .map(|handle| handle.0.clone()),
     };
     actix_web::rt::spawn(session::run(start));
     Ok(response)

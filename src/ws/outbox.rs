@@ -18,7 +18,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use super::session::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
+use std::time::Duration;
 
 /// Why a session ends, and the close frame it sends.
 #[derive(Debug)]
@@ -50,12 +50,23 @@ impl End {
 pub(super) struct Outbox {
     socket: actix_ws::Session,
     overflow: Arc<Notify>,
+    /// A write that waits this long for room ends the session (1013).
+    write_timeout: Duration,
 }
 
 impl Outbox {
-    /// Writes to `socket`; gives up when `overflow` is notified.
-    pub(super) fn new(socket: actix_ws::Session, overflow: Arc<Notify>) -> Outbox {
-        Outbox { socket, overflow }
+    /// Writes to `socket`; gives up when `overflow` is notified or a write waits for
+    /// `write_timeout`.
+    pub(super) fn new(
+        socket: actix_ws::Session,
+        overflow: Arc<Notify>,
+        write_timeout: Duration,
+    ) -> Outbox {
+        Outbox {
+            socket,
+            overflow,
+            write_timeout,
+        }
     }
 
     /// Encodes and sends a frame.
@@ -70,12 +81,16 @@ impl Outbox {
 
     /// Sends an encoded frame: MessagePack as a binary frame, JSON as a text frame.
     pub(super) async fn bytes(&mut self, encoding: Encoding, bytes: Bytes) -> Result<(), End> {
-        let Outbox { socket, overflow } = self;
+        let Outbox {
+            socket,
+            overflow,
+            write_timeout,
+        } = self;
         match encoding {
-            Encoding::MsgPack => guarded(socket.binary(bytes), overflow).await,
+            Encoding::MsgPack => guarded(socket.binary(bytes), overflow, *write_timeout).await,
             // The JSON writer only writes UTF-8; checking it keeps the shared bytes uncopied.
             Encoding::Json => match ByteString::try_from(bytes) {
-                Ok(text) => guarded(socket.text(text), overflow).await,
+                Ok(text) => guarded(socket.text(text), overflow, *write_timeout).await,
                 Err(e) => {
                     tracing::error!(error = %e, "an encoded JSON frame is not UTF-8; not sent");
                     Ok(())
@@ -86,19 +101,28 @@ impl Outbox {
 
     /// Sends a ping.
     pub(super) async fn ping(&mut self) -> Result<(), End> {
-        let Outbox { socket, overflow } = self;
-        guarded(socket.ping(b""), overflow).await
+        let Outbox {
+            socket,
+            overflow,
+            write_timeout,
+        } = self;
+        guarded(socket.ping(b""), overflow, *write_timeout).await
     }
 
     /// Answers a ping.
     pub(super) async fn pong(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Outbox { socket, overflow } = self;
-        guarded(socket.pong(payload), overflow).await
+        let Outbox {
+            socket,
+            overflow,
+            write_timeout,
+        } = self;
+        guarded(socket.pong(payload), overflow, *write_timeout).await
     }
 
-    /// Sends the close frame `end` calls for, waiting at most [`CLOSE_TIMEOUT`] for room:
-    /// a client that reads nothing gets its connection dropped instead.
-    pub(super) async fn close(self, end: End) {
+    /// Sends the close frame `end` calls for, waiting at most `grace` for room: a client
+    /// that reads nothing gets its connection dropped instead (and its socket aborted by
+    /// the connection's deadline, see [`crate::conn`]).
+    pub(super) async fn close(self, end: End, grace: Duration) {
         let reason = match end {
             End::Gone => return,
             End::ClientClosed(reason) => reason,
@@ -107,13 +131,11 @@ impl Outbox {
                 description: Some(description),
             }),
         };
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.socket.close(reason))
+        if tokio::time::timeout(grace, self.socket.close(reason))
             .await
             .is_err()
         {
-            tracing::debug!(
-                "the client read nothing for {CLOSE_TIMEOUT:?}; dropping the connection"
-            );
+            tracing::debug!("the client read nothing for {grace:?}; dropping the connection");
         }
     }
 }
@@ -128,23 +150,25 @@ impl Outbox {
 async fn guarded(
     write: impl Future<Output = Result<(), Closed>>,
     overflow: &Notify,
+    write_timeout: Duration,
 ) -> Result<(), End> {
     let mut write = pin!(write);
     if let Poll::Ready(written) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
         return written.map_err(|Closed| End::Gone);
     }
     // Boxed: the timer is large, and every session's state machine would carry its room.
-    Box::pin(wait(write, overflow)).await
+    Box::pin(wait(write, overflow, write_timeout)).await
 }
 
 /// The slow path of [`guarded`]: a write that must wait for the client to read.
 async fn wait(
     write: Pin<&mut impl Future<Output = Result<(), Closed>>>,
     overflow: &Notify,
+    write_timeout: Duration,
 ) -> Result<(), End> {
     tokio::select! {
         written = write => written.map_err(|Closed| End::Gone),
         () = overflow.notified() => Err(End::too_slow()),
-        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(End::too_slow()),
+        () = tokio::time::sleep(write_timeout) => Err(End::too_slow()),
     }
 }

@@ -30,13 +30,15 @@ use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
 use super::subscription::{Handover, RoundEnd, Subscription};
 use crate::actors::{GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, Unsubscribe};
-use crate::auth::Identity;
+use crate::auth::{Access, Auth, Identity};
+use crate::conn::Conn;
 use crate::http::AppState;
 
-/// How often the server pings.
-pub(super) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
-/// A connection that sent nothing (not even a pong) for this long is closed.
-pub(super) const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+/// How often the server pings (PROTOCOL.md section 6; `[server] ping_interval`).
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// A connection that sent nothing (not even a pong) for this long is closed
+/// (`[server] idle_timeout`).
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 /// Live frames queued for one connection, all its groups together, before it counts as too
 /// slow (1013). Frames are shared `Bytes`, so this bounds pointers, not copies.
 pub(super) const QUEUE_CAPACITY: usize = 256;
@@ -49,10 +51,10 @@ pub(super) const LIVE_BATCH: usize = 32;
 pub(super) const PUSHES_IN_FLIGHT: usize = 64;
 /// Catch-up frames read ahead of the socket, all groups of the connection together.
 pub(super) const CATCH_UP_AHEAD: usize = 4;
-/// A write that waits this long for a client that reads nothing ends the session (1013).
-pub(super) const WRITE_TIMEOUT: Duration = CLIENT_TIMEOUT;
-/// How long the close frame may wait for room before the connection is dropped instead.
-pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection the server closes may take to go: the close frame waits this
+/// long for room, and the socket is aborted this long after the decision whatever the
+/// peer does (`[server] close_timeout`).
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connection ids: how a group actor tells its subscribers apart. Unique for the life of
 /// the process, so a late message about a closed connection can never hit a new one.
@@ -87,9 +89,14 @@ pub(super) struct Start {
     pub(super) state: Data<AppState>,
     /// Who authenticated at the upgrade.
     pub(super) identity: Identity,
+    /// The rules, watched since before `identity` was checked.
+    pub(super) rules: watch::Receiver<Arc<Auth>>,
     /// Set when the client declared a frame over the limit. Shared (an `Arc` of an atomic)
     /// with the payload adapter that actix-ws's decoder owns, the only one that can tell.
     pub(super) oversized: Arc<AtomicBool>,
+    /// The connection's registration, to abort its socket once the session has ended
+    /// (absent in tests without a real connection).
+    pub(super) conn: Option<Arc<Conn>>,
 }
 
 struct Session {
@@ -111,6 +118,7 @@ struct Session {
     generations: u64,
     last_heard: Instant,
     oversized: Arc<AtomicBool>,
+    conn: Option<Arc<Conn>>,
 }
 
 /// Runs a session to its end, then unregisters it from every group.
@@ -123,24 +131,32 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
     let (live_tx, live_rx) = mpsc::channel(QUEUE_CAPACITY);
     let overflow = Arc::new(Notify::new());
     let shutdown = start.state.shutdown.clone();
-    let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
+    let rules = start.rules;
+    let liveness = start.state.liveness;
+    let last_heard = Instant::now();
+    let mut heartbeat = interval_at(last_heard + liveness.ping_interval, liveness.ping_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let messages = start.messages;
     let session = Session {
         conn_id,
         identity: start.identity,
         state: start.state,
-        out: Outbox::new(start.socket, overflow.clone()),
+        // A write that waits as long as the silence limit for a client that reads
+        // nothing ends the session (1013).
+        out: Outbox::new(start.socket, overflow.clone(), liveness.idle_timeout),
         live_tx,
         overflow: overflow.clone(),
         catch_up: None,
         subscriptions: HashMap::new(),
         generations: 0,
-        last_heard: Instant::now(),
+        last_heard,
         oversized: start.oversized,
+        conn: start.conn,
     };
     tracing::debug!(conn_id, "websocket open");
-    serve(session, messages, live_rx, overflow, shutdown, heartbeat)
+    serve(
+        session, messages, live_rx, overflow, shutdown, heartbeat, rules,
+    )
 }
 
 /// The session's loop, then its end.
@@ -151,6 +167,7 @@ async fn serve(
     overflow: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     mut heartbeat: Interval,
+    mut rules: watch::Receiver<Arc<Auth>>,
 ) {
     // Pushes sent to storage and not yet answered, oldest first: answered in order.
     let mut pending: VecDeque<PendingPush> = VecDeque::new();
@@ -178,7 +195,11 @@ async fn serve(
         let step = tokio::select! {
             () = overflow.notified() => Err(End::too_slow()),
             changed = shutdown.changed() => changed.map_err(|_| End::going_away()),
-            _ = heartbeat.tick() => Box::pin(session.heartbeat()).await,
+            _ = heartbeat.tick() => Box::pin(session.heartbeat(&mut heartbeat)).await,
+            Ok(()) = rules.changed() => {
+                let rules = rules.borrow_and_update().clone();
+                Box::pin(session.on_new_rules(&rules)).await
+            }
             (encoding, answer) = oldest(&mut pending), if !pending.is_empty() => {
                 pending.pop_front();
                 Box::pin(session.out.frame(encoding, &answer)).await
@@ -226,12 +247,60 @@ async fn catch_up_event(
 }
 
 impl Session {
-    async fn heartbeat(&mut self) -> Result<(), End> {
-        if self.last_heard.elapsed() >= CLIENT_TIMEOUT {
-            let reason = format!("no message for {} s", CLIENT_TIMEOUT.as_secs());
+    /// A heartbeat tick: closes a connection silent for the idle timeout, else pings. When
+    /// the silence limit falls before the next tick, the next tick is moved to it, so a
+    /// silent connection is closed at the limit, not up to a ping interval later.
+    async fn heartbeat(&mut self, heartbeat: &mut Interval) -> Result<(), End> {
+        let liveness = self.state.liveness;
+        let silent_until = self.last_heard + liveness.idle_timeout;
+        if Instant::now() >= silent_until {
+            let reason = format!("no message for {:?}", liveness.idle_timeout);
             return Err(End::Close(CloseCode::Policy, reason));
         }
+        if silent_until < Instant::now() + liveness.ping_interval {
+            heartbeat.reset_at(silent_until);
+        }
         self.out.ping().await
+    }
+
+    /// The rules were replaced (a config reload): a connection whose token is gone is
+    /// closed; a subscription to a group the user may no longer read gets `forbidden`.
+    async fn on_new_rules(&mut self, rules: &Auth) -> Result<(), End> {
+        let Some(digest) = self.identity.token_digest().copied() else {
+            // Auth was off when this connection came: it had no token to check again.
+            if rules.is_on() {
+                return Err(End::Close(
+                    CloseCode::Policy,
+                    "auth is now on: reconnect with a token".into(),
+                ));
+            }
+            return Ok(());
+        };
+        let Some(identity) = rules.recognize(&digest) else {
+            tracing::info!(
+                conn_id = self.conn_id,
+                "token revoked: closing its websocket"
+            );
+            return Err(End::Close(CloseCode::Policy, "token revoked".into()));
+        };
+        self.identity = identity;
+        let mut revoked: Vec<(Arc<str>, WireError)> = Vec::new();
+        for group in self.subscriptions.keys() {
+            if let Err(error) = Auth::authorize(&self.identity, group, Access::Read) {
+                revoked.push((group.clone(), error));
+            }
+        }
+        for (group, error) in revoked {
+            let encoding = self
+                .subscriptions
+                .get(&group)
+                .map_or(Encoding::Json, |s| s.encoding);
+            self.drop_subscription(&group);
+            self.release_catch_up();
+            self.error(encoding, None, Some(group.to_string()), error)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A client frame; `busy`: pushes are in flight, so only another push may go ahead.
@@ -339,7 +408,11 @@ impl Session {
         since: u64,
         encoding: Encoding,
     ) -> Result<(), End> {
-        if let Err(error) = self.state.auth.authorize(self.identity, &group) {
+        if let Err(error) = self
+            .state
+            .auth
+            .authorize(&self.identity, &group, Access::Read)
+        {
             return self.error(encoding, None, Some(group), error).await;
         }
         let name: Arc<str> = group.into();
@@ -390,7 +463,7 @@ impl Session {
     /// (see [`run`]).
     fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
-        let answer = crate::push::push(&self.state, self.identity, push);
+        let answer = crate::push::push(&self.state, &self.identity, push);
         Box::pin(async move {
             let frame = match answer.await {
                 Ok(response) => ServerFrame::Pushed { id, response },
@@ -448,6 +521,7 @@ impl Session {
             }
             Step::Done { seq, reset } => match sub.handover.round_done(seq, reset) {
                 RoundEnd::Live { seq, reset, frames } => {
+                    sub.round_finished();
                     let subscribed = ServerFrame::Subscribed {
                         group: event.group.to_string(),
                         epoch: self.state.storage.epoch().to_owned(),
@@ -594,6 +668,12 @@ impl Session {
                 tracing::debug!(conn_id = self.conn_id, "websocket closed")
             }
         }
-        self.out.close(end).await;
+        let grace = self.state.liveness.close_timeout;
+        if let Some(conn) = &self.conn {
+            // Whatever the peer does, the socket goes within the grace (PROTOCOL.md
+            // section 4): a peer that reads nothing cannot hold it open.
+            conn.close_within(grace);
+        }
+        self.out.close(end, grace).await;
     }
 }

@@ -3,7 +3,6 @@
 //! for the heartbeat and silence tests, so 45 s pass in no time and exactly.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -19,7 +18,7 @@ use tokio::time::Instant;
 
 use super::session::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, QUEUE_CAPACITY};
 use crate::actors::Registry;
-use crate::auth::Auth;
+use crate::auth::{Auth, SharedAuth};
 use crate::config::{Config, Durability};
 use crate::http::AppState;
 use crate::storage::Storage;
@@ -43,11 +42,12 @@ fn harness() -> Harness {
     let state = Data::new(AppState {
         registry: Registry::new(storage.clone()),
         storage,
-        auth: Arc::new(Auth::from_config(&config)),
+        auth: SharedAuth::new(Auth::from_config(&config)),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
         shutdown,
         admin_token: None,
+        liveness: crate::ws::Liveness::default(),
     });
     Harness {
         _dir: dir,

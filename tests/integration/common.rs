@@ -90,6 +90,21 @@ impl TestServer {
         }
     }
 
+    /// Rewrites the config file with `extra_toml` in place of the one it started with, and
+    /// sends SIGHUP: the server reloads it while it runs.
+    pub fn reload_with(&mut self, extra_toml: &str) {
+        self.extra_toml = extra_toml.to_owned();
+        let bind = self.addr.to_string();
+        self.write_config(&bind);
+        let pid = self
+            .child
+            .as_ref()
+            .expect("server is running")
+            .id()
+            .to_string();
+        let _ = Command::new("kill").args(["-HUP", &pid]).status();
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -105,7 +120,7 @@ impl TestServer {
         self.spawn(&bind);
     }
 
-    fn spawn(&mut self, bind: &str) {
+    fn write_config(&self, bind: &str) -> PathBuf {
         let config = self.dir.path().join("atomsync.toml");
         let toml = format!(
             "[server]\nbind = {bind:?}\ndb = {:?}\ndurability = \"normal\"\n{}\n",
@@ -113,6 +128,11 @@ impl TestServer {
             self.extra_toml
         );
         std::fs::write(&config, toml).expect("write config");
+        config
+    }
+
+    fn spawn(&mut self, bind: &str) {
+        let config = self.write_config(bind);
         // The port of a restart can stay taken for a moment: retry.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

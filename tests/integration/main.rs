@@ -5,5 +5,6 @@ mod admin;
 mod cli;
 mod client;
 mod common;
+mod hostile;
 mod http;
 mod ws;

@@ -9,7 +9,7 @@
 use base64::Engine as _;
 
 use crate::error::Seg;
-use crate::value::check_keyword;
+use crate::value::{check_keyword, check_unique_items, check_unique_keys};
 use crate::{CodecError, Inst, Value};
 
 /// Tags whose payload sits one member deep: an error inside one is reported at the
@@ -31,8 +31,9 @@ pub(crate) fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, CodecError>
     if parser.pos != bytes.len() {
         return Err(parser.syntax("unexpected text after the value"));
     }
-    // The exact depth, now that every tag has become the value it stands for.
-    value.check(max_depth)?;
+    // The exact depth, now that every tag has become the value it stands for (maps and
+    // sets were checked for repeats as they were built).
+    value.check_decoded(max_depth)?;
     Ok(value)
 }
 
@@ -176,13 +177,13 @@ impl Parser<'_> {
         {
             return tag(&name, payload, first_payload);
         }
-        check_distinct(&members)?;
-        Ok(Value::Map(
-            members
-                .into_iter()
-                .map(|(name, value)| (Value::Str(name), value))
-                .collect(),
-        ))
+        let pairs: Vec<(Value, Value)> = members
+            .into_iter()
+            .map(|(name, value)| (Value::Str(name), value))
+            .collect();
+        // A JSON object cannot name a member twice, as no map can hold a key twice.
+        check_unique_keys(&pairs)?;
+        Ok(Value::Map(pairs))
     }
 
     fn string(&mut self) -> Result<String, CodecError> {
@@ -330,33 +331,6 @@ impl Parser<'_> {
     }
 }
 
-/// A JSON object cannot name a member twice.
-fn check_distinct(members: &[(String, Value)]) -> Result<(), CodecError> {
-    let duplicate =
-        |name: &str| CodecError::invalid("duplicate member name").within(Seg::Key(name));
-    if members.len() <= 16 {
-        for (index, (name, _)) in members.iter().enumerate() {
-            if members
-                .iter()
-                .skip(index + 1)
-                .any(|(other, _)| other == name)
-            {
-                return Err(duplicate(name));
-            }
-        }
-        return Ok(());
-    }
-    let mut names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
-    names.sort_unstable();
-    match names.windows(2).find_map(|pair| match pair {
-        [a, b] if a == b => Some(*a),
-        _ => None,
-    }) {
-        Some(name) => Err(duplicate(name)),
-        None => Ok(()),
-    }
-}
-
 /// The value a tag stands for. `first_byte` is where the payload's text began.
 fn tag(name: &str, payload: Value, first_byte: Option<u8>) -> Result<Value, CodecError> {
     let bad = |what: &str| CodecError::invalid(format!("{name} payload must be {what}"));
@@ -388,6 +362,7 @@ fn tag(name: &str, payload: Value, first_byte: Option<u8>) -> Result<Value, Code
                 };
                 pairs.push((key, value));
             }
+            check_unique_keys(&pairs)?;
             Ok(Value::Map(pairs))
         }
         ("$inst", Value::Str(text)) => Inst::parse_rfc3339(&text).map(Value::Inst),
@@ -395,7 +370,7 @@ fn tag(name: &str, payload: Value, first_byte: Option<u8>) -> Result<Value, Code
             .map(Value::Uuid)
             .ok_or_else(|| bad("a hyphenated UUID")),
         ("$kw", Value::Str(text)) => check_keyword(&text).map(|()| Value::Kw(text)),
-        ("$set", Value::List(items)) => Ok(Value::Set(items)),
+        ("$set", Value::List(items)) => check_unique_items(&items).map(|()| Value::Set(items)),
         ("$float", _) => Err(bad(float_payload)),
         ("$bytes" | "$inst" | "$uuid" | "$kw", _) => Err(bad("a string")),
         ("$map", _) => Err(bad(map_payload)),

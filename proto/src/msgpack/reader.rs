@@ -67,6 +67,11 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// The bytes from `start` to the current position.
+    pub(crate) fn slice(&self, start: usize) -> &'a [u8] {
+        self.bytes.get(start..self.pos).unwrap_or_default()
+    }
+
     /// Bytes left before the end of the current payload: an upper bound on how many
     /// items can follow, whatever a header claims.
     pub(crate) fn remaining(&self) -> usize {

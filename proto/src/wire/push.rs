@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::envelope;
 use super::read::{Fields, VALUE_OR_DELETED, codec_error, is_scalar, quoted};
 use super::{
     Change, ClientFrame, Encoding, FrameError, Limits, Op, PushRequest, UncheckedPush, check_group,
@@ -231,7 +232,11 @@ impl ClientFrame {
             group: None,
             error,
         };
-        let message = decode_push(bytes, encoding, limits, "frame").map_err(bare)?;
+        let message = decode_push(bytes, encoding, limits, "frame").map_err(|error| {
+            // The frame as a whole does not decode; its envelope may still name itself.
+            let (id, group) = envelope::recover(bytes, encoding);
+            FrameError { id, group, error }
+        })?;
         let (id, group_echo) = {
             let fields = Fields::top(&message, "frame").map_err(bare)?;
             let id = fields.peek("id").filter(|id| is_scalar(id)).cloned();

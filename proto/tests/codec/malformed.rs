@@ -268,8 +268,8 @@ fn json_out_of_range_numbers() {
 
 #[test]
 fn json_tag_errors_name_the_tag_and_the_place() {
-    invalid("a", "duplicate member name", js(r#"{"a":1,"a":2}"#));
-    invalid("x.b", "duplicate member name", js(r#"{"x":{"b":1,"b":2}}"#));
+    invalid("a", "duplicate map key", js(r#"{"a":1,"a":2}"#));
+    invalid("x.b", "duplicate map key", js(r#"{"x":{"b":1,"b":2}}"#));
     invalid("", "unknown tag \"$foo\"", js(r#"{"$foo":1}"#));
     invalid("", "unknown tag \"$\"", js(r#"{"$":1}"#));
     invalid("", "invalid keyword", js(r#"{"$kw":""}"#));
@@ -374,4 +374,53 @@ fn json_depth_is_bounded() {
         );
     }
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// One value, one answer (PROTOCOL.md section 2): a repeated map key or set element is
+/// refused in every encoding, at the place it repeats; equal means the same canonical
+/// MessagePack encoding.
+#[test]
+fn repeated_keys_and_elements_are_refused_in_every_encoding() {
+    let key = "duplicate map key (the key of entry 0 again)";
+    let element = "duplicate set element (equal to [0])";
+    // A string key: the MessagePack map, the `$map` list and the JSON object agree.
+    invalid("a", key, mp("82 a161 01 a161 02"));
+    invalid("a", key, js(r#"{"$map":[["a",1],["a",2]]}"#));
+    invalid("a", key, js(r#"{"a":1,"a":2}"#));
+    // Any key: 1 as a fixint and as a uint 8 (not canonical) are the same integer.
+    invalid("{key 1}", key, mp("82 01 c0 cc01 c0"));
+    invalid("{key 1}", key, js(r#"{"$map":[[1,null],[1,null]]}"#));
+    invalid(
+        "[2].x{key 1}",
+        key,
+        js(r#"[0,1,{"x":{"$map":[[[1],2],[[1],3]]}}]"#),
+    );
+    // Sets, nested anywhere; every NaN is the one NaN.
+    invalid("[1]", element, mp("c7 03 03 92 01 01"));
+    invalid("[1]", element, js(r#"{"$set":[1,1]}"#));
+    invalid(
+        "tags[1]",
+        element,
+        js(r#"{"tags":{"$set":[{"$float":"NaN"},{"$float":"NaN"}]},"n":1}"#),
+    );
+    invalid(
+        "[1]",
+        element,
+        js(
+            r#"{"$set":[{"$uuid":"550e8400-e29b-41d4-a716-446655440000"},{"$uuid":"550E8400-E29B-41D4-A716-446655440000"}]}"#,
+        ),
+    );
+    // Different encodings are different values: 1 and 1.0, 0.0 and -0.0, "a" and :a.
+    for distinct in [
+        r#"{"$set":[1,1.0]}"#,
+        r#"{"$set":[0.0,-0.0]}"#,
+        r#"{"$set":["a",{"$kw":"a"}]}"#,
+        r#"{"$map":[[[1,2],1],[[2,1],2]]}"#,
+    ] {
+        js(distinct).unwrap();
+    }
+    // A value built in code is held to the same rule before it is sent.
+    let built = atomsync_proto::Value::set([1, 2, 1]);
+    let err = built.check(MAX_DEPTH).unwrap_err();
+    assert_eq!(err.to_string(), "[2]: duplicate set element (equal to [0])");
 }

@@ -72,16 +72,30 @@ fn leaf() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// `members` without those whose `key` encodes as an earlier one's: a valid set or map
+/// (PROTOCOL.md section 2).
+fn distinct<T>(members: Vec<T>, key: impl Fn(&T) -> &Value) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    members
+        .into_iter()
+        .filter(|member| seen.insert(msgpack::encode(key(member))))
+        .collect()
+}
+
 /// Any value: at most 4 levels of containers, at most 8 items in each.
 pub fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(4, 48, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::List),
-            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Set),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..6).prop_map(Value::Map),
-            // String-keyed maps, sometimes with `$` names or a repeated name.
-            prop::collection::vec((text(), inner), 0..6)
-                .prop_map(|pairs| Value::map(pairs.into_iter().map(|(k, v)| (Value::Str(k), v)))),
+            prop::collection::vec(inner.clone(), 0..8)
+                .prop_map(|items| Value::Set(distinct(items, |item| item))),
+            prop::collection::vec((inner.clone(), inner.clone()), 0..6)
+                .prop_map(|pairs| Value::Map(distinct(pairs, |(key, _)| key))),
+            // String-keyed maps, sometimes with `$` names (a repeated name is dropped).
+            prop::collection::vec((text(), inner), 0..6).prop_map(|pairs| {
+                let pairs = pairs.into_iter().map(|(k, v)| (Value::Str(k), v)).collect();
+                Value::Map(distinct(pairs, |(key, _)| key))
+            }),
         ]
     })
 }
