@@ -19,14 +19,15 @@
       (h/closing 2 (fn [ca cb]
                      (p/let [a (h/synced ca server "f1-converge")
                              b (h/synced cb server "f1-converge")]
-                       (p/loop [round 0]
-                         (when (< round 5)
-                           (swap! a assoc "k" {:by "a" :round round})
-                           (swap! b assoc "k" {:by "b" :round round})
-                           (p/let [_ (eventually "one value on both"
-                                                 #(and (h/in-sync? a) (h/in-sync? b) (= (get @a "k") (get @b "k"))))]
-                             (is= round (:round (get @a "k")) "the winner is of this round")
-                             (p/recur (inc round)))))))))))
+                       (letfn [(play [round]
+                                 (when (< round 5)
+                                   (swap! a assoc "k" {:by "a" :round round})
+                                   (swap! b assoc "k" {:by "b" :round round})
+                                   (p/let [_ (eventually "one value on both"
+                                                         #(and (h/in-sync? a) (h/in-sync? b) (= (get @a "k") (get @b "k"))))]
+                                     (is= round (:round (get @a "k")) "the winner is of this round")
+                                     (play (inc round)))))]
+                         (play 0))))))))
 
 (deftest* "flow 2: a delete propagates, and a re-create after it"
   (fn []

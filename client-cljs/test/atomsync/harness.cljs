@@ -45,25 +45,30 @@
 (defn run-all
   "Runs every registered test in order; resolves with the number that failed."
   []
-  (let [tests @registry]
+  (let [only (.. js/process -env -ATOMSYNC_TEST_ONLY)
+        tests (cond->> @registry only (filterv #(string/includes? (:name %) only)))]
     (println (str "TAP version 13\n1.." (count tests)))
-    (p/loop [i 0 failed 0]
-      (if (= i (count tests))
-        (do (println (str "# tests " (count tests) "\n# pass " (- (count tests) failed) "\n# fail " failed))
-            failed)
-        (let [{test-name :name f :f timeout-ms :timeout-ms} (nth tests i)
-              started (js/Date.now)]
-          (p/let [error (-> (with-timeout (p/do (f)) timeout-ms test-name)
-                            (p/then (constantly nil))
-                            (p/catch identity))]
-            (let [ms (- (js/Date.now) started)]
-              (if error
-                (do (println (str "not ok " (inc i) " - " test-name " (" ms " ms)"))
-                    (println (string/replace (str "  " (or (ex-message error) error)
-                                                  (when-let [data (ex-data error)] (str "\n  " (pr-str data))))
-                                             "\n" "\n  ")))
-                (println (str "ok " (inc i) " - " test-name " (" ms " ms)")))
-              (p/recur (inc i) (if error (inc failed) failed)))))))))
+    ;; Plain recursion over promises: promesa's p/loop does not pass a rejection on
+    ;; under nbb when loops nest.
+    (letfn [(run [i failed]
+              (if (= i (count tests))
+                (do (println (str "# tests " (count tests) "\n# pass " (- (count tests) failed) "\n# fail " failed))
+                    failed)
+                (let [{test-name :name f :f timeout-ms :timeout-ms} (nth tests i)
+                      started (js/Date.now)]
+                  (-> (with-timeout (.then (js/Promise.resolve nil) (fn [_] (f))) timeout-ms test-name)
+                      (.then (constantly nil) identity)
+                      (.then (fn [error]
+                               (let [ms (- (js/Date.now) started)]
+                                 (if error
+                                   (do (println (str "not ok " (inc i) " - " test-name " (" ms " ms)"))
+                                       (println (string/replace (str "  " (or (ex-message error) error)
+                                                                     (when-let [data (not-empty (ex-data error))]
+                                                                       (when-not (= :sci/error (:type data)) (str "\n  " (pr-str data)))))
+                                                                "\n" "\n  ")))
+                                   (println (str "ok " (inc i) " - " test-name " (" ms " ms)")))
+                                 (run (inc i) (if error (inc failed) failed)))))))))]
+      (run 0 0))))
 
 ;; ---------------------------------------------------------------------------------------
 ;; Assertions
@@ -91,11 +96,13 @@
   ([what check] (eventually what check 20000))
   ([what check timeout-ms]
    (let [deadline (+ (js/Date.now) timeout-ms)]
-     (p/loop []
-       (p/let [value (check)]
-         (cond value value
-               (> (js/Date.now) deadline) (throw (ex-info (str "timed out after " timeout-ms " ms waiting for " what) {}))
-               :else (p/do (p/delay 20) (p/recur))))))))
+     (letfn [(attempt []
+               (.then (.then (js/Promise.resolve nil) (fn [_] (check)))
+                      (fn [value]
+                        (cond value value
+                              (> (js/Date.now) deadline) (throw (ex-info (str "timed out after " timeout-ms " ms waiting for " what) {}))
+                              :else (.then (p/delay 20) (fn [_] (attempt)))))))]
+       (attempt)))))
 
 (defn hex [bytes]
   (string/join (map #(.padStart (.toString % 16) 2 "0") (js/Array.from bytes))))

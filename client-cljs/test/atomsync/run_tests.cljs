@@ -1,8 +1,12 @@
 (ns atomsync.run-tests
   "Runs every ClojureScript client test: `npm test` in client-cljs/ (test.sh runs it)."
-  (:require [atomsync.flows-test]
+  (:require [atomsync.values-test]
+            [atomsync.flows-test]
             [atomsync.harness :as h]
             [promesa.core :as p]))
+
+;; A promise a timed-out test left behind must not end the run.
+(.on js/process "unhandledRejection" (fn [error] (println "# unhandled rejection (after its test ended?):" (or (ex-message error) error))))
 
 (p/let [failed (h/run-all)
         _ (h/close-shared!)]
