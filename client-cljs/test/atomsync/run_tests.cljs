@@ -1,6 +1,7 @@
 (ns atomsync.run-tests
   "Runs every ClojureScript client test: `npm test` in client-cljs/ (test.sh runs it)."
   (:require [atomsync.values-test]
+            [atomsync.atom-test]
             [atomsync.flows-test]
             [atomsync.harness :as h]
             [promesa.core :as p]))
