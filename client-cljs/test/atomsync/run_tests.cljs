@@ -3,6 +3,7 @@
   (:require [atomsync.values-test]
             [atomsync.atom-test]
             [atomsync.flows-test]
+            [atomsync.interop-test]
             [atomsync.harness :as h]
             [promesa.core :as p]))
 
