@@ -152,7 +152,7 @@
 ;; (values compared by identity to see what changed), `own` the Map a `swap!` of ours is
 ;; installing (its change needs no conversion back).
 (deftype SyncedAtom [^js js-atom state js-view own watches loaded? closed? write-error
-                     status validator meta-map unwatch]
+                     last-write status validator meta-map unwatch]
   IDeref
   (-deref [_] @state)
   IReset
@@ -269,12 +269,13 @@
                                       (vreset! installed m)
                                       m))]
           (vreset! (.-own a) nil)
-          (.then stored
-                 (fn [_] (vreset! (.-write-error a) nil))
-                 (fn [e]
-                   (when-not @reported
-                     (js/console.error "atomsync:" group "- a write could not be stored:" e)
-                     (vreset! (.-write-error a) {:code :storage :message (str (.-message e))}))))
+          (vreset! (.-last-write a)
+                   (.then stored
+                          (fn [_] (vreset! (.-write-error a) nil))
+                          (fn [e]
+                            (when-not @reported
+                              (js/console.error "atomsync:" group "- a write could not be stored:" e)
+                              (vreset! (.-write-error a) {:code :storage :message (str (.-message e))})))))
           (if (identical? (.deref js-atom) @installed)
             (vreset! (.-js-view a) @installed)
             ;; The JavaScript atom kept its view: every value was as stored already, or it
@@ -368,7 +369,7 @@
                  unwatch (volatile! nil)
                  a (SyncedAtom. js-atom (volatile! (merge-view group {} (js/Map.) view status)) (volatile! view)
                                 (volatile! nil) (volatile! {}) (volatile! false) (volatile! false) (volatile! nil)
-                                status validator meta unwatch)
+                                (volatile! (js/Promise.resolve nil)) status validator meta unwatch)
                  stop-view (.watch js-atom (fn [old new] (on-view a old new)))
                  stop-status (.watchStatus js-atom (fn [_ new] (set-status! status (status-map new @(.-write-error a)))))]
              (vreset! unwatch (fn [] (stop-view) (stop-status)))
@@ -410,6 +411,15 @@
   (check-atom a)
   (.-status ^SyncedAtom a))
 
+(defn stored
+  "A promise that resolves once every `swap!` and `reset!` of `a` so far is stored
+  locally (from then on it survives a restart of the program, and is pushed when the
+  server can be reached). A write that failed to be stored shows in `(:error @(status a))`
+  and is undone in `@a`."
+  [a]
+  (check-atom a)
+  @(.-last-write ^SyncedAtom a))
+
 (defn group
   "The name of the group `a` syncs."
   [a]
@@ -440,9 +450,13 @@
     (instance? client/Connection x)
     (let [^js conn x
           ^js storage (.-storage conn)]
-      (when-let [open-atoms (.get conn-atoms conn)]
-        (doseq [a (js/Array.from open-atoms)] (close-atom! a))
-        (.delete conn-atoms conn))
-      (.close conn)
-      (js/Promise.resolve (when (fn? (.-closed storage)) (.closed storage))))
+      (let [open-atoms (js/Array.from (or (.get conn-atoms conn) #js []))
+            writes (js/Promise.all (.map open-atoms (fn [a] (stored a))))]
+        (doseq [a open-atoms] (close-atom! a))
+        (.delete conn-atoms conn)
+        ;; The writes under way reach the storage before it closes.
+        (-> writes
+            (.then (fn [_]
+                     (.close conn)
+                     (when (fn? (.-closed storage)) (.closed storage)))))))
     :else (throw (ex-info (str "atomsync/close!: not a synced atom or a connection: " (pr-str x)) {:value x}))))

@@ -260,22 +260,28 @@
       (:broken @st) (js/Promise.reject (:broken @st))
       :else
       (let [ops #js []
-            durable? (= "strict" (some-> ^js options .-durability))]
-        (-> (.transaction memory mode (fn [tx] (body (recording tx ops))))
-            ;; This runs before the next transaction starts: appends are queued in the
-            ;; order the transactions committed.
-            (.then (fn [result]
-                     (if (zero? (.-length ops))
-                       result
-                       (let [seq-no (:committed (vswap! st update :committed inc))]
-                         (doseq [op ops] (vswap! st update :groups conj (op-group op)))
-                         (let [appended (enqueue! st #(append! st seq-no ops durable?))]
-                           (maybe-compact! st)
-                           (.then appended (fn [_] result))))))))))))
+            durable? (= "strict" (some-> ^js options .-durability))
+            ^js inflight (:inflight @st)
+            done (-> (.transaction memory mode (fn [tx] (body (recording tx ops))))
+                     ;; This runs before the next transaction starts: appends are queued
+                     ;; in the order the transactions committed.
+                     (.then (fn [result]
+                              (if (zero? (.-length ops))
+                                result
+                                (let [seq-no (:committed (vswap! st update :committed inc))]
+                                  (doseq [op ops] (vswap! st update :groups conj (op-group op)))
+                                  (let [appended (enqueue! st #(append! st seq-no ops durable?))]
+                                    (maybe-compact! st)
+                                    (.then appended (fn [_] result))))))))]
+        (.add inflight done)
+        (.finally done #(.delete inflight done))))))
 
-(defn- close [st]
+(defn- close
+  "Closes the file once the transactions under way are written."
+  [st]
   (or (:closing @st)
-      (let [closing (-> (:chain @st)
+      (let [closing (-> (js/Promise.allSettled (js/Array.from (:inflight @st)))
+                        (.then #(:chain @st))
                         (.then #(.close ^js (:handle @st)))
                         (.finally #(unlock! (:file @st))))]
         (vswap! st assoc :closing closing)
@@ -318,7 +324,7 @@
                  groups (into #{} (map op-group) ops)
                  memory (client/MemoryStorage.)
                  st (volatile! {:file file :memory memory :groups groups :committed 0 :snapshot-seq 0
-                                :appended 0 :snapshot-bytes end :chain (js/Promise.resolve nil)})]
+                                :appended 0 :snapshot-bytes end :chain (js/Promise.resolve nil) :inflight (js/Set.)})]
              (when (and existing (not fresh?) (< end (.-length existing)))
                ;; The tail a crash left: gone, so that later frames follow whole ones.
                (.truncateSync fs file end))

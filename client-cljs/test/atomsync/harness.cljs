@@ -125,12 +125,27 @@
       (.then #(.-ok %))
       (.catch (constantly false))))
 
+(defonce ^:private children (js/Set.))
+
+(defn kill-servers!
+  "Kills every server the tests started that still runs."
+  []
+  (doseq [child (js/Array.from children)] (.kill child "SIGKILL")))
+
+;; A run that ends early or is interrupted leaves no server behind.
+(defonce ^:private _exit-hooks
+  (do (.on js/process "exit" kill-servers!)
+      (doseq [signal ["SIGINT" "SIGTERM"]]
+        (.on js/process signal (fn [] (kill-servers!) (js/process.exit 130))))))
+
 (defn- spawn-server! [server]
   (let [{:keys [args log]} @server
         child (.spawn cp server-bin (clj->js args) #js {:stdio #js ["ignore" "pipe" "pipe"]})
         keep! (fn [chunk] (swap! log #(let [s (str % chunk)] (subs s (max 0 (- (count s) 20000))))))]
     (.on (.-stdout child) "data" keep!)
     (.on (.-stderr child) "data" keep!)
+    (.add children child)
+    (.once child "exit" #(.delete children child))
     (swap! server assoc :process child)
     (eventually "the server to answer /healthz"
                 (fn []
