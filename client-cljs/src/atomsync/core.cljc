@@ -128,7 +128,7 @@
   (-notify-watches [this old new]
     (doseq [[k f] @watches]
       (try (f k this old new)
-           (catch :default e (js/console.error "atomsync: a status watch failed:" e)))))
+           (catch :default ^js e (js/console.error "atomsync: a status watch failed:" e)))))
   (-add-watch [this k f] (vswap! watches assoc k f) this)
   (-remove-watch [this k] (vswap! watches dissoc k) this)
   IPrintWithWriter
@@ -181,14 +181,14 @@
   (doseq [[k f] @(.-watches a)]
     (if remote?
       (try (f k a old new)
-           (catch :default e (js/console.error "atomsync: a watch failed:" e)))
+           (catch :default ^js e (js/console.error "atomsync: a watch failed:" e)))
       (f k a old new))))
 
 (def ^:private absent
   "A key's value in a change: the key is to be deleted."
   #js {})
 
-(def ^:private utf8 (js/TextEncoder.))
+(def ^:private ^js utf8 (js/TextEncoder.))
 
 (defn- check-key [group k]
   (when-not (string? k)
@@ -220,7 +220,7 @@
                    (when-not (identical? before absent) (vswap! kept inc))
                    (when-not (identical? before v)
                      (check-key group k)
-                     (.push out #js [k (try (values/->js v) (catch :default e (throw (write-error group k e))))]))))
+                     (.push out #js [k (try (values/->js v) (catch :default ^js e (throw (write-error group k e))))]))))
                nil new)
     ;; Keys that are gone, looked for only when some are.
     (when (< @kept (count old))
@@ -239,13 +239,13 @@
                   (ex-info (str "atomsync: " (pr-str k) " in " group ": the value takes " size
                                 " bytes of MessagePack, over the " values/max-value-bytes "-byte limit")
                            {:atomsync/error :too-large :group group :key k})))
-              (catch :default e
+              (catch :default ^js e
                 (ex-info (str "atomsync: " (pr-str k) " in " group ": " (.-message e))
                          {:atomsync/error :invalid-value :group group :key k} e)))))
         (array-seq writes)))
 
 (defn- commit! [^SyncedAtom a f]
-  (let [group (.-group (.-js-atom a))]
+  (let [group (.-group ^js (.-js-atom a))]
     (when @(.-closed? a) (throw (ex-info (str "atomsync: " group " is closed") {:atomsync/error :closed})))
     (when-not @(.-loaded? a)
       (throw (ex-info (str "atomsync: " group " is not loaded yet: wait for (atomsync/ready? a) or (atomsync/loaded a)")
@@ -259,7 +259,7 @@
       (if (identical? old new)
         new
         (let [writes (changes group old new)
-              js-atom (.-js-atom a)
+              ^js js-atom (.-js-atom a)
               installed (volatile! nil)
               reported (volatile! false)
               stored (.swap js-atom (fn [^js m]
@@ -272,7 +272,7 @@
           (vreset! (.-last-write a)
                    (.then stored
                           (fn [_] (vreset! (.-write-error a) nil))
-                          (fn [e]
+                          (fn [^js e]
                             (when-not @reported
                               (js/console.error "atomsync:" group "- a write could not be stored:" e)
                               (vreset! (.-write-error a) {:code :storage :message (str (.-message e))})))))
@@ -300,7 +300,7 @@
                   (when (undefined? before) (vswap! added inc))
                   (when-not (identical? before v)
                     (try (vswap! out assoc! k (values/->clj v))
-                         (catch :default e
+                         (catch :default ^js e
                            (vswap! out dissoc! k)
                            (vreset! failed (str k ": " (ex-message e)))))))))
     (when (> (.-size old-view) (- (.-size new-view) @added))
@@ -317,7 +317,7 @@
   (if (identical? new-view @(.-own a))
     (vreset! (.-js-view a) new-view)
     (let [old @(.-state a)
-          new (merge-view (.-group (.-js-atom a)) old @(.-js-view a) new-view (.-status a))]
+          new (merge-view (.-group ^js (.-js-atom a)) old @(.-js-view a) new-view (.-status a))]
       (vreset! (.-js-view a) new-view)
       (when-not (identical? old new)
         (vreset! (.-state a) new)

@@ -54,7 +54,7 @@
   "One frame: header, then `ops` (a JS array) in MessagePack."
   [ops]
   (let [payload (client/encode ops)
-        out (js/Buffer.alloc (+ header-bytes (.-length payload)))]
+        ^js out (js/Buffer.alloc (+ header-bytes (.-length payload)))]
     (.writeUInt32BE out (.-length payload) 0)
     (.writeUInt32BE out (checksum payload) 4)
     (.set out payload header-bytes)
@@ -131,7 +131,7 @@
 
 (defn- alive? [pid]
   (try (.kill js/process pid 0) true
-       (catch :default e (= "EPERM" (.-code e)))))
+       (catch :default ^js e (= "EPERM" (.-code e)))))
 
 (defn- lock!
   "Takes `file`'s lock for this process, or throws saying who holds it."
@@ -144,7 +144,7 @@
                          (.writeSync fs fd (str (.-pid js/process)))
                          (.closeSync fs fd)
                          true)
-                       (catch :default e
+                       (catch :default ^js e
                          (when-not (= "EEXIST" (.-code e)) (throw e))
                          false))]
         (when-not taken
@@ -237,7 +237,7 @@
                 (.then (fn [_]
                          (when-let [e (:broken @st)] (throw e))
                          (job)))
-                (.catch (fn [e]
+                (.catch (fn [^js e]
                           (let [broken (or (:broken @st)
                                            (ex-info (str "atomsync: writing " (:file @st) " failed, so the store accepts no more writes: "
                                                          (.-message e)) {:atomsync/error :storage :file (:file @st)} e))]
@@ -345,5 +345,5 @@
                                                         "close" (fn [] (close st))
                                                         "closed" (fn [] (or (:closing @st) (js/Promise.resolve nil))))))))))
                  (.catch (fn [e] (unlock! file) (reject e)))))
-           (catch :default e (unlock! file) (throw e))))
-       (catch :default e (reject e))))))
+           (catch :default ^js e (unlock! file) (throw e))))
+       (catch :default ^js e (reject e))))))

@@ -109,10 +109,10 @@
   to 9999."
   ([x]
    (js-inst->clj (try (client/inst x)
-                      (catch :default e (throw (ex-info (str "atomsync/instant: " (.-message e)) {:value x} e))))))
+                      (catch :default ^js e (throw (ex-info (str "atomsync/instant: " (.-message e)) {:value x} e))))))
   ([secs nanos]
    (js-inst->clj (try (client/inst secs nanos)
-                      (catch :default e (throw (ex-info (str "atomsync/instant: " (.-message e)) {:secs secs :nanos nanos} e)))))))
+                      (catch :default ^js e (throw (ex-info (str "atomsync/instant: " (.-message e)) {:secs secs :nanos nanos} e)))))))
 
 (defn epoch-nanos
   "Nanoseconds since the Unix epoch of a `js/Date` or an `Instant`, exactly, as a `js/BigInt`."
@@ -210,7 +210,7 @@
               (fn [[k v]]
                 (.push path k)
                 (let [js-key (try (to-js k depth path)
-                                  (catch :default e
+                                  (catch :default ^js e
                                     (throw (if (:atomsync/error (ex-data e))
                                              (ex-info (str (.-message e) " (a map key)") (update (ex-data e) :reason str " (a map key)"))
                                              e))))]
@@ -229,7 +229,7 @@
 
 (defn- keyword->js [k path]
   (try (client/kw (subs (str k) 1))
-       (catch :default e
+       (catch :default ^js e
          (throw (value-error path (str "the keyword " k " cannot be written: " (.-message e)) {:value k})))))
 
 (defn- uuid->js [u path]
@@ -239,7 +239,7 @@
 
 (defn- date->js [d path]
   (try (client/inst d)
-       (catch :default e
+       (catch :default ^js e
          (throw (value-error path (str "the date " (pr-str d) " cannot be written: " (.-message e)) {:value d})))))
 
 (defn- container [depth path]
