@@ -18,10 +18,10 @@
 
   One process at a time: `open` takes a lock file (`FILE.lock`, holding the process id)
   and refuses a file that a live process holds. Node only: this namespace requires `fs`."
-  (:require ["node:crypto" :as crypto]
-            ["node:fs" :as fs]
-            ["node:fs/promises" :as fsp]
-            ["node:path" :as path]
+  (:require ["crypto" :as crypto]
+            ["fs" :as fs]
+            ["fs/promises" :as fsp]
+            ["path" :as path]
             [#?(:org.babashka/nbb "./../../../client-js/atomsync.js"
                 :cljs "atomsync-client-js") :as client]))
 
@@ -188,12 +188,13 @@
   "The state of every group, as frames of about `frame-target-bytes`."
   [^js tx groups]
   (-> (js/Promise.all
-       (for [group groups]
-         (-> (js/Promise.all #js [(.getMeta tx group) (.allDocs tx group) (.allPending tx group)])
+       (to-array
+        (for [group groups]
+          (-> (js/Promise.all #js [(.getMeta tx group) (.allDocs tx group) (.allPending tx group)])
              (.then (fn [[meta docs pending]]
                       (concat (when meta [#js ["meta" group (plain meta)]])
                               (map (fn [doc] #js ["doc" (plain doc)]) docs)
-                              (map (fn [change] #js ["pend" (plain change)]) pending)))))))
+                              (map (fn [change] #js ["pend" (plain change)]) pending))))))))
       (.then (fn [per-group]
                (loop [ops (apply concat per-group) batch #js [] size 0 frames #js []]
                  (if-let [op (first ops)]
@@ -298,8 +299,9 @@
       (.then #(.transaction memory "readonly"
                             (fn [^js tx]
                               (-> (js/Promise.all
-                                   (for [group groups]
-                                     (js/Promise.all #js [(.countDocs tx group) (.allPending tx group)])))
+                                   (to-array
+                                    (for [group groups]
+                                      (js/Promise.all #js [(.countDocs tx group) (.allPending tx group)]))))
                                   (.then (fn [counts]
                                            (reduce (fn [n [docs pending]] (+ n docs (.-length pending) 1)) 0 counts)))))))))
 
