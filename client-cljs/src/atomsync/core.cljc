@@ -244,6 +244,40 @@
                          {:atomsync/error :invalid-value :group group :key k} e)))))
         (array-seq writes)))
 
+(defn- write!
+  "Hands `writes` to the JavaScript atom, which installs them as its view at once and
+  stores them in the background; throws, having written nothing, when it refuses them."
+  [^SyncedAtom a group writes]
+  (let [^js js-atom (.-js-atom a)
+        installed (volatile! nil)
+        reported (volatile! false)
+        stored (.swap js-atom (fn [^js m]
+                                (doseq [[k v] (array-seq writes)]
+                                  (if (identical? v absent) (.delete m k) (.set m k v)))
+                                (vreset! (.-own a) m)
+                                (vreset! installed m)
+                                m))]
+    (vreset! (.-own a) nil)
+    (vreset! (.-last-write a)
+             (.then stored
+                    (fn [_] (vreset! (.-write-error a) nil))
+                    (fn [^js e]
+                      (when-not @reported
+                        ;; The storage failed: atomsync.js has put the view back as stored;
+                        ;; the status says why.
+                        (let [error {:code :storage :message (str group ": a write could not be stored: " (.-message e))}
+                              status (.-status a)]
+                          (js/console.error "atomsync:" (:message error))
+                          (vreset! (.-write-error a) error)
+                          (set-status! status (assoc @status :error error)))))))
+    (when-not (identical? (.deref js-atom) @installed)
+      ;; The JavaScript atom kept its view: every value was as stored already, or it
+      ;; refused the write (and says why only in the promise): find out which now.
+      (when-let [error (diagnose group writes)]
+        (vreset! reported true)
+        (throw error)))
+    (vreset! (.-js-view a) (.deref js-atom))))
+
 (defn- commit! [^SyncedAtom a f]
   (let [group (.-group ^js (.-js-atom a))]
     (when @(.-closed? a) (throw (ex-info (str "atomsync: " group " is closed") {:atomsync/error :closed})))
@@ -256,36 +290,13 @@
         (throw (ex-info (str "atomsync: " group " holds a map from key to value, not " (pr-str new)) {:atomsync/error :not-a-map})))
       (when-let [validate (.-validator a)]
         (when-not (validate new) (throw (js/Error. "Validator rejected reference state"))))
-      (if (identical? old new)
-        new
-        (let [writes (changes group old new)
-              ^js js-atom (.-js-atom a)
-              installed (volatile! nil)
-              reported (volatile! false)
-              stored (.swap js-atom (fn [^js m]
-                                      (doseq [[k v] (array-seq writes)]
-                                        (if (identical? v absent) (.delete m k) (.set m k v)))
-                                      (vreset! (.-own a) m)
-                                      (vreset! installed m)
-                                      m))]
-          (vreset! (.-own a) nil)
-          (vreset! (.-last-write a)
-                   (.then stored
-                          (fn [_] (vreset! (.-write-error a) nil))
-                          (fn [^js e]
-                            (when-not @reported
-                              (js/console.error "atomsync:" group "- a write could not be stored:" e)
-                              (vreset! (.-write-error a) {:code :storage :message (str (.-message e))})))))
-          (if (identical? (.deref js-atom) @installed)
-            (vreset! (.-js-view a) @installed)
-            ;; The JavaScript atom kept its view: every value was as stored already, or it
-            ;; refused the write (and says why only in the promise): find out which now.
-            (when-let [error (diagnose group writes)]
-              (vreset! reported true)
-              (throw error)))
+      (when-not (identical? old new)
+        (let [writes (changes group old new)]
+          ;; A new map with the same values writes nothing.
+          (when (pos? (.-length writes)) (write! a group writes))
           (vreset! (.-state a) new)
-          (notify! a old new false)
-          new)))))
+          (notify! a old new false)))
+      new)))
 
 (defn- merge-view
   "`state` updated from the JavaScript view `old-view` to `new-view`: only values that are

@@ -6,7 +6,8 @@
   (:require [atomsync.core :as atomsync]
             [atomsync.harness :as h :refer [deftest* eventually is! is= thrown]]
             [clojure.string :as string]
-            [promesa.core :as p]))
+            [promesa.core :as p]
+            ["./../../../client-js/atomsync.js" :as client]))
 
 (defn- recording-watch
   "Adds a watch to `a` that records its calls; returns the atom of `[old new]` pairs."
@@ -167,3 +168,23 @@
                             "as an atom says it")
                        (is= {} @a "nothing changed")
                        (is= {"k" {:v 1}} (swap! a assoc "k" {:v 1}) "an accepted value")))))))
+
+(deftest* "a write the storage cannot store is undone, and the status says why"
+  (fn []
+    (let [memory (client/MemoryStorage.)
+          ;; Local writes (stored with strict durability) fail, as on a full disk.
+          failing (js-obj "transaction" (fn [mode body ^js options]
+                                          (if (= "strict" (some-> options .-durability))
+                                            (js/Promise.reject (js/Error. "disk full"))
+                                            (.transaction memory mode body options)))
+                          "close" (fn []))]
+      (p/let [conn (h/client {:storage failing})
+              a (atomsync/loaded (atomsync/synced-atom conn "atom-failing" {:server "http://127.0.0.1:9/sync"}))
+              calls (recording-watch a)]
+        (is= {"k" 1} (swap! a assoc "k" 1) "swap! returns at once")
+        (p/do (atomsync/stored a)
+              (eventually "the write undone" #(= {} @a))
+              (is= [[{} {"k" 1}] [{"k" 1} {}]] @calls "the watch saw the write and its undoing")
+              (is= :storage (:code (:error @(atomsync/status a))) "the status says why")
+              (is! (re-find #"disk full" (:message (:error @(atomsync/status a)))) "with the storage's reason")
+              (atomsync/close! conn))))))
