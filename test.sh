@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Atomsync test on this machine, installing first whatever the tests need and
 # the machine lacks: Chromium (Debian's package) for the browser tests, the npm packages of
-# client-js/ (npm ci). Then: formatting, clippy, the Rust tests (unit, codec, actor,
-# end-to-end against the real server binary, the benchmark's smoke run), the browser
-# client's type check (tsc over its JSDoc), its Node tests and its end-to-end tests in
-# headless Chromium.
+# client-js/ and client-cljs/ (npm ci; nbb runs the ClojureScript). Then: formatting,
+# clippy, the Rust tests (unit, codec, actor, end-to-end against the real server binary,
+# the benchmark's smoke run), the browser client's type check (tsc over its JSDoc), its
+# Node tests and its end-to-end tests in headless Chromium, and the ClojureScript client's
+# tests (nbb, against the real server binary and the Rust client).
 #
 #   ./test.sh            everything
 #   ./test.sh --no-browser   skip the Chromium tests (and the Chromium install)
@@ -29,6 +30,9 @@ fi
 
 step "npm ci (client-js)"
 (cd client-js && npm ci --no-audit --no-fund --loglevel=error)
+
+step "npm ci (client-cljs)"
+(cd client-cljs && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -55,8 +59,16 @@ if [ "$browser" = 1 ]; then
     tee -a /tmp/atomsync-node-test.log
 fi
 
+step "client-cljs tests (nbb, against the real server and the Rust client)"
+# Node 20 has its WebSocket behind a flag (22 and later have it on); the tests need it.
+ws_flags=$(node -e 'process.stdout.write(typeof WebSocket === "undefined" ? "--experimental-websocket --disable-warning=ExperimentalWarning" : "")')
+(cd client-cljs && NODE_OPTIONS="$ws_flags" ATOMSYNC_SERVER_BIN="$PWD/../target/debug/atomsync-server" npm run --silent test) 2>&1 |
+  tee /tmp/atomsync-cljs-test.log
+
 step "done"
 node_summary=$(awk '/^# pass /{p+=$3} /^# fail /{f+=$3} END {print p" passed, "f" failed"}' /tmp/atomsync-node-test.log)
+cljs_summary=$(awk '/^# pass /{p+=$3} /^# fail /{f+=$3} END {print p" passed, "f" failed"}' /tmp/atomsync-cljs-test.log)
 echo "cargo: $cargo_summary"
 echo "node: $node_summary"
-echo "$cargo_summary $node_summary" | awk '{print "total: " $1+$5 " passed, " $3+$7 " failed"}'
+echo "cljs: $cljs_summary"
+echo "$cargo_summary $node_summary $cljs_summary" | awk '{print "total: " $1+$5+$9 " passed, " $3+$7+$11 " failed"}'
