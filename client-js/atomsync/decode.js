@@ -201,7 +201,10 @@ function readArray(r, len, depthLeft, rawValues, path) {
 }
 
 /**
- * A map: a plain object when every key is a string, else a `Map`.
+ * A map: a plain object when every key is a string and an object keeps the entries in
+ * their order, else a `Map`. An object lists integer-like keys ("2") first, ascending,
+ * whatever order they were set in; a map whose order differs (`{"b": 1, "2": 2}` from
+ * another client) is a `Map`, so that it is written back exactly as it was read.
  * @param {Reader} r @param {number} len @param {number} depthLeft @param {boolean} rawValues @param {string} path
  */
 function readMap(r, len, depthLeft, rawValues, path) {
@@ -224,12 +227,37 @@ function readMap(r, len, depthLeft, rawValues, path) {
     allStrings &&= typeof key === "string";
     entries[i] = [key, item];
   }
-  if (!allStrings) return new Map(entries);
+  if (!allStrings || !objectKeepsOrder(entries)) return new Map(entries);
   /** @type {Record<string, unknown>} */
   const object = {};
   // defineProperty, not assignment: a key named "__proto__" must stay a plain entry.
   for (const [key, item] of entries) Object.defineProperty(object, /** @type {string} */ (key), { value: item, enumerable: true, writable: true, configurable: true });
   return object;
+}
+
+/** Array indices: the keys an object enumerates first, in ascending numeric order. */
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]{0,9})$/;
+
+/**
+ * True when a plain object with these string keys, set in this order, enumerates them in
+ * the same order: every array index comes before the other keys, ascending.
+ * @param {[unknown, unknown][]} entries
+ */
+function objectKeepsOrder(entries) {
+  let lastIndex = -1;
+  let named = false;
+  for (const [key] of entries) {
+    const text = /** @type {string} */ (key);
+    const index = ARRAY_INDEX.test(text) ? Number(text) : -1;
+    if (index < 0 || index >= 2 ** 32 - 1) {
+      named = true;
+    } else if (named || index <= lastIndex) {
+      return false;
+    } else {
+      lastIndex = index;
+    }
+  }
+  return true;
 }
 
 /** @param {Reader} r @param {number} len @param {number} depthLeft @param {string} path */

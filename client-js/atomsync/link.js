@@ -20,6 +20,9 @@ import { OfflineError, ProtocolError, ServerError, errorInfo, messageOf, report 
 import { isRecord } from "./records.js";
 import { Nap, backoff } from "./timing.js";
 
+/** How long a socket that fired `error` gets to fire `close` itself (see `connect`). */
+const ERROR_CLOSE_GRACE_MS = 100;
+
 /** @typedef {import("./timing.js").Timing} Timing */
 
 /**
@@ -186,7 +189,20 @@ export class Link {
       this.socket = socket;
       this.state = "connecting";
       this.live = false;
-      const connectTimer = setTimeout(() => socket.close(), this.timing.connectTimeoutMs);
+      const closed = () => {
+        clearTimeout(connectTimer);
+        if (this.socket !== socket) return;
+        this.socket = null;
+        const wasLive = this.live;
+        this.down(wasLive);
+        resolve(wasLive);
+      };
+      // A socket that never opens is given up on; `close` is not waited for, since some
+      // WebSocket implementations never fire it for a socket still connecting.
+      const connectTimer = setTimeout(() => {
+        socket.close();
+        closed();
+      }, this.timing.connectTimeoutMs);
       socket.onopen = () => {
         clearTimeout(connectTimer);
         if (this.socket !== socket) return;
@@ -197,15 +213,22 @@ export class Link {
       socket.onmessage = (event) => {
         if (this.socket === socket) this.onMessage(event.data);
       };
-      socket.onerror = () => {};
-      socket.onclose = () => {
-        clearTimeout(connectTimer);
-        if (this.socket !== socket) return;
-        this.socket = null;
-        const wasLive = this.live;
-        this.down(wasLive);
-        resolve(wasLive);
+      // Browsers follow `error` with `close`; Node 20's WebSocket (undici before
+      // nodejs/undici#3506) fires only `error` after a failed connection and stays
+      // CONNECTING, which would leave the link down for good. So `error` also closes,
+      // after a grace in which a real `close` may come first (`closed` runs once).
+      socket.onerror = () => {
+        setTimeout(() => {
+          if (this.socket !== socket) return;
+          try {
+            socket.close();
+          } catch {
+            // Already closing: `closed` below is all that is left to do.
+          }
+          closed();
+        }, ERROR_CLOSE_GRACE_MS);
       };
+      socket.onclose = closed;
     });
   }
 

@@ -123,6 +123,27 @@ test("uuids, keywords, bytes, maps with any keys", () => {
   assert.ok(equals(new Map([["a", 1]]), { a: 1 }), "a string-keyed Map equals the plain object");
 });
 
+test("a string-keyed map that an object would reorder decodes as a Map and writes back the same bytes", () => {
+  // {"b": 1, "2": 2}: an object would list "2" first.
+  const wire = hex("82 a162 01 a132 02");
+  const reordered = decode(wire);
+  assert.ok(reordered instanceof Map);
+  assert.deepEqual([...reordered.keys()], ["b", "2"]);
+  assert.deepEqual([...encode(reordered)], [...wire]);
+  // Indices first and ascending, as an object keeps them: a plain object.
+  for (const value of [{ 1: "x", 2: "y", a: "z" }, { 4294967295: 1, a: 2 }, { a: 1, 4294967295: 2 }]) {
+    const bytes = encode(value);
+    const back = decode(bytes);
+    assert.equal(Object.getPrototypeOf(back), Object.prototype);
+    assert.deepEqual([...encode(back)], [...bytes]);
+  }
+  for (const wireOrder of [["2", "1"], ["a", "0"], ["10", "9"]]) {
+    const back = decode(encode(new Map(wireOrder.map((key) => [key, key]))));
+    assert.ok(back instanceof Map, `${wireOrder}`);
+    assert.deepEqual([...back.keys()], wireOrder);
+  }
+});
+
 test("equals ignores map and set order but not types", () => {
   assert.ok(equals({ a: 1, b: [1, 2] }, { b: [1, 2], a: 1 }));
   assert.ok(equals(new Set([1, 2, kw("x")]), new Set([kw("x"), 2, 1])));

@@ -50,31 +50,6 @@
 ;; ---------------------------------------------------------------------------------------
 ;; The connection
 
-(def ^:private close-grace-ms
-  "How long after a socket's `error` its `close` may take before it is fired for it."
-  50)
-
-(defn- closing-websocket
-  "The WebSocket constructor `Impl`, made to fire `close` after a failed connection as
-  browsers do. Node 20's WebSocket (undici before its fix of nodejs/undici#3506) fires only
-  `error` and stays CONNECTING for ever; `atomsync.js` waits for `close` to reconnect, so
-  without this a client started while the server is down, or left by a restart, would
-  never come back. A `close` that does come is not repeated: the socket's own handlers
-  ignore all but the first."
-  [Impl]
-  (fn [url protocols]
-    (let [^js socket (if (some? protocols) (Impl. url protocols) (Impl. url))
-          closed (volatile! false)]
-      (.addEventListener socket "close" (fn [_] (vreset! closed true)))
-      (.addEventListener socket "error"
-                         (fn [_]
-                           (js/setTimeout (fn []
-                                            (when-not @closed
-                                              (vreset! closed true)
-                                              (.dispatchEvent socket (js/Event. "close"))))
-                                          close-grace-ms)))
-      socket)))
-
 (defn open
   "A promise of the connection to the local database `name` (IndexedDB in a browser;
   where there is none, as under Node, in memory unless `:storage` says otherwise).
@@ -93,9 +68,8 @@
          js-options (js-obj)]
      (when storage (unchecked-set js-options "storage" storage))
      (when indexed-db (unchecked-set js-options "indexedDB" indexed-db))
-     (cond (contains? options :websocket) (unchecked-set js-options "WebSocket" (:websocket options))
-           (and (not browser-storage?) (.-WebSocket js/globalThis))
-           (unchecked-set js-options "WebSocket" (closing-websocket (.-WebSocket js/globalThis))))
+     (when (contains? options :websocket)
+       (unchecked-set js-options "WebSocket" (:websocket options)))
      (when timing (unchecked-set js-options "timing" (clj->js timing)))
      ;; Tabs share an IndexedDB database and coordinate over a BroadcastChannel and Web
      ;; Locks. A store in memory or in a file is this process's own: no other "tab"
