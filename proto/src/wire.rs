@@ -9,6 +9,7 @@
 //! - `admin`: the operator's endpoints beside the contract (admin API, one-document read).
 
 mod admin;
+mod page;
 mod push;
 mod read;
 mod slots;
@@ -16,6 +17,7 @@ mod write;
 mod writer;
 
 pub use admin::{DocAnswer, DocsPage, GroupInfo, GroupsPage, encode_doc};
+pub use page::PageWriter;
 pub use read::{RESPONSE_MAX_DEPTH, decode_error};
 
 use crate::{ErrorCode, Packed, Value, WireError, json, msgpack};
@@ -152,6 +154,9 @@ pub struct PullResponse {
     pub more: bool,
     /// The pull was answered from 0 because `since` was below the group's floor.
     pub reset: bool,
+    /// The group's compaction floor: the highest seq among the tombstones it removed (0:
+    /// none removed, and the member is left out).
+    pub floor: u64,
 }
 
 /// A WebSocket frame from a client.
@@ -191,7 +196,8 @@ pub enum ServerFrame {
         /// The seq of the last document in the frame.
         seq: u64,
     },
-    /// `{"type": "subscribed", "group", "epoch", "seq"}` (and `"reset": true` when reset)
+    /// `{"type": "subscribed", "group", "epoch", "seq"}` (and `"reset": true` when reset,
+    /// `"floor": F` once the group has one)
     Subscribed {
         /// The group.
         group: String,
@@ -201,6 +207,8 @@ pub enum ServerFrame {
         seq: u64,
         /// Catch-up restarted from 0 because `since` was below the floor.
         reset: bool,
+        /// The group's compaction floor (0: none, and the member is left out).
+        floor: u64,
     },
     /// `{"type": "unsubscribed", "group"}`
     Unsubscribed {
@@ -331,7 +339,7 @@ impl PushResponse {
 }
 
 impl PullResponse {
-    /// Encodes the response; `reset` is written only when true.
+    /// Encodes the response; `reset` is written only when true, `floor` only above 0.
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
         write::pull_response(self, encoding)
     }
