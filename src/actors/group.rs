@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use atomsync_proto::Encoding;
-use atomsync_proto::wire::{Doc, encode_changes};
+use atomsync_proto::wire::{Doc, PageWriter};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use crate::storage::{Committed, Storage};
+use crate::storage::{Committed, PageQuery, Storage};
 
 /// One encoded `changes` frame of a commit, shared by every subscriber of that encoding
 /// (queued as an `Arc`, see [`Subscriber::queue`]).
@@ -77,6 +77,11 @@ pub struct SubscriberCount;
 pub(super) const GAP_DOCS: usize = 1000;
 const GAP_BYTES: usize = 8 << 20;
 
+/// What one live `changes` frame carries, about: a large commit (a push of eight 1 MiB
+/// values) goes out as several frames, each at least one document, in seq order
+/// (PROTOCOL.md section 4: every frame is bounded in bytes).
+pub(super) const LIVE_FRAME_BYTES: usize = 1 << 20;
+
 /// A commit of the group, delivered by the registry in commit order.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -121,40 +126,63 @@ impl GroupActor {
         self.fan_out(&docs);
     }
 
-    /// Hands `docs` to every subscriber as one `changes` frame, encoded once per encoding.
+    /// Hands `docs` to every subscriber as `changes` frames (one, unless the commit is
+    /// larger than [`LIVE_FRAME_BYTES`]), encoded once per encoding.
     fn fan_out(&mut self, docs: &[Doc]) {
-        let Some(last) = docs.last().map(|d| d.seq) else {
+        if docs.is_empty() {
             return;
-        };
-        let mut encoded: [Option<Arc<LiveFrame>>; 2] = [None, None];
+        }
+        let mut encoded: [Option<Vec<Arc<LiveFrame>>>; 2] = [None, None];
         let name = &self.name;
         self.subscribers.retain(|_, sub| {
             let slot = match sub.encoding {
                 Encoding::MsgPack => 0,
                 Encoding::Json => 1,
             };
-            let live = encoded[slot]
-                .get_or_insert_with(|| {
-                    Arc::new(LiveFrame {
-                        group: name.clone(),
-                        seq: last,
-                        encoding: sub.encoding,
-                        bytes: Bytes::from(encode_changes(name, docs, last, sub.encoding)),
-                    })
-                })
-                .clone();
-            match sub.queue.try_send(live) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Too slow to keep up: dropping it here keeps the group and every other
-                    // subscriber at full speed; the client resumes from its cursor.
-                    sub.overflow.notify_one();
-                    false
+            let frames = encoded[slot].get_or_insert_with(|| live_frames(name, docs, sub.encoding));
+            for live in frames.iter() {
+                match sub.queue.try_send(live.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Too slow to keep up: dropping it here keeps the group and every
+                        // other subscriber at full speed; the client resumes from its cursor.
+                        sub.overflow.notify_one();
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
+            true
         });
     }
+}
+
+/// `docs` as `changes` frames of about [`LIVE_FRAME_BYTES`] each, in seq order.
+fn live_frames(group: &Arc<str>, docs: &[Doc], encoding: Encoding) -> Vec<Arc<LiveFrame>> {
+    let mut frames = Vec::new();
+    let mut writer = PageWriter::changes(group, encoding, LIVE_FRAME_BYTES);
+    let mut close = |writer: PageWriter| {
+        if let Some(seq) = writer.last_seq() {
+            frames.push(Arc::new(LiveFrame {
+                group: group.clone(),
+                seq,
+                encoding,
+                bytes: Bytes::from(writer.finish_changes()),
+            }));
+        }
+    };
+    for doc in docs {
+        if !writer.offer(doc) {
+            let full = std::mem::replace(
+                &mut writer,
+                PageWriter::changes(group, encoding, LIVE_FRAME_BYTES),
+            );
+            close(full);
+            writer.offer(doc);
+        }
+    }
+    close(writer);
+    frames
 }
 
 impl Actor for GroupActor {
@@ -198,16 +226,15 @@ impl Handler<Stream> for GroupActor {
         // holding the mailbox so nothing is streamed or registered meanwhile.
         let storage = self.storage.clone();
         let (name, from) = (self.name.clone(), self.streamed_seq);
-        let fill = async move { storage.pull(name, from, GAP_DOCS, after).await };
-        let small = |docs: &[Doc]| {
-            let bytes: usize = docs
-                .iter()
-                .map(|d| d.value.as_ref().map_or(0, |v| v.len()))
-                .sum();
-            bytes <= GAP_BYTES
+        let query = PageQuery {
+            since: from,
+            upto: after,
+            limit: GAP_DOCS,
+            full: false,
         };
+        let fill = async move { storage.pull(name, query, GAP_BYTES).await };
         ctx.wait(fill.into_actor(self).map(move |page, actor, _| match page {
-            Ok(page) if !page.more && !page.reset && small(&page.docs) => {
+            Ok(page) if !page.more && !page.reset => {
                 actor.fan_out(&page.docs);
                 actor.streamed_seq = after;
                 actor.stream(committed);

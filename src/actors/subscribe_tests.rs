@@ -17,7 +17,7 @@ use super::{
     LiveFrame, Registry, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
 };
 use crate::config::Durability;
-use crate::storage::{Committed, Storage};
+use crate::storage::{Committed, PageQuery, Storage};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -116,7 +116,16 @@ fn drain(conn: &mut Conn, group: &str) -> Vec<u64> {
 async fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
     let page = f
         .storage
-        .pull(group.into(), since, 100_000, upto)
+        .pull(
+            group.into(),
+            PageQuery {
+                since,
+                upto,
+                limit: 100_000,
+                full: false,
+            },
+            usize::MAX,
+        )
         .await
         .unwrap();
     assert!(!page.more);
@@ -392,7 +401,18 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
     }
     let mut sub = conn(1, Encoding::Json, 16);
     assert_eq!(subscribe(&f, "g", &sub).await.seq, 3);
-    let docs = f.storage.pull("g".into(), 1, 10, 3).await.unwrap().docs;
+    let query = PageQuery {
+        since: 1,
+        upto: 3,
+        limit: 10,
+        full: false,
+    };
+    let docs = f
+        .storage
+        .pull("g".into(), query, usize::MAX)
+        .await
+        .unwrap()
+        .docs;
     let addr = f.registry.get("g");
     let late = |docs: Vec<atomsync_proto::wire::Doc>, seq| {
         Stream(Committed {

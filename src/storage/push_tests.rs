@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use atomsync_proto::wire::{Change, Op, PushResult};
 use atomsync_proto::{Packed, Value};
 
-use super::{Committed, PushOutcome, Storage, StorageError};
+use super::{Committed, PageQuery, PushOutcome, Storage, StorageError};
 use crate::config::Durability;
 
 struct Fixture {
@@ -167,7 +167,11 @@ async fn a_failed_request_applies_nothing() {
     );
     assert!(bad.is_err());
     assert_eq!(accepted(&good.unwrap().results[0]).0, 1);
-    let page = f.storage.pull("g".into(), 0, 100, u64::MAX).await.unwrap();
+    let page = f
+        .storage
+        .pull("g".into(), PageQuery::after(0, 100), usize::MAX)
+        .await
+        .unwrap();
     let keys: Vec<&str> = page.docs.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(keys, ["y"]);
     assert_eq!(page.docs[0].seq, 1, "the failed request took no seq");
@@ -243,6 +247,10 @@ async fn a_closed_storage_refuses_pushes_and_fails_health() {
     ));
     assert!(f.storage.health().await.is_err());
     // Reads go on: what was acknowledged is there.
-    let page = f.storage.pull("g".into(), 0, 10, u64::MAX).await.unwrap();
+    let page = f
+        .storage
+        .pull("g".into(), PageQuery::after(0, 10), usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(page.docs.len(), 1);
 }

@@ -446,13 +446,14 @@ impl Session {
                 sub.handover.sent_page(seq);
                 self.out.bytes(encoding, bytes).await
             }
-            Step::Done { seq, reset } => match sub.handover.round_done(seq, reset) {
+            Step::Done { seq, reset, floor } => match sub.handover.round_done(seq, reset) {
                 RoundEnd::Live { seq, reset, frames } => {
                     let subscribed = ServerFrame::Subscribed {
                         group: event.group.to_string(),
                         epoch: self.state.storage.epoch().to_owned(),
                         seq,
                         reset,
+                        floor,
                     };
                     self.out.frame(encoding, &subscribed).await?;
                     for (encoding, bytes) in frames {
@@ -532,7 +533,6 @@ impl Session {
             upto,
             encoding,
             generation,
-            max_value_bytes: self.state.limits.max_value_bytes,
         };
         let (events, _) = self
             .catch_up

@@ -150,6 +150,7 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
             epoch,
             seq,
             reset,
+            floor: _,
         } => {
             let Some(slot) = conn.slots.get_mut(&group).filter(|slot| !slot.forbidden) else {
                 return Ok(None);

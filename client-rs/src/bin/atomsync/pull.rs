@@ -220,6 +220,7 @@ mod tests {
             seq: docs as u64,
             more: true,
             reset: false,
+            floor: 0,
         }
     }
 

@@ -1,0 +1,1 @@
+//! Backups and restores of a SQLite database (`atomsync-server backup`, `restore`).
