@@ -265,19 +265,6 @@ impl Config {
                 )));
             }
         }
-        // An answer always fits one document at the largest value, whatever its encoding
-        // (JSON's base64 and escapes make a value up to about 6 times larger in the worst
-        // case, but a page of one document is always sent whole): here, room for the
-        // document's key and fields beside the value's MessagePack bytes.
-        if s.max_body_bytes < s.max_value_bytes + 4096 {
-            return Err(ConfigError::Invalid(format!(
-                "server.max_body_bytes: {} is too small for a value of max_value_bytes ({}) \
-                 with its key and fields; make it at least {}",
-                s.max_body_bytes,
-                s.max_value_bytes,
-                s.max_value_bytes + 4096
-            )));
-        }
         if self.compaction.every.is_zero() {
             return Err(ConfigError::Invalid(
                 "compaction.every: must be longer than 0s".into(),
@@ -385,13 +372,6 @@ mod tests {
             err.contains("tombstones_older_than") && err.contains("30d"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn the_body_limit_fits_the_largest_value() {
-        let c = Config::from_toml("[server]\nmax_body_bytes = 1048576\n").unwrap();
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("max_body_bytes"), "{err}");
     }
 
     #[test]

@@ -480,9 +480,10 @@ fn apply_in_savepoint(
 }
 
 /// Version-checks and writes one push: each change is accepted iff its base equals the
-/// key's current version (0 when never written). A push whose conflicts would answer with
-/// more than `max_answer_bytes` of current documents fails ([`StorageError::TooLarge`]):
-/// its answer could not be sent whole, and it must apply nothing.
+/// key's current version (0 when never written). A push with several conflicts that would
+/// answer with more than `max_answer_bytes` of current documents fails
+/// ([`StorageError::TooLarge`]): its answer could not be sent whole, and it must apply
+/// nothing (the client pushes fewer changes at a time; one is always answered).
 fn apply_push(
     tx: &Transaction<'_>,
     groups: &mut HashMap<Arc<str>, GroupRow>,
@@ -499,6 +500,7 @@ fn apply_push(
     let mut current = tx.prepare_cached(SELECT_DOC)?;
     let mut upsert = tx.prepare_cached(UPSERT_DOC)?;
     let mut answer_bytes = 0usize;
+    let mut conflicts = 0usize;
     for (index, change) in job.changes.iter().enumerate() {
         let existing = current
             .query_row(params![group.id, change.key], doc_from_row)
@@ -509,7 +511,10 @@ fn apply_push(
                 + existing
                     .as_ref()
                     .map_or(0, |d| d.key.len() + d.value.as_ref().map_or(0, |v| v.len()));
-            if answer_bytes > max_answer_bytes {
+            conflicts += 1;
+            // One conflict is always answered, whatever its size, so that a push of one
+            // change always gets through (as a page always holds one document).
+            if answer_bytes > max_answer_bytes && conflicts > 1 {
                 return Err(StorageError::TooLarge(format!(
                     "changes[{index}]: the conflicting documents this push would answer with \
                      pass the {max_answer_bytes}-byte limit of an answer; nothing was \
