@@ -167,7 +167,7 @@ pub async fn run(
         ));
     }
     let state = web::Data::new(AppState {
-        registry: Registry::new(storage.clone()),
+        registry: Registry::with_idle_timeout(storage.clone(), s.group_idle_timeout),
         storage: storage.clone(),
         auth,
         limits: config.limits(),

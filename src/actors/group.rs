@@ -2,7 +2,8 @@
 //! answers each subscription with its exact hand-over point.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use actix::prelude::*;
 use atomsync_proto::Encoding;
@@ -10,6 +11,7 @@ use atomsync_proto::wire::{Doc, PageWriter};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
+use super::registry::{Groups, forget};
 use crate::storage::{Committed, PageQuery, Storage};
 
 /// One encoded `changes` frame of a commit, shared by every subscriber of that encoding
@@ -94,17 +96,50 @@ pub struct GroupActor {
     /// The seq of the last commit handed to subscribers (or in storage at start).
     streamed_seq: u64,
     subscribers: HashMap<u64, Subscriber>,
+    /// How long the actor lives without subscribers.
+    idle_timeout: Duration,
+    /// Counts the times the actor went idle: an idle check scheduled before a later
+    /// subscription finds its count stale and does nothing.
+    idle_round: u64,
+    /// The registry's map, to leave it when stopping. Weak: the registry owns the actors'
+    /// addresses, not the other way round.
+    registry: Weak<Groups>,
 }
 
 impl GroupActor {
-    /// An actor for `name`; its stream position is read from storage when it starts.
-    pub fn new(name: Arc<str>, storage: Storage) -> GroupActor {
+    /// An actor for `name`; its stream position is read from storage when it starts. With
+    /// no subscriber for `idle_timeout`, it stops and leaves `registry`.
+    pub(super) fn new(
+        name: Arc<str>,
+        storage: Storage,
+        idle_timeout: Duration,
+        registry: Weak<Groups>,
+    ) -> GroupActor {
         GroupActor {
             name,
             storage,
             streamed_seq: 0,
             subscribers: HashMap::new(),
+            idle_timeout,
+            idle_round: 0,
+            registry,
         }
+    }
+
+    /// Schedules a stop after the idle timeout if the actor has no subscriber now; a
+    /// subscription before then cancels it.
+    fn watch_idle(&mut self, ctx: &mut Context<Self>) {
+        if !self.subscribers.is_empty() {
+            return;
+        }
+        self.idle_round += 1;
+        let round = self.idle_round;
+        ctx.run_later(self.idle_timeout, move |actor, ctx| {
+            if actor.idle_round == round && actor.subscribers.is_empty() {
+                tracing::debug!(group = %actor.name, "group actor idle: stopping");
+                ctx.stop();
+            }
+        });
     }
 
     /// Hands one commit that follows what was streamed (`after() <= streamed_seq`) to every
@@ -188,6 +223,12 @@ fn live_frames(group: &Arc<str>, docs: &[Doc], encoding: Encoding) -> Vec<Arc<Li
 impl Actor for GroupActor {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        if let Some(groups) = self.registry.upgrade() {
+            forget(&groups, &self.name, &ctx.address());
+        }
+    }
+
     fn started(&mut self, ctx: &mut Self::Context) {
         // Read the group's seq before handling any message (`wait` holds the mailbox), so
         // the first subscriber's hand-over point is right.
@@ -195,7 +236,10 @@ impl Actor for GroupActor {
         let name = self.name.clone();
         let load = async move { storage.group_seq(name).await };
         ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
-            Ok(seq) => actor.streamed_seq = seq,
+            Ok(seq) => {
+                actor.streamed_seq = seq;
+                actor.watch_idle(ctx);
+            }
             Err(e) => {
                 // Stopping drops the queued messages (their senders see an error, 503); the
                 // registry starts a fresh actor on the next request.
@@ -217,7 +261,12 @@ impl Handler<Stream> for GroupActor {
         {
             // Nothing between what was streamed and this commit, or nobody to stream it to
             // (a later subscriber catches up from storage, where the commit already is).
+            let had = !self.subscribers.is_empty();
             self.stream(committed);
+            if had {
+                // Subscribers whose queues were closed or full are gone now.
+                self.watch_idle(ctx);
+            }
             return;
         }
         // A gap: seqs after the last streamed and before this commit were committed by
@@ -233,11 +282,12 @@ impl Handler<Stream> for GroupActor {
             full: false,
         };
         let fill = async move { storage.pull(name, query, GAP_BYTES).await };
-        ctx.wait(fill.into_actor(self).map(move |page, actor, _| match page {
+        ctx.wait(fill.into_actor(self).map(move |page, actor, ctx| match page {
             Ok(page) if !page.more && !page.reset => {
                 actor.fan_out(&page.docs);
                 actor.streamed_seq = after;
                 actor.stream(committed);
+                actor.watch_idle(ctx);
             }
             failed => {
                 // Too far behind to hold in one frame, compacted meanwhile, or unreadable:
@@ -249,6 +299,7 @@ impl Handler<Stream> for GroupActor {
                     sub.overflow.notify_one();
                 }
                 actor.streamed_seq = committed.seq;
+                actor.watch_idle(ctx);
             }
         }));
     }
@@ -258,6 +309,7 @@ impl Handler<Subscribe> for GroupActor {
     type Result = SubscribeAck;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> SubscribeAck {
+        self.idle_round += 1;
         self.subscribers
             .insert(msg.subscriber.conn_id, msg.subscriber);
         SubscribeAck {
@@ -269,8 +321,10 @@ impl Handler<Subscribe> for GroupActor {
 impl Handler<Unsubscribe> for GroupActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
-        self.subscribers.remove(&msg.conn_id);
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
+        if self.subscribers.remove(&msg.conn_id).is_some() {
+            self.watch_idle(ctx);
+        }
     }
 }
 
