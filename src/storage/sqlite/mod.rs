@@ -75,13 +75,14 @@ impl Sqlite {
     /// read pool and starts the writer thread. Blocking.
     pub(crate) fn open(options: &OpenOptions) -> Result<Sqlite, StorageError> {
         let path = options.db.as_path();
-        // The lock first: a second server must not even migrate a database in use.
+        // Nothing is created, not even the state file, beside what is not ours.
+        schema::inspect(path)?;
+        // Then the lock: a second server must not even migrate a database in use.
         let mut lineage = options
             .state_file
             .as_deref()
             .map(Lineage::open)
             .transpose()?;
-        schema::inspect(path)?;
         let conn = Connection::open(path)?;
         prepare_connection(&conn, options.durability)?;
         let epoch = settle_epoch(&conn, path, lineage.as_mut())?;
