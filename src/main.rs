@@ -138,7 +138,18 @@ impl Cli {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: each error's text already says what it wraps.
+            eprintln!("atomsync-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let default_log = if cli.command.is_some() {
         "warn"
@@ -178,10 +189,10 @@ fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
             let report = report?;
             let c = &report.contents;
             println!(
-                "backed up {db} to {}: {} groups, {} documents, {} bytes, epoch {} at commit {}, in {:.1} s",
+                "backed up {db} to {}: {}, {}, {} bytes, epoch {} at commit {}, in {:.1} s",
                 report.out.display(),
-                c.groups,
-                c.documents,
+                count(c.groups, "group"),
+                count(c.documents, "document"),
                 c.bytes,
                 c.epoch,
                 c.commits,
@@ -203,10 +214,10 @@ fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
             let report = report?;
             let c = &report.contents;
             println!(
-                "restored {} into {db}: {} groups, {} documents",
+                "restored {} into {db}: {}, {}",
                 from.display(),
-                c.groups,
-                c.documents
+                count(c.groups, "group"),
+                count(c.documents, "document")
             );
             println!(
                 "new epoch {} (the backup's was {}): every client notices and syncs again \
@@ -224,19 +235,41 @@ fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
         Command::Compact { older_than } => {
             let done = actix_web::rt::System::new()
                 .block_on(atomsync::offline::compact(config, *older_than))?;
-            let age = humantime::format_duration(*older_than);
+            let age = short_duration(*older_than);
             if done.tombstones == 0 {
                 println!("no tombstone in {db} is older than {age}; nothing removed");
             } else {
                 println!(
-                    "removed {} tombstones older than {age} from {db}; the floor of {} groups \
-                     rose, and a client whose cursor is below it pulls that group again from 0",
-                    done.tombstones, done.groups
+                    "removed {} older than {age} from {db}; the floor of {} rose, and a client \
+                     whose cursor is below it pulls that group again from 0",
+                    count(done.tombstones, "tombstone"),
+                    count(done.groups, "group")
                 );
             }
         }
     }
     Ok(())
+}
+
+/// `1 group`, `3 groups`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A duration as it is typed: `30d`, `12h`, `90m`, `45s`.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// A progress bar on standard error when it is a terminal; nothing otherwise.
