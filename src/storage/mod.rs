@@ -336,6 +336,17 @@ impl Storage {
         }
     }
 
+    /// Runs `f` on the SQLite writer's connection, between batches (tests only).
+    #[cfg(test)]
+    pub(crate) fn on_writer_connection(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) + Send + 'static,
+    ) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.on_writer_connection(f),
+        }
+    }
+
     /// Sends every later commit to `sink`, replacing the sink before, if any.
     pub fn set_commit_sink(&self, sink: CommitSink) {
         match &self.backend {

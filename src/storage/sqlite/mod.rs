@@ -129,6 +129,12 @@ impl Sqlite {
         &self.inner.epoch
     }
 
+    /// Runs `f` on the writer's connection, between batches (tests only).
+    #[cfg(test)]
+    pub(crate) fn on_writer_connection(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        self.inner.writer.on_connection(f);
+    }
+
     pub(crate) fn set_commit_sink(&self, sink: CommitSink) {
         self.inner.writer.set_commit_sink(sink);
     }

@@ -99,6 +99,9 @@ enum Job {
         done: Compacted,
         reply: oneshot::Sender<Result<Compacted, StorageError>>,
     },
+    /// Runs on the writer's connection (tests: to make SQLite's disk look full).
+    #[cfg(test)]
+    OnConnection(Box<dyn FnOnce(&Connection) + Send>),
     Shutdown,
 }
 
@@ -176,6 +179,12 @@ impl Writer {
             .send(job)
             .map_err(|_| StorageError::WriterGone)?;
         done.await.unwrap_or(Err(StorageError::WriterGone))
+    }
+
+    /// Runs `f` on the writer's connection, between batches (tests only).
+    #[cfg(test)]
+    pub(super) fn on_connection(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        let _ = self.inner.jobs.send(Job::OnConnection(Box::new(f)));
     }
 
     /// Sends every later commit to `sink` (replacing the one before, if any).
@@ -271,6 +280,8 @@ impl WriterThread {
                         }
                         self.compact_step(before_ms, done, reply);
                     }
+                    #[cfg(test)]
+                    Job::OnConnection(f) => f(&self.conn),
                     Job::Shutdown => {
                         stopping = true;
                         break;
@@ -434,6 +445,15 @@ impl WriterThread {
                     };
                 }
             }
+            // SQLite rolled the whole transaction back (a full disk, say): nothing of the
+            // batch is there any more, and every job hears why.
+            if let Err(e) = &result
+                && tx.is_autocommit()
+            {
+                let e = e.copy();
+                applied.push(Applied { job, result });
+                return Err((applied.into_iter().map(|a| a.job).collect(), e));
+            }
             applied.push(Applied { job, result });
         }
         let mut commits = self.commits;
@@ -472,8 +492,13 @@ fn apply_in_savepoint(
             Ok(done)
         }
         Err(e) => {
-            run("ROLLBACK TO job")?;
-            run("RELEASE job")?;
+            // SQLite rolls the whole transaction back by itself on some errors (a full
+            // disk, out of memory): then there is no savepoint left to roll back to, and
+            // the original error is the one to tell.
+            if !tx.is_autocommit() {
+                run("ROLLBACK TO job")?;
+                run("RELEASE job")?;
+            }
             Err(e)
         }
     }
