@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use atomsync_proto::Limits;
 use atomsync_proto::wire::check_group;
@@ -35,6 +36,9 @@ pub struct Config {
     /// `[admin]`: the operator's token for the admin API (`/admin/...`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[compaction]`: removing old tombstones (PROTOCOL.md section 8); off by default.
+    #[serde(default)]
+    pub compaction: CompactionConfig,
 }
 
 /// The `[server]` table.
@@ -45,6 +49,10 @@ pub struct ServerConfig {
     pub bind: String,
     /// The SQLite database file (created when missing).
     pub db: PathBuf,
+    /// The state file that remembers which databases were served from `db` and how far
+    /// (so that one that went back in time gets a new epoch), and locks it against a
+    /// second server. `None`: beside the database, `<db>.state`.
+    pub state_file: Option<PathBuf>,
     /// Durability of acknowledged writes.
     pub durability: Durability,
     /// Read connections in the pool (pull, catch-up, health). Writes use one dedicated connection.
@@ -75,6 +83,10 @@ pub struct ServerConfig {
     /// Origins (`https://app.example`) whose pages may open a WebSocket besides the
     /// server's own (PROTOCOL.md section 5).
     pub allowed_origins: Vec<String>,
+    /// How long a group with no subscriber keeps its actor before it is stopped (started
+    /// again on the next subscription), e.g. `"60s"`.
+    #[serde(with = "humantime_serde_compat")]
+    pub group_idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -96,8 +108,69 @@ impl Default for ServerConfig {
             idle_timeout: 45.0,
             close_timeout: 2.0,
             allowed_origins: Vec::new(),
+            state_file: None,
+            group_idle_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// The `[compaction]` table: tombstones older than a horizon are removed on a schedule,
+/// and each group's floor rises (PROTOCOL.md section 8). Off unless
+/// `tombstones_older_than` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Remove tombstones written longer ago than this, e.g. `"30d"`; `None`: never. A
+    /// client offline for longer pulls its groups again from 0 when it returns.
+    #[serde(with = "humantime_serde_compat::option")]
+    pub tombstones_older_than: Option<Duration>,
+    /// How often to look for such tombstones, e.g. `"1h"` (and once at start).
+    #[serde(with = "humantime_serde_compat")]
+    pub every: Duration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            tombstones_older_than: None,
+            every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Durations in the config file as people write them: `"30d"`, `"1h 30m"`, `"45s"`.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub(super) mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer};
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            let text = String::deserialize(d)?;
+            super::super::parse_duration(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// A duration as people write it (`"30d"`, `"12h"`, `"1h 30m"`, `"45s"`); the error says
+/// what was expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{text:?} is not a duration ({e}); write it like \"30d\", \"12h\" or \"90s\"")
+    })
 }
 
 /// One `[users.NAME]` table: exactly one of `token` and `token_sha256`.
@@ -244,6 +317,10 @@ impl Config {
             ("max_value_bytes", s.max_value_bytes),
             ("max_depth", s.max_depth),
             ("max_changes", s.max_changes),
+            (
+                "group_idle_timeout",
+                s.group_idle_timeout.as_millis() as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -268,6 +345,11 @@ impl Config {
         for (i, origin) in s.allowed_origins.iter().enumerate() {
             crate::http::guard::check_origin_entry(origin)
                 .map_err(|e| ConfigError::Invalid(format!("server.allowed_origins[{i}]: {e}")))?;
+        }
+        if self.compaction.every.is_zero() {
+            return Err(ConfigError::Invalid(
+                "compaction.every: must be longer than 0s".into(),
+            ));
         }
         let mut tokens = BTreeMap::new();
         for (user, u) in &self.users {
@@ -380,6 +462,29 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("users.a.groups[0]")
+        );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let c = Config::from_toml(
+            "[server]\ngroup_idle_timeout = \"90s\"\n[compaction]\ntombstones_older_than = \"30d\"\nevery = \"1h 30m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.group_idle_timeout, Duration::from_secs(90));
+        assert_eq!(
+            c.compaction.tombstones_older_than,
+            Some(Duration::from_secs(30 * 86400))
+        );
+        assert_eq!(c.compaction.every, Duration::from_secs(5400));
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(d.compaction.tombstones_older_than, None, "off by default");
+        let err =
+            Config::from_toml("[compaction]\ntombstones_older_than = \"a month\"\n").unwrap_err();
+        assert!(
+            err.contains("tombstones_older_than") && err.contains("30d"),
+            "{err}"
         );
     }
 

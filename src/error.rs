@@ -18,7 +18,18 @@ pub enum RequestError {
     Refused(#[from] WireError),
     /// Storage could not do it.
     #[error("storage: {0}; nothing was applied")]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
+}
+
+impl From<StorageError> for RequestError {
+    /// An answer storage found too large is the request's own size problem (413), said as
+    /// storage said it; every other storage failure stays one.
+    fn from(e: StorageError) -> RequestError {
+        match e {
+            StorageError::TooLarge(message) => RequestError::Refused(WireError::too_large(message)),
+            other => RequestError::Storage(other),
+        }
+    }
 }
 
 impl RequestError {

@@ -16,6 +16,8 @@
 //! - [`actors`]: one actor per subscribed group, streaming its commits in order.
 //! - [`storage`]: one interface over the database, whichever engine; today SQLite in WAL
 //!   mode, with a single writer thread and a pool of readers.
+//! - [`offline`]: the commands that work on the database file (`backup`, `restore`,
+//!   `compact`).
 //!
 //! ## How a push travels
 //!
@@ -46,6 +48,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod http;
+pub mod offline;
 pub mod push;
 pub mod storage;
 pub mod ws;
@@ -88,6 +91,41 @@ pub enum ServerError {
     /// Listening or serving failed.
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Removes tombstones older than `horizon` every `every` (and once at start), until
+/// shutdown (PROTOCOL.md section 8).
+async fn compact_on_schedule(
+    storage: Storage,
+    horizon: Duration,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tracing::info!(
+        older_than = %humantime::format_duration(horizon),
+        every = %humantime::format_duration(every),
+        "compaction on: old tombstones are removed on a schedule"
+    );
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let before = std::time::SystemTime::now()
+            .checked_sub(horizon)
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        match storage.compact(before).await {
+            Ok(done) if done.tombstones > 0 => tracing::info!(
+                tombstones = done.tombstones,
+                groups = done.groups,
+                "compaction removed old tombstones; those groups' floors rose"
+            ),
+            Ok(_) => tracing::debug!("compaction: no tombstone old enough"),
+            Err(e) => tracing::warn!(error = %e, "compaction failed; it runs again on schedule"),
+        }
+    }
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves, then stops cleanly: in-flight
@@ -157,8 +195,16 @@ pub async fn run_with_reload(
     );
     let loopback = addr.ip().is_loopback();
     let (stop_sessions, shutdown_rx) = watch::channel(false);
+    if let Some(horizon) = config.compaction.tombstones_older_than {
+        actix_web::rt::spawn(compact_on_schedule(
+            storage.clone(),
+            horizon,
+            config.compaction.every,
+            shutdown_rx.clone(),
+        ));
+    }
     let state = web::Data::new(AppState {
-        registry: Registry::new(storage.clone()),
+        registry: Registry::with_idle_timeout(storage.clone(), s.group_idle_timeout),
         storage: storage.clone(),
         auth,
         limits: config.limits(),

@@ -1,29 +1,48 @@
 //! `atomsync-server`: parses the configuration, starts logging, binds, and runs
-//! [`atomsync::run_with_reload`] until SIGTERM or Ctrl-C; SIGHUP reloads the configuration.
+//! [`atomsync::run_with_reload`] until SIGTERM or Ctrl-C (SIGHUP reloads the
+//! configuration); or runs one of the commands that work on the database file
+//! ([`atomsync::offline`]): `backup`, `restore`, `compact`.
 
+use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use atomsync::Config;
-use atomsync::config::Durability;
-use clap::Parser;
+use atomsync::config::{Durability, parse_duration};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
-/// The Atomsync sync server. With no options it serves on 127.0.0.1:8090 with the database
-/// `atomsync.db` in the working directory and auth off. Options override the config file's
-/// keys; `ATOMSYNC_*` environment variables sit between the two.
+/// The Atomsync sync server. With no command it serves: on 127.0.0.1:8090 with the
+/// database `atomsync.db` in the working directory and auth off, unless told otherwise.
+/// Options override the config file's keys; `ATOMSYNC_*` environment variables sit between
+/// the two.
 #[derive(Debug, Parser)]
 #[command(name = "atomsync-server", version, about, long_about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file (see config/atomsync.toml for every key).
-    #[arg(long, short, env = "ATOMSYNC_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short,
+        env = "ATOMSYNC_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
     config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:8090 (port 0 picks a free port).
     #[arg(long, env = "ATOMSYNC_BIND", value_name = "ADDR")]
     bind: Option<String>,
     /// SQLite database file, created when missing.
-    #[arg(long, env = "ATOMSYNC_DB", value_name = "PATH")]
+    #[arg(long, env = "ATOMSYNC_DB", value_name = "PATH", global = true)]
     db: Option<PathBuf>,
+    /// The state file that remembers which databases were served from the database's
+    /// path (default: beside it, `<db>.state`); keep it on another volume than the data to
+    /// notice a snapshot that rolls the volume back.
+    #[arg(long, env = "ATOMSYNC_STATE_FILE", value_name = "PATH", global = true)]
+    state_file: Option<PathBuf>,
     /// full: fsync before every acknowledgement; normal: survives a process crash, not a power cut.
     #[arg(long, env = "ATOMSYNC_DURABILITY", value_enum)]
     durability: Option<Durability>,
@@ -77,9 +96,37 @@ struct Cli {
         value_name = "ORIGINS"
     )]
     allowed_origins: Option<Vec<String>>,
-    /// Log filter, e.g. info, debug, atomsync=trace.
-    #[arg(long, env = "ATOMSYNC_LOG", default_value = "info")]
-    log: String,
+    /// Log filter, e.g. info, debug, atomsync=trace (default: info when serving, warn for
+    /// a command).
+    #[arg(long, env = "ATOMSYNC_LOG", global = true)]
+    log: Option<String>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Copies the database to PATH, consistently, while the server serves (it never
+    /// overwrites a file). Put it back with `restore`, never by hand.
+    Backup {
+        /// Where the copy goes; must not exist.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
+    /// Installs a backup as the database, with a new epoch, so that every client syncs
+    /// again from 0 (keeping its unsent changes). The server must be stopped; the database
+    /// it replaces is kept beside it.
+    Restore {
+        /// The backup to install.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+    },
+    /// Removes the tombstones older than AGE once (the server must be stopped; to do it on
+    /// a schedule while serving, set [compaction] tombstones_older_than).
+    Compact {
+        /// How old a tombstone must be to go, e.g. 30d, 12h.
+        #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+        older_than: Duration,
+    },
 }
 
 impl Cli {
@@ -92,6 +139,9 @@ impl Cli {
         let s = &mut config.server;
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { s.$field = v; } )* };
+        }
+        if let Some(state_file) = self.state_file.clone() {
+            s.state_file = Some(state_file);
         }
         set!(
             bind,
@@ -118,14 +168,39 @@ impl Cli {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: each error's text already says what it wraps.
+            eprintln!("atomsync-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    let default_log = if cli.command.is_some() {
+        "warn"
+    } else {
+        "info"
+    };
+    let log = cli.log.as_deref().unwrap_or(default_log);
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("--log")?)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = cli.config()?;
+    match cli.command.take() {
+        None => serve(cli, config),
+        Some(command) => run_command(&command, &config),
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C; `cli` reads the configuration again on SIGHUP.
+fn serve(cli: Cli, config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.server.bind)
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     actix_web::rt::System::new().block_on(async move {
@@ -134,6 +209,118 @@ fn main() -> anyhow::Result<()> {
         atomsync::run_with_reload(config, listener, shutdown_signal(), reloads).await
     })?;
     Ok(())
+}
+
+fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
+    let db = config.server.db.display();
+    match command {
+        Command::Backup { out } => {
+            let bar = progress_bar("copying", "bytes");
+            let report = atomsync::offline::backup(config, out, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let report = report?;
+            let c = &report.contents;
+            println!(
+                "backed up {db} to {}: {}, {}, {} bytes, epoch {} at commit {}, in {:.1} s",
+                report.out.display(),
+                count(c.groups, "group"),
+                count(c.documents, "document"),
+                c.bytes,
+                c.epoch,
+                c.commits,
+                report.elapsed.as_secs_f64()
+            );
+            println!(
+                "put it back with `atomsync-server restore --from {}` (the server stopped); \
+                 a copy put in place by hand gets a new epoch too",
+                report.out.display()
+            );
+        }
+        Command::Restore { from } => {
+            let bar = progress_bar("restoring", "pages");
+            let report = atomsync::offline::restore(config, from, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let report = report?;
+            let c = &report.contents;
+            println!(
+                "restored {} into {db}: {}, {}",
+                from.display(),
+                count(c.groups, "group"),
+                count(c.documents, "document")
+            );
+            println!(
+                "new epoch {} (the backup's was {}): every client notices and syncs again \
+                 from 0, keeping the changes it had not sent",
+                c.epoch, report.old_epoch
+            );
+            match &report.kept {
+                Some(kept) => println!(
+                    "the database it replaced is kept as {}; delete it once you no longer need it",
+                    kept.display()
+                ),
+                None => println!("there was no database at {db} before"),
+            }
+        }
+        Command::Compact { older_than } => {
+            let done = actix_web::rt::System::new()
+                .block_on(atomsync::offline::compact(config, *older_than))?;
+            let age = short_duration(*older_than);
+            if done.tombstones == 0 {
+                println!("no tombstone in {db} is older than {age}; nothing removed");
+            } else {
+                println!(
+                    "removed {} older than {age} from {db}; the floor of {} rose, and a client \
+                     whose cursor is below it pulls that group again from 0",
+                    count(done.tombstones, "tombstone"),
+                    count(done.groups, "group")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `1 group`, `3 groups`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A duration as it is typed: `30d`, `12h`, `90m`, `45s`.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A progress bar on standard error when it is a terminal; nothing otherwise.
+fn progress_bar(what: &str, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let template = match unit {
+        "bytes" => "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+        _ => "{msg} [{bar:30}] {pos}/{len} pages ({eta})",
+    };
+    let bar = ProgressBar::new(0).with_message(what.to_owned());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 /// On SIGHUP, reads the configuration again (file, then environment and flags, as at

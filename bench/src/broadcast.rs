@@ -103,6 +103,7 @@ async fn connection(stream: TcpStream, groups: Groups) -> Result<()> {
                     epoch: "broadcast".into(),
                     seq: g.seq,
                     reset: false,
+                    floor: 0,
                 }
             }
             ClientFrame::Unsubscribe { group } => ServerFrame::Unsubscribed { group },

@@ -323,28 +323,56 @@ export class Syncer {
     return request(this.host.env.fetch, method, url, { token: this.host.token, timeoutMs: this.timing.requestTimeoutMs, body });
   }
 
-  /** Pulls until `more` is false, then stores everything in one transaction. */
+  /**
+   * Pulls until `more` is false, then stores everything in one transaction.
+   *
+   * A pull from 0, or one the server answered with `reset` (our cursor was below the
+   * group's compaction floor), is a full pull: its later pages are asked with
+   * `full=true`, so the floor never sends it back to 0 (PROTOCOL.md section 8). A later
+   * page with a higher floor than the first (a tombstone this pull has not reached may be
+   * gone), or a reset on a later page of another pull (the floor passed our cursor
+   * meanwhile), starts it again from 0 as a reset: the keys it does not return are dropped.
+   */
   async pullAll() {
     for (let attempt = 0; attempt < 3; attempt++) {
       let since = (await this.readMeta())?.cursor ?? 0;
       /** @type {DocRecord[]} */
-      const docs = [];
+      let docs = [];
       /** @type {string | null} */
       let epoch = null;
       let reset = false;
-      for (;;) {
+      let full = since === 0;
+      /** @type {number | bigint} */
+      let floor = 0;
+      for (let pages = 0; ; pages++) {
+        if (pages > 100000) throw new ProtocolError("pull: the pages never end");
         const url = new URL(this.host.endpoints.http);
-        url.search = new URLSearchParams({ group: this.group, since: String(since), limit: String(PULL_LIMIT) }).toString();
+        /** @type {Record<string, string>} */
+        const query = { group: this.group, since: String(since), limit: String(PULL_LIMIT) };
+        if (full && pages > 0) query.full = "true";
+        url.search = new URLSearchParams(query).toString();
         const page = await this.fetch("GET", url);
         if (!isRecord(page) || typeof page.epoch !== "string" || !isCount(page.seq)) throw new ProtocolError("pull: not a pull response");
+        const pageFloor = page.floor === undefined ? 0 : page.floor;
+        if (!isCount(pageFloor)) throw new ProtocolError("pull: floor is not a count");
         if (epoch === null) {
           epoch = page.epoch;
           reset = page.reset === true;
+          full = full || reset;
+          floor = pageFloor;
         } else if (page.epoch !== epoch) {
           throw new ProtocolError("pull: the epoch changed between pages");
-        } else if (page.reset === true) {
-          // A page after the first answered from 0 again: following `more` would loop.
-          throw new ProtocolError("pull: a reset on a page after the first");
+        } else if (page.reset === true || (full && pageFloor > floor)) {
+          // Compacted under this pull: what it collected may hold a key deleted since.
+          docs = [];
+          reset = true;
+          floor = pageFloor;
+          if (page.reset !== true) {
+            since = 0;
+            full = true;
+            continue;
+          }
+          full = true;
         }
         toDocRecords(this.group, page.changes, "pull", docs);
         since = page.seq;

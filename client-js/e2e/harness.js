@@ -13,7 +13,7 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(here, "..", "..");
 export const ARTIFACTS = join(REPO, "test-artifacts");
-const BINARY = process.env.ATOMSYNC_SERVER_BIN ?? join(REPO, "target", "debug", "atomsync-server");
+export const BINARY = process.env.ATOMSYNC_SERVER_BIN ?? join(REPO, "target", "debug", "atomsync-server");
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 
 /** The client files the server embeds at build time (src/http/assets.rs). */

@@ -59,6 +59,7 @@ fn main() {
         seq: 10_000,
         more: true,
         reset: false,
+        floor: 0,
     };
     let push = PushRequest {
         group: "bench".into(),

@@ -10,6 +10,7 @@
 
 mod admin;
 mod envelope;
+mod page;
 mod push;
 mod read;
 mod slots;
@@ -17,6 +18,7 @@ mod write;
 mod writer;
 
 pub use admin::{DocAnswer, DocsPage, GroupInfo, GroupsPage, encode_doc};
+pub use page::PageWriter;
 pub use read::{RESPONSE_MAX_DEPTH, decode_error};
 
 use crate::{ErrorCode, Packed, Value, WireError, json, msgpack};
@@ -153,6 +155,9 @@ pub struct PullResponse {
     pub more: bool,
     /// The pull was answered from 0 because `since` was below the group's floor.
     pub reset: bool,
+    /// The group's compaction floor: the highest seq among the tombstones it removed (0:
+    /// none removed, and the member is left out).
+    pub floor: u64,
 }
 
 /// A WebSocket frame from a client.
@@ -192,7 +197,8 @@ pub enum ServerFrame {
         /// The seq of the last document in the frame.
         seq: u64,
     },
-    /// `{"type": "subscribed", "group", "epoch", "seq"}` (and `"reset": true` when reset)
+    /// `{"type": "subscribed", "group", "epoch", "seq"}` (and `"reset": true` when reset,
+    /// `"floor": F` once the group has one)
     Subscribed {
         /// The group.
         group: String,
@@ -202,6 +208,8 @@ pub enum ServerFrame {
         seq: u64,
         /// Catch-up restarted from 0 because `since` was below the floor.
         reset: bool,
+        /// The group's compaction floor (0: none, and the member is left out).
+        floor: u64,
     },
     /// `{"type": "unsubscribed", "group"}`
     Unsubscribed {
@@ -332,7 +340,7 @@ impl PushResponse {
 }
 
 impl PullResponse {
-    /// Encodes the response; `reset` is written only when true.
+    /// Encodes the response; `reset` is written only when true, `floor` only above 0.
     pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
         write::pull_response(self, encoding)
     }

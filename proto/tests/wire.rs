@@ -97,6 +97,7 @@ fn pull_response_json() {
         seq: 9,
         more: false,
         reset: false,
+        floor: 0,
     };
     let docs = r#"[{"key":"item:1","version":2,"seq":7,"value":{"text":"Buy \"milk\"","tags":{"$set":[{"$kw":"home"}]}}},{"key":"item:2","version":3,"seq":9,"deleted":true}]"#;
     assert_eq!(
@@ -115,6 +116,15 @@ fn pull_response_json() {
     assert_eq!(
         text(&response.encode(Encoding::Json)),
         r#"{"group":"g","epoch":"e1","changes":[],"seq":9,"more":true,"reset":true}"#
+    );
+    response.floor = 4;
+    assert_eq!(
+        text(&response.encode(Encoding::Json)),
+        r#"{"group":"g","epoch":"e1","changes":[],"seq":9,"more":true,"reset":true,"floor":4}"#
+    );
+    assert_eq!(
+        PullResponse::decode(&response.encode(Encoding::MsgPack), Encoding::MsgPack).unwrap(),
+        response
     );
 }
 
@@ -149,6 +159,7 @@ fn server_frames_json() {
                 epoch: "e".into(),
                 seq: 0,
                 reset: false,
+                floor: 0,
             },
             r#"{"type":"subscribed","group":"g","epoch":"e","seq":0}"#,
         ),
@@ -158,8 +169,9 @@ fn server_frames_json() {
                 epoch: "e".into(),
                 seq: 3,
                 reset: true,
+                floor: 2,
             },
-            r#"{"type":"subscribed","group":"g","epoch":"e","seq":3,"reset":true}"#,
+            r#"{"type":"subscribed","group":"g","epoch":"e","seq":3,"reset":true,"floor":2}"#,
         ),
         (
             ServerFrame::Unsubscribed { group: "g".into() },
@@ -268,6 +280,7 @@ fn responses_round_trip() {
         seq: u64::MAX,
         more: true,
         reset: true,
+        floor: 7,
     };
     let push = sample_push_response();
     for encoding in BOTH {
@@ -450,6 +463,7 @@ fn truncated_messages_are_errors() {
         seq: 9,
         more: false,
         reset: false,
+        floor: 0,
     };
     for encoding in BOTH {
         let bytes = pull.encode(encoding);

@@ -2,15 +2,17 @@
 //! answers each subscription with its exact hand-over point.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use actix::prelude::*;
 use atomsync_proto::Encoding;
-use atomsync_proto::wire::{Doc, encode_changes};
+use atomsync_proto::wire::{Doc, PageWriter};
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use crate::storage::{Committed, Storage};
+use super::registry::{Groups, forget};
+use crate::storage::{Committed, PageQuery, Storage};
 
 /// One encoded `changes` frame of a commit, shared by every subscriber of that encoding
 /// (queued as an `Arc`, see [`Subscriber::queue`]).
@@ -77,6 +79,11 @@ pub struct SubscriberCount;
 pub(super) const GAP_DOCS: usize = 1000;
 const GAP_BYTES: usize = 8 << 20;
 
+/// What one live `changes` frame carries, about: a large commit (a push of eight 1 MiB
+/// values) goes out as several frames, each at least one document, in seq order
+/// (PROTOCOL.md section 4: every frame is bounded in bytes).
+pub(super) const LIVE_FRAME_BYTES: usize = 1 << 20;
+
 /// A commit of the group, delivered by the registry in commit order.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -89,17 +96,50 @@ pub struct GroupActor {
     /// The seq of the last commit handed to subscribers (or in storage at start).
     streamed_seq: u64,
     subscribers: HashMap<u64, Subscriber>,
+    /// How long the actor lives without subscribers.
+    idle_timeout: Duration,
+    /// Counts the times the actor went idle: an idle check scheduled before a later
+    /// subscription finds its count stale and does nothing.
+    idle_round: u64,
+    /// The registry's map, to leave it when stopping. Weak: the registry owns the actors'
+    /// addresses, not the other way round.
+    registry: Weak<Groups>,
 }
 
 impl GroupActor {
-    /// An actor for `name`; its stream position is read from storage when it starts.
-    pub fn new(name: Arc<str>, storage: Storage) -> GroupActor {
+    /// An actor for `name`; its stream position is read from storage when it starts. With
+    /// no subscriber for `idle_timeout`, it stops and leaves `registry`.
+    pub(super) fn new(
+        name: Arc<str>,
+        storage: Storage,
+        idle_timeout: Duration,
+        registry: Weak<Groups>,
+    ) -> GroupActor {
         GroupActor {
             name,
             storage,
             streamed_seq: 0,
             subscribers: HashMap::new(),
+            idle_timeout,
+            idle_round: 0,
+            registry,
         }
+    }
+
+    /// Schedules a stop after the idle timeout if the actor has no subscriber now; a
+    /// subscription before then cancels it.
+    fn watch_idle(&mut self, ctx: &mut Context<Self>) {
+        if !self.subscribers.is_empty() {
+            return;
+        }
+        self.idle_round += 1;
+        let round = self.idle_round;
+        ctx.run_later(self.idle_timeout, move |actor, ctx| {
+            if actor.idle_round == round && actor.subscribers.is_empty() {
+                tracing::debug!(group = %actor.name, "group actor idle: stopping");
+                ctx.stop();
+            }
+        });
     }
 
     /// Hands one commit that follows what was streamed (`after() <= streamed_seq`) to every
@@ -121,44 +161,73 @@ impl GroupActor {
         self.fan_out(&docs);
     }
 
-    /// Hands `docs` to every subscriber as one `changes` frame, encoded once per encoding.
+    /// Hands `docs` to every subscriber as `changes` frames (one, unless the commit is
+    /// larger than [`LIVE_FRAME_BYTES`]), encoded once per encoding.
     fn fan_out(&mut self, docs: &[Doc]) {
-        let Some(last) = docs.last().map(|d| d.seq) else {
+        if docs.is_empty() {
             return;
-        };
-        let mut encoded: [Option<Arc<LiveFrame>>; 2] = [None, None];
+        }
+        let mut encoded: [Option<Vec<Arc<LiveFrame>>>; 2] = [None, None];
         let name = &self.name;
         self.subscribers.retain(|_, sub| {
             let slot = match sub.encoding {
                 Encoding::MsgPack => 0,
                 Encoding::Json => 1,
             };
-            let live = encoded[slot]
-                .get_or_insert_with(|| {
-                    Arc::new(LiveFrame {
-                        group: name.clone(),
-                        seq: last,
-                        encoding: sub.encoding,
-                        bytes: Bytes::from(encode_changes(name, docs, last, sub.encoding)),
-                    })
-                })
-                .clone();
-            match sub.queue.try_send(live) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Too slow to keep up: dropping it here keeps the group and every other
-                    // subscriber at full speed; the client resumes from its cursor.
-                    sub.overflow.notify_one();
-                    false
+            let frames = encoded[slot].get_or_insert_with(|| live_frames(name, docs, sub.encoding));
+            for live in frames.iter() {
+                match sub.queue.try_send(live.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Too slow to keep up: dropping it here keeps the group and every
+                        // other subscriber at full speed; the client resumes from its cursor.
+                        sub.overflow.notify_one();
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
+            true
         });
     }
 }
 
+/// `docs` as `changes` frames of about [`LIVE_FRAME_BYTES`] each, in seq order.
+fn live_frames(group: &Arc<str>, docs: &[Doc], encoding: Encoding) -> Vec<Arc<LiveFrame>> {
+    let mut frames = Vec::new();
+    let mut writer = PageWriter::changes(group, encoding, LIVE_FRAME_BYTES);
+    let mut close = |writer: PageWriter| {
+        if let Some(seq) = writer.last_seq() {
+            frames.push(Arc::new(LiveFrame {
+                group: group.clone(),
+                seq,
+                encoding,
+                bytes: Bytes::from(writer.finish_changes()),
+            }));
+        }
+    };
+    for doc in docs {
+        if !writer.offer(doc) {
+            let full = std::mem::replace(
+                &mut writer,
+                PageWriter::changes(group, encoding, LIVE_FRAME_BYTES),
+            );
+            close(full);
+            writer.offer(doc);
+        }
+    }
+    close(writer);
+    frames
+}
+
 impl Actor for GroupActor {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        if let Some(groups) = self.registry.upgrade() {
+            forget(&groups, &self.name, &ctx.address());
+        }
+    }
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Read the group's seq before handling any message (`wait` holds the mailbox), so
@@ -167,7 +236,10 @@ impl Actor for GroupActor {
         let name = self.name.clone();
         let load = async move { storage.group_seq(name).await };
         ctx.wait(load.into_actor(self).map(|loaded, actor, ctx| match loaded {
-            Ok(seq) => actor.streamed_seq = seq,
+            Ok(seq) => {
+                actor.streamed_seq = seq;
+                actor.watch_idle(ctx);
+            }
             Err(e) => {
                 // Stopping drops the queued messages (their senders see an error, 503); the
                 // registry starts a fresh actor on the next request.
@@ -189,7 +261,12 @@ impl Handler<Stream> for GroupActor {
         {
             // Nothing between what was streamed and this commit, or nobody to stream it to
             // (a later subscriber catches up from storage, where the commit already is).
+            let had = !self.subscribers.is_empty();
             self.stream(committed);
+            if had {
+                // Subscribers whose queues were closed or full are gone now.
+                self.watch_idle(ctx);
+            }
             return;
         }
         // A gap: seqs after the last streamed and before this commit were committed by
@@ -198,19 +275,19 @@ impl Handler<Stream> for GroupActor {
         // holding the mailbox so nothing is streamed or registered meanwhile.
         let storage = self.storage.clone();
         let (name, from) = (self.name.clone(), self.streamed_seq);
-        let fill = async move { storage.pull(name, from, GAP_DOCS, after).await };
-        let small = |docs: &[Doc]| {
-            let bytes: usize = docs
-                .iter()
-                .map(|d| d.value.as_ref().map_or(0, |v| v.len()))
-                .sum();
-            bytes <= GAP_BYTES
+        let query = PageQuery {
+            since: from,
+            upto: after,
+            limit: GAP_DOCS,
+            full: false,
         };
-        ctx.wait(fill.into_actor(self).map(move |page, actor, _| match page {
-            Ok(page) if !page.more && !page.reset && small(&page.docs) => {
+        let fill = async move { storage.pull(name, query, GAP_BYTES).await };
+        ctx.wait(fill.into_actor(self).map(move |page, actor, ctx| match page {
+            Ok(page) if !page.more && !page.reset => {
                 actor.fan_out(&page.docs);
                 actor.streamed_seq = after;
                 actor.stream(committed);
+                actor.watch_idle(ctx);
             }
             failed => {
                 // Too far behind to hold in one frame, compacted meanwhile, or unreadable:
@@ -222,6 +299,7 @@ impl Handler<Stream> for GroupActor {
                     sub.overflow.notify_one();
                 }
                 actor.streamed_seq = committed.seq;
+                actor.watch_idle(ctx);
             }
         }));
     }
@@ -231,6 +309,7 @@ impl Handler<Subscribe> for GroupActor {
     type Result = SubscribeAck;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> SubscribeAck {
+        self.idle_round += 1;
         self.subscribers
             .insert(msg.subscriber.conn_id, msg.subscriber);
         SubscribeAck {
@@ -242,8 +321,10 @@ impl Handler<Subscribe> for GroupActor {
 impl Handler<Unsubscribe> for GroupActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
-        self.subscribers.remove(&msg.conn_id);
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
+        if self.subscribers.remove(&msg.conn_id).is_some() {
+            self.watch_idle(ctx);
+        }
     }
 }
 

@@ -23,11 +23,17 @@
 //!    preceded by the missing documents, read from storage while the mailbox waits. The
 //!    actor relies on storage, not on seeing every commit, for a gapless stream.
 //!
+//! 5. An actor with no subscriber for the idle timeout stops and leaves the registry; its
+//!    group's commits since are in storage, and the next subscription starts a fresh actor
+//!    (point 3), so a server of millions of groups keeps actors only for those in use.
+//!
 //! An actor only awaits storage's futures (the starting `seq`, a gap's documents); whatever
 //! blocks stays inside the backend, never on the arbiter's thread, where it would stall
 //! every actor and connection of that arbiter.
 
 mod group;
+#[cfg(test)]
+mod idle_tests;
 mod registry;
 #[cfg(test)]
 mod subscribe_tests;
@@ -35,4 +41,4 @@ mod subscribe_tests;
 pub use group::{
     GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
 };
-pub use registry::Registry;
+pub use registry::{DEFAULT_IDLE_TIMEOUT, Registry};

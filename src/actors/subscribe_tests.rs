@@ -17,15 +17,15 @@ use super::{
     LiveFrame, Registry, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
 };
 use crate::config::Durability;
-use crate::storage::{Committed, Storage};
+use crate::storage::{Committed, PageQuery, Storage};
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    storage: Storage,
-    registry: Registry,
+pub(super) struct Fixture {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) storage: Storage,
+    pub(super) registry: Registry,
 }
 
-fn open() -> Fixture {
+pub(super) fn open() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 4).unwrap();
     let registry = Registry::new(storage.clone());
@@ -37,13 +37,13 @@ fn open() -> Fixture {
 }
 
 /// A connection's side of a subscription: its queue and overflow signal.
-struct Conn {
-    subscriber: Subscriber,
-    frames: mpsc::Receiver<Arc<LiveFrame>>,
-    overflow: Arc<Notify>,
+pub(super) struct Conn {
+    pub(super) subscriber: Subscriber,
+    pub(super) frames: mpsc::Receiver<Arc<LiveFrame>>,
+    pub(super) overflow: Arc<Notify>,
 }
 
-fn conn(conn_id: u64, encoding: Encoding, capacity: usize) -> Conn {
+pub(super) fn conn(conn_id: u64, encoding: Encoding, capacity: usize) -> Conn {
     let (queue, frames) = mpsc::channel(capacity);
     let overflow = Arc::new(Notify::new());
     let subscriber = Subscriber {
@@ -59,7 +59,7 @@ fn conn(conn_id: u64, encoding: Encoding, capacity: usize) -> Conn {
     }
 }
 
-async fn subscribe(f: &Fixture, group: &str, conn: &Conn) -> SubscribeAck {
+pub(super) async fn subscribe(f: &Fixture, group: &str, conn: &Conn) -> SubscribeAck {
     let subscriber = conn.subscriber.clone();
     f.registry
         .get(group)
@@ -68,12 +68,12 @@ async fn subscribe(f: &Fixture, group: &str, conn: &Conn) -> SubscribeAck {
         .unwrap()
 }
 
-async fn count(f: &Fixture, group: &str) -> usize {
+pub(super) async fn count(f: &Fixture, group: &str) -> usize {
     f.registry.get(group).send(SubscriberCount).await.unwrap()
 }
 
 /// Pushes one new key per change; returns the group's seq after it.
-async fn push(f: &Fixture, group: &str, keys: &[String]) -> u64 {
+pub(super) async fn push(f: &Fixture, group: &str, keys: &[String]) -> u64 {
     let changes = keys
         .iter()
         .map(|key| Change {
@@ -85,12 +85,12 @@ async fn push(f: &Fixture, group: &str, keys: &[String]) -> u64 {
     f.storage.push(group.into(), changes).await.unwrap().seq
 }
 
-async fn push_one(f: &Fixture, group: &str, key: &str) -> u64 {
+pub(super) async fn push_one(f: &Fixture, group: &str, key: &str) -> u64 {
     push(f, group, &[key.to_owned()]).await
 }
 
 /// The seqs of every document in the frames queued so far, checking each frame's own seq.
-fn drain(conn: &mut Conn, group: &str) -> Vec<u64> {
+pub(super) fn drain(conn: &mut Conn, group: &str) -> Vec<u64> {
     let mut seqs = Vec::new();
     while let Ok(frame) = conn.frames.try_recv() {
         assert_eq!(&*frame.group, group);
@@ -113,10 +113,19 @@ fn drain(conn: &mut Conn, group: &str) -> Vec<u64> {
 }
 
 /// What catch-up would send: storage from `since` up to the hand-over point.
-async fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
+pub(super) async fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
     let page = f
         .storage
-        .pull(group.into(), since, 100_000, upto)
+        .pull(
+            group.into(),
+            PageQuery {
+                since,
+                upto,
+                limit: 100_000,
+                full: false,
+            },
+            usize::MAX,
+        )
         .await
         .unwrap();
     assert!(!page.more);
@@ -126,7 +135,7 @@ async fn catch_up(f: &Fixture, group: &str, since: u64, upto: u64) -> Vec<u64> {
 /// Waits until the actor has streamed every commit whose push was answered: storage hands
 /// a commit to the actor's mailbox before its pusher hears the outcome, and the mailbox is
 /// in order, so one message through it is enough.
-async fn settle(f: &Fixture, group: &str) {
+pub(super) async fn settle(f: &Fixture, group: &str) {
     let _ = count(f, group).await;
 }
 
@@ -392,7 +401,18 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
     }
     let mut sub = conn(1, Encoding::Json, 16);
     assert_eq!(subscribe(&f, "g", &sub).await.seq, 3);
-    let docs = f.storage.pull("g".into(), 1, 10, 3).await.unwrap().docs;
+    let query = PageQuery {
+        since: 1,
+        upto: 3,
+        limit: 10,
+        full: false,
+    };
+    let docs = f
+        .storage
+        .pull("g".into(), query, usize::MAX)
+        .await
+        .unwrap()
+        .docs;
     let addr = f.registry.get("g");
     let late = |docs: Vec<atomsync_proto::wire::Doc>, seq| {
         Stream(Committed {

@@ -2,6 +2,8 @@
 //! command line and the inspector page read about a server. Not part of the client
 //! contract.
 //!
+//! - `GET /admin/server`: the database's epoch and how many group actors run (one per
+//!   group with subscribers, or used within the idle timeout).
 //! - `GET /admin/groups?after=NAME&limit=N`: groups in name order, a page at a time.
 //! - `GET /admin/groups/{g}`: one group's summary.
 //! - `GET /admin/groups/{g}/docs?after=KEY&prefix=P&limit=N&tombstones=true`: its
@@ -15,8 +17,8 @@
 
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use atomsync_proto::wire::{DocsPage, GroupInfo, GroupsPage, check_group, check_key};
-use atomsync_proto::{Encoding, ErrorCode};
+use atomsync_proto::wire::{DocsPage, GroupInfo, GroupsPage, check_group, check_key, encode_value};
+use atomsync_proto::{Encoding, ErrorCode, Value};
 use futures_util::future::join_all;
 use subtle::ConstantTimeEq;
 
@@ -136,6 +138,18 @@ fn ok(enc: Encoding, body: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(enc.content_type())
         .body(body)
+}
+
+/// `GET /admin/server`: `{"epoch": E, "group_actors": N}`.
+pub async fn server(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let enc = response_encoding(&req);
+    admit(&req, &state, enc)?;
+    let actors = u64::try_from(state.registry.len()).unwrap_or(u64::MAX);
+    let body = Value::Map(vec![
+        (Value::from("epoch"), Value::from(state.storage.epoch())),
+        (Value::from("group_actors"), Value::from(actors)),
+    ]);
+    Ok(ok(enc, encode_value(&body, enc)))
 }
 
 /// `GET /admin/groups?after=NAME&limit=N`: `{"groups": [GROUP, ...], "next": NAME | null}`.

@@ -70,6 +70,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed("GET"))),
     )
     .service(
+        web::resource("/admin/server")
+            .route(web::get().to(admin::server))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
         web::resource("/admin/groups")
             .route(web::get().to(admin::groups))
             .default_service(web::to(method_not_allowed("GET"))),

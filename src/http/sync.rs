@@ -7,8 +7,10 @@
 
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
-use atomsync_proto::wire::{PullResponse, UncheckedPush, check_group, encode_value};
+use atomsync_proto::wire::{Doc, PageWriter, UncheckedPush, check_group, encode_value};
 use atomsync_proto::{Encoding, ErrorCode, Value};
+
+use crate::storage::{PageQuery, PageSink};
 
 use super::AppState;
 use super::error::ApiError;
@@ -19,7 +21,18 @@ use crate::auth::Access;
 const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
 
-/// `GET /sync?group=G&since=S&limit=N`
+/// The page being encoded as storage reads it: each document is written into the body
+/// and dropped, so a pull holds one page's bytes, once (PROTOCOL.md section 4).
+struct Body(PageWriter);
+
+impl PageSink for Body {
+    fn offer(&mut self, doc: Doc) -> bool {
+        self.0.offer(&doc)
+    }
+}
+
+/// `GET /sync?group=G&since=S&limit=N[&full=true]`: a page of at most N documents and
+/// about the body limit in bytes (at least one document when one remains).
 pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
     let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
@@ -40,6 +53,11 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
             _ => return Err(bad(format!("limit: {s:?} is not an integer >= 1"))),
         },
     };
+    let full = match param(&pairs, "full") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("full: {other:?} is not true or false"))),
+    };
     state
         .auth
         .authorize(&identity, group, Access::Read)
@@ -48,21 +66,22 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
             encoding: enc,
         })?;
 
-    let page = state
+    let query = PageQuery {
+        since,
+        upto: u64::MAX,
+        limit,
+        full,
+    };
+    let writer = PageWriter::pull(group, state.storage.epoch(), enc, state.max_body_bytes);
+    let (Body(writer), end) = state
         .storage
-        .pull(group.into(), since, limit, u64::MAX)
+        .pull_into(group.into(), query, Body(writer))
         .await
         .map_err(|e| ApiError::from_request(e, enc))?;
-
-    let response = PullResponse {
-        group: group.to_owned(),
-        epoch: state.storage.epoch().to_owned(),
-        changes: page.docs,
-        seq: page.seq,
-        more: page.more,
-        reset: page.reset,
-    };
-    Ok(ok(enc, response.encode(enc)))
+    Ok(ok(
+        enc,
+        writer.finish_pull(end.seq, end.more, end.reset, end.floor),
+    ))
 }
 
 /// `POST /sync`: the transport's checks (token, content type, body size, shape), then the

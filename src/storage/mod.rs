@@ -23,9 +23,19 @@
 //!   right after the last seq its group actor streamed, or that carries none (another
 //!   writer's commit, known only by its `seq`), tells the actor to read the documents it
 //!   misses from storage: the actor never relies on seeing every commit itself.
-//! - **Reads.** [`pull`](Storage::pull) and [`pull_then`](Storage::pull_then) (a page in
-//!   `seq` order, one consistent snapshot), [`group_seq`](Storage::group_seq),
-//!   [`health`](Storage::health); the [`epoch`](Storage::epoch) is known from opening.
+//! - **Reads.** [`pull_into`](Storage::pull_into) (a page in `seq` order, one consistent
+//!   snapshot, each document handed to a [`PageSink`] as it is read, so that a page is
+//!   encoded as it is read and bounded in bytes) and [`pull`](Storage::pull) (the same,
+//!   collected), [`group_seq`](Storage::group_seq), [`health`](Storage::health); the
+//!   [`epoch`](Storage::epoch) is known from opening.
+//! - **Compaction** (PROTOCOL.md section 8). [`compact`](Storage::compact) removes the
+//!   tombstones written before a time and raises each group's floor to the highest seq it
+//!   removed; a read from below the floor (and not `full`) starts again from 0 (`reset`).
+//! - **Safety at open** (PROTOCOL.md section 1). Opening refuses a file that is not an
+//!   Atomsync database, leaving it untouched; locks and consults the [`lineage`] state
+//!   file, and gives a database that went back in time a new epoch before anything is
+//!   served. While the server runs, a database file deleted or replaced at its path makes
+//!   every request fail with [`StorageError::Lost`] (503) until a restart.
 //!
 //! ## Why an enum of backends, with async reads and ticketed writes
 //!
@@ -61,13 +71,15 @@
 
 pub mod browse;
 mod error;
+pub mod lineage;
 #[cfg(test)]
 mod push_tests;
 pub mod sqlite;
 mod ticket;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use atomsync_proto::wire::{Change, Doc, PushResult};
 
@@ -112,7 +124,57 @@ impl Committed {
 /// commit on, never block.
 pub type CommitSink = Arc<dyn Fn(Committed) + Send + Sync>;
 
-/// One page of a pull or a catch-up.
+/// What one page reads: documents of a group with `since < seq <= upto`, ascending by seq,
+/// at most `limit` of them (and as many as the [`PageSink`] takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    /// The cursor (exclusive).
+    pub since: u64,
+    /// The last seq to read (inclusive): `u64::MAX` for everything.
+    pub upto: u64,
+    /// The most documents.
+    pub limit: usize,
+    /// A later page of a full pull (PROTOCOL.md section 8): the floor rule does not apply,
+    /// `since` is read as it is even below the floor.
+    pub full: bool,
+}
+
+impl PageQuery {
+    /// Everything after `since`, at most `limit` documents, not part of a full pull.
+    pub fn after(since: u64, limit: usize) -> PageQuery {
+        PageQuery {
+            since,
+            upto: u64::MAX,
+            limit,
+            full: false,
+        }
+    }
+}
+
+/// Takes a page's documents as storage reads them, in `seq` order, on the thread or task
+/// that reads (for SQLite, the blocking pool), so that heavy work such as encoding stays off
+/// the event loop and a page is never held twice.
+pub trait PageSink: Send + 'static {
+    /// Takes `doc`, or answers false when the page is full (the document is not taken and
+    /// the page ends with `more`). A sink must take the first document it is offered, so
+    /// that paging always advances.
+    fn offer(&mut self, doc: Doc) -> bool;
+}
+
+/// How a page ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageEnd {
+    /// The cursor after the page: the last document's seq, or `since` (0 after a reset).
+    pub seq: u64,
+    /// More documents remain after `seq` (up to `upto`).
+    pub more: bool,
+    /// `since` was below the floor (and the query not `full`): the page started from 0.
+    pub reset: bool,
+    /// The group's floor in the page's snapshot (0: nothing compacted).
+    pub floor: u64,
+}
+
+/// One page of a pull or a catch-up, collected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullPage {
     /// Documents with `since < seq <= upto`, ascending by seq, at most `limit`.
@@ -123,6 +185,85 @@ pub struct PullPage {
     pub more: bool,
     /// `since` was below the floor, so the page starts from 0.
     pub reset: bool,
+    /// The group's floor (0: nothing compacted).
+    pub floor: u64,
+}
+
+/// A [`PageSink`] that collects documents until about `max_bytes` of keys and values.
+struct Collect {
+    docs: Vec<Doc>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl PageSink for Collect {
+    fn offer(&mut self, doc: Doc) -> bool {
+        let size = doc.key.len() + doc.value.as_ref().map_or(0, |v| v.len()) + 48;
+        if !self.docs.is_empty() && self.bytes + size > self.max_bytes {
+            return false;
+        }
+        self.bytes += size;
+        self.docs.push(doc);
+        true
+    }
+}
+
+/// What a compaction removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Tombstones removed.
+    pub tombstones: u64,
+    /// Groups whose floor rose.
+    pub groups: u64,
+}
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The SQLite database file.
+    pub db: PathBuf,
+    /// How hard a commit is pushed to disk before it is acknowledged.
+    pub durability: Durability,
+    /// Read connections.
+    pub pool_size: u32,
+    /// The [`lineage`] state file (also the lock that keeps a second server or an offline
+    /// command away); `None` only for tests and tools that open a database beside a
+    /// running server.
+    pub state_file: Option<PathBuf>,
+    /// The most bytes of conflicting documents (`current`) one push answers with: a push
+    /// whose conflicts would carry more is refused whole (413), applying nothing.
+    pub max_answer_bytes: usize,
+}
+
+impl OpenOptions {
+    /// The options of the server's config: its database, its state file (by default
+    /// beside the database), its body limit as the bound of an answer.
+    pub fn from_config(server: &ServerConfig) -> OpenOptions {
+        OpenOptions {
+            db: server.db.clone(),
+            durability: server.durability,
+            pool_size: server.pool_size,
+            state_file: Some(
+                server
+                    .state_file
+                    .clone()
+                    .unwrap_or_else(|| lineage::Lineage::default_path(&server.db)),
+            ),
+            max_answer_bytes: server.max_body_bytes,
+        }
+    }
+
+    /// The database at `db` with the default settings and no state file.
+    pub fn without_lineage(db: &Path, durability: Durability, pool_size: u32) -> OpenOptions {
+        let defaults = ServerConfig::default();
+        OpenOptions {
+            db: db.to_owned(),
+            durability,
+            pool_size,
+            state_file: None,
+            max_answer_bytes: defaults.max_body_bytes,
+        }
+    }
 }
 
 /// The opened database, whichever engine it is. Cheap to clone; every clone is the same
@@ -151,25 +292,34 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     /// Opens the database `server` names (created when missing), migrates it, and starts
-    /// what writes to it. The epoch is created with the database and never changes after.
+    /// what writes to it, as [`Storage::open_with`] says.
     pub async fn open(server: &ServerConfig) -> Result<Storage, StorageError> {
-        let (path, durability, pool_size) =
-            (server.db.clone(), server.durability, server.pool_size);
-        tokio::task::spawn_blocking(move || Storage::open_sqlite(&path, durability, pool_size))
+        let options = OpenOptions::from_config(server);
+        tokio::task::spawn_blocking(move || Storage::open_with(&options))
             .await
             .map_err(StorageError::task)?
     }
 
-    /// Opens (creating when missing) the SQLite database at `path` with `pool_size` read
-    /// connections, migrates it and starts its writer thread. Blocking.
+    /// Opens the database (created when missing) and starts what writes to it. Blocking.
+    ///
+    /// Refuses ([`StorageError::Foreign`]) a file that is not an Atomsync database, before
+    /// writing anything to it. With a state file: fails when another process holds it, and
+    /// gives a database that went back in time (or a backup copy put in place by hand) a
+    /// new epoch, durably, before returning (see [`lineage`]). The epoch never changes after.
+    pub fn open_with(options: &OpenOptions) -> Result<Storage, StorageError> {
+        Ok(Storage {
+            backend: Backend::Sqlite(sqlite::Sqlite::open(options)?),
+        })
+    }
+
+    /// Opens the SQLite database at `path` with `pool_size` read connections and no state
+    /// file (see [`OpenOptions::without_lineage`]). Blocking.
     pub fn open_sqlite(
         path: &Path,
         durability: Durability,
         pool_size: u32,
     ) -> Result<Storage, StorageError> {
-        Ok(Storage {
-            backend: Backend::Sqlite(sqlite::Sqlite::open(path, durability, pool_size)?),
-        })
+        Storage::open_with(&OpenOptions::without_lineage(path, durability, pool_size))
     }
 
     /// The database's epoch.
@@ -186,6 +336,17 @@ impl Storage {
         }
     }
 
+    /// Runs `f` on the SQLite writer's connection, between batches (tests only).
+    #[cfg(test)]
+    pub(crate) fn on_writer_connection(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) + Send + 'static,
+    ) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.on_writer_connection(f),
+        }
+    }
+
     /// Sends every later commit to `sink`, replacing the sink before, if any.
     pub fn set_commit_sink(&self, sink: CommitSink) {
         match &self.backend {
@@ -196,49 +357,65 @@ impl Storage {
     /// Hands a validated push of `changes` to `group` to the backend now; the ticket
     /// resolves with its outcome once it is durable. Each change is accepted iff its base
     /// is the key's current version (0 when never written); a failed push applied nothing.
+    /// A push whose conflicts would answer with more than the options' `max_answer_bytes`
+    /// of current documents fails whole with [`StorageError::TooLarge`].
     pub fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
         match &self.backend {
             Backend::Sqlite(db) => db.push(group, changes),
         }
     }
 
-    /// Documents of `group` with `since < seq <= upto`, ascending by seq, at most `limit`,
-    /// in one consistent snapshot. A `since` below the group's floor reads from 0 and says
-    /// `reset`. A group never written has an empty page.
+    /// One page of `group` as `query` says, in one consistent snapshot, each document
+    /// handed to `sink` as it is read; gives the sink back with how the page ended. A
+    /// `since` below the group's floor (unless `full`) reads from 0 and says `reset`. A
+    /// group never written has an empty page.
+    pub async fn pull_into<S: PageSink>(
+        &self,
+        group: Arc<str>,
+        query: PageQuery,
+        sink: S,
+    ) -> Result<(S, PageEnd), StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.pull_into(group, query, sink).await,
+        }
+    }
+
+    /// [`pull_into`](Storage::pull_into), collected: at least one document when one
+    /// remains, then as many as fit in about `max_bytes` of keys and values.
     pub async fn pull(
         &self,
         group: Arc<str>,
-        since: u64,
-        limit: usize,
-        upto: u64,
+        query: PageQuery,
+        max_bytes: usize,
     ) -> Result<PullPage, StorageError> {
-        self.pull_then(group, since, limit, upto, |page| page).await
-    }
-
-    /// [`pull`](Storage::pull), then `then` on the page where it was read (for SQLite, the
-    /// blocking thread), so that heavy work on a page, such as encoding it, stays off the
-    /// event loop.
-    pub async fn pull_then<T, F>(
-        &self,
-        group: Arc<str>,
-        since: u64,
-        limit: usize,
-        upto: u64,
-        then: F,
-    ) -> Result<T, StorageError>
-    where
-        F: FnOnce(PullPage) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        match &self.backend {
-            Backend::Sqlite(db) => db.pull_then(group, since, limit, upto, then).await,
-        }
+        let collect = Collect {
+            docs: Vec::new(),
+            bytes: 0,
+            max_bytes,
+        };
+        let (collected, end) = self.pull_into(group, query, collect).await?;
+        Ok(PullPage {
+            docs: collected.docs,
+            seq: end.seq,
+            more: end.more,
+            reset: end.reset,
+            floor: end.floor,
+        })
     }
 
     /// The group's current sequence (0 for a group never written).
     pub async fn group_seq(&self, group: Arc<str>) -> Result<u64, StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.group_seq(group).await,
+        }
+    }
+
+    /// Removes every tombstone written before `before`, raising each group's floor to the
+    /// highest seq it removed. Runs in short transactions between pushes, so writes go on
+    /// meanwhile.
+    pub async fn compact(&self, before: SystemTime) -> Result<Compacted, StorageError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.compact(before).await,
         }
     }
 
@@ -282,7 +459,8 @@ impl Storage {
         }
     }
 
-    /// Answers when the database can be read and its writer runs.
+    /// Answers when the database can be read, its writer runs, and the file at its path
+    /// is still the one it opened ([`StorageError::Lost`] otherwise).
     pub async fn health(&self) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.health().await,
@@ -290,7 +468,8 @@ impl Storage {
     }
 
     /// Commits what was handed over so far, then stops writing: later pushes fail with
-    /// [`StorageError::WriterGone`]. Reads keep working until the last clone is dropped.
+    /// [`StorageError::WriterGone`]. Syncs and releases the state file. Reads keep working
+    /// until the last clone is dropped.
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(db) => db.close().await,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use atomsync_proto::wire::{Change, Op, PushResult};
 use atomsync_proto::{Packed, Value};
 
-use super::{Committed, PushOutcome, Storage, StorageError};
+use super::{Committed, PageQuery, PushOutcome, Storage, StorageError};
 use crate::config::Durability;
 
 struct Fixture {
@@ -167,7 +167,11 @@ async fn a_failed_request_applies_nothing() {
     );
     assert!(bad.is_err());
     assert_eq!(accepted(&good.unwrap().results[0]).0, 1);
-    let page = f.storage.pull("g".into(), 0, 100, u64::MAX).await.unwrap();
+    let page = f
+        .storage
+        .pull("g".into(), PageQuery::after(0, 100), usize::MAX)
+        .await
+        .unwrap();
     let keys: Vec<&str> = page.docs.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(keys, ["y"]);
     assert_eq!(page.docs[0].seq, 1, "the failed request took no seq");
@@ -243,6 +247,58 @@ async fn a_closed_storage_refuses_pushes_and_fails_health() {
     ));
     assert!(f.storage.health().await.is_err());
     // Reads go on: what was acknowledged is there.
-    let page = f.storage.pull("g".into(), 0, 10, u64::MAX).await.unwrap();
+    let page = f
+        .storage
+        .pull("g".into(), PageQuery::after(0, 10), usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(page.docs.len(), 1);
+}
+
+/// SQLite's "database or disk is full" (here: the database at its page limit, which SQLite
+/// reports exactly as a full disk) is said in those words, as a 503 that applied nothing;
+/// once there is room, pushes go through again.
+#[actix_rt::test]
+async fn a_full_disk_is_a_503_that_says_disk_full_and_applies_nothing() {
+    let f = open(tempfile::tempdir().unwrap());
+    let small = Change {
+        key: "a".into(),
+        base: 0,
+        op: Op::Set(Packed::from_value(&Value::from(1))),
+    };
+    f.storage.push("g".into(), vec![small]).await.unwrap();
+    f.storage.on_writer_connection(|conn| {
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+    });
+    let big = Change {
+        key: "b".into(),
+        base: 0,
+        op: Op::Set(Packed::from_value(&Value::Bytes(vec![7; 512 << 10]))),
+    };
+    let error = f
+        .storage
+        .push("g".into(), vec![big.clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StorageError::DiskFull(_)), "{error}");
+    let wire = crate::error::RequestError::from(error).to_wire();
+    assert_eq!(wire.code, atomsync_proto::ErrorCode::Unavailable);
+    assert!(
+        wire.message.starts_with("storage: disk full"),
+        "{}",
+        wire.message
+    );
+    assert_eq!(
+        f.storage.group_seq("g".into()).await.unwrap(),
+        1,
+        "nothing applied"
+    );
+    f.storage.on_writer_connection(|conn| {
+        conn.pragma_update(None, "max_page_count", 1_000_000_000i64)
+            .unwrap();
+    });
+    assert_eq!(f.storage.push("g".into(), vec![big]).await.unwrap().seq, 2);
 }

@@ -2,36 +2,42 @@
 //! back to its session as encoded `changes` frames.
 //!
 //! Each round runs in its own task, so the session keeps serving its other groups meanwhile.
-//! A page is one consistent snapshot ([`Storage::pull_then`]) bounded by `upto`, the
-//! hand-over point the group actor gave, encoded where it was read (for SQLite, on the
-//! blocking pool, never on the event loop); reads never hold up the group's writers. The round hands its frames to the session
-//! through a small bounded channel: a slow client slows its own catch-up, nothing else.
+//! A page is one consistent snapshot ([`Storage::pull_into`]) bounded by `upto`, the
+//! hand-over point the group actor gave. Its documents are encoded into frames as they are
+//! read (for SQLite, on the blocking pool, never on the event loop), each dropped once
+//! written: a page never exists twice in memory. Reads never hold up the group's writers.
+//! The round hands its frames to the session through a small bounded channel: a slow
+//! client slows its own catch-up, nothing else.
 //!
-//! Pages are bounded twice: by document count ([`PAGE_DOCS`], adjusted to the sizes seen so
-//! a page stays near [`PAGE_BYTES`] in memory) and, when encoded, split into frames of about
-//! [`FRAME_BYTES`], so a backlog of large values never becomes one giant frame.
+//! Pages are bounded three ways (PROTOCOL.md section 4): at most [`PAGE_DOCS`] documents,
+//! about [`PAGE_BYTES`] of encoded frames, and frames of about [`FRAME_BYTES`] each; a
+//! frame always holds at least one document, whatever its size.
+//!
+//! Compaction (PROTOCOL.md section 8): a round from `since = 0`, or one whose first page
+//! was reset (its `since` was below the floor), is a full pull: its later pages read on
+//! from their cursor whatever the floor (`full`), so that it never starts over. If the
+//! floor rises above the first page's while it runs (or, in another round, above its
+//! cursor), tombstones it has not sent may be gone, and the client could keep a deleted
+//! key: the round fails (`unavailable`) and the client subscribes again, from its cursor,
+//! which is then below the floor.
 
 use std::sync::Arc;
 
-use atomsync_proto::wire::{Doc, encode_changes};
+use atomsync_proto::wire::{Doc, PageWriter};
 use atomsync_proto::{Encoding, ErrorCode, WireError};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::error::RequestError;
-use crate::storage::{PullPage, Storage};
+use crate::storage::{PageQuery, PageSink, Storage};
 
 /// The most documents read in one page.
 pub(super) const PAGE_DOCS: usize = 1000;
-/// The fewest documents read in one page, however large they are.
-const MIN_PAGE_DOCS: usize = 4;
-/// What a page should hold in memory, about.
-const PAGE_BYTES: usize = 8 << 20;
+/// What a page's encoded frames should hold, about.
+pub(super) const PAGE_BYTES: usize = 8 << 20;
 /// What one `changes` frame should carry, about (a single document may exceed it).
 pub(super) const FRAME_BYTES: usize = 1 << 20;
-/// What a document adds to a frame besides its key and value: names, version, seq.
-const DOC_OVERHEAD: usize = 48;
 
 /// What a round reports to its session.
 #[derive(Debug)]
@@ -60,8 +66,11 @@ pub(super) enum Step {
         seq: u64,
         /// The round started again from 0: `since` was below the group's floor.
         reset: bool,
+        /// The group's floor (0: none).
+        floor: u64,
     },
-    /// Storage failed; the subscription ends with this error.
+    /// Storage failed, or the group was compacted under the round; the subscription ends
+    /// with this error.
     Failed(WireError),
 }
 
@@ -79,8 +88,6 @@ pub(super) struct Round {
     pub(super) encoding: Encoding,
     /// Tags the round's events.
     pub(super) generation: u64,
-    /// The largest value, to size the first page.
-    pub(super) max_value_bytes: usize,
 }
 
 /// Starts `round` on the current arbiter; its events go to `events`.
@@ -88,14 +95,64 @@ pub(super) fn spawn(round: Round, events: mpsc::Sender<CatchUpEvent>) -> AbortHa
     actix_web::rt::spawn(run(round, events)).abort_handle()
 }
 
-/// One page, read and encoded on a blocking thread.
-struct Page {
-    frames: Vec<(Bytes, u64)>,
-    seq: u64,
-    more: bool,
-    reset: bool,
-    docs: usize,
+/// A page's frames, encoded as storage reads the documents.
+struct Frames {
+    group: Arc<str>,
+    encoding: Encoding,
+    current: Option<PageWriter>,
+    done: Vec<(Bytes, u64)>,
+    /// Bytes of the frames in `done`.
     bytes: usize,
+}
+
+impl Frames {
+    fn new(group: Arc<str>, encoding: Encoding) -> Frames {
+        Frames {
+            group,
+            encoding,
+            current: None,
+            done: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn close_frame(&mut self) {
+        if let Some(frame) = self.current.take()
+            && let Some(seq) = frame.last_seq()
+        {
+            let bytes = frame.finish_changes();
+            self.bytes += bytes.len();
+            self.done.push((Bytes::from(bytes), seq));
+        }
+    }
+
+    /// Every frame of the page, in seq order.
+    fn finish(mut self) -> Vec<(Bytes, u64)> {
+        self.close_frame();
+        self.done
+    }
+}
+
+impl PageSink for Frames {
+    fn offer(&mut self, doc: Doc) -> bool {
+        let written = self.bytes + self.current.as_ref().map_or(0, PageWriter::len);
+        let empty = self.done.is_empty() && self.current.as_ref().is_none_or(PageWriter::is_empty);
+        if !empty && written >= PAGE_BYTES {
+            return false;
+        }
+        let (group, encoding) = (&self.group, self.encoding);
+        let frame = self
+            .current
+            .get_or_insert_with(|| PageWriter::changes(group, encoding, FRAME_BYTES));
+        if frame.offer(&doc) {
+            return true;
+        }
+        self.close_frame();
+        let mut frame = PageWriter::changes(&self.group, self.encoding, FRAME_BYTES);
+        let taken = frame.offer(&doc);
+        self.current = Some(frame);
+        taken
+    }
 }
 
 async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
@@ -106,21 +163,40 @@ async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
             step,
         })
     };
-    let mut cursor = round.since;
-    let mut reset = false;
-    let mut limit = first_limit(round.max_value_bytes);
-    let mut first = true;
+    let mut query = PageQuery {
+        since: round.since,
+        upto: round.upto,
+        limit: PAGE_DOCS,
+        full: false,
+    };
+    let mut first: Option<(bool, u64)> = None;
     loop {
-        let page = match read_page(&round, cursor, limit).await {
+        let frames = Frames::new(round.group.clone(), round.encoding);
+        let page = round
+            .storage
+            .pull_into(round.group.clone(), query, frames)
+            .await
+            // Same codes and messages as a failed pull.
+            .map_err(|e| RequestError::from(e).to_wire());
+        let (frames, end) = match page {
             Ok(page) => page,
             Err(error) => {
                 let _ = send(Step::Failed(error)).await;
                 return;
             }
         };
-        if page.reset && !first {
-            // The floor passed the cursor mid-round; reading on would start from 0 again
-            // forever. The client subscribes again from its cursor.
+        let later = first.is_some();
+        let (reset, floor) = *first.get_or_insert((end.reset, end.floor));
+        // A full catch-up that sees the floor rise, or another whose cursor fell below it.
+        let compacted_under = if query.full {
+            end.floor > floor
+        } else {
+            later && end.reset
+        };
+        if compacted_under {
+            // Tombstones after the cursor may be gone: a client that kept reading would
+            // keep a key deleted there. It subscribes again from its cursor, below the
+            // floor now, which starts a full catch-up.
             let error = WireError::new(
                 ErrorCode::Unavailable,
                 "catch-up: the group was compacted while catching up; subscribe again",
@@ -128,89 +204,24 @@ async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
             let _ = send(Step::Failed(error)).await;
             return;
         }
-        first = false;
-        reset |= page.reset;
-        for (bytes, seq) in page.frames {
+        // A full catch-up (from 0, or reset to 0) reads its later pages below the floor.
+        query.full |= reset || round.since == 0;
+        for (bytes, seq) in frames.finish() {
             if send(Step::Frame { bytes, seq }).await.is_err() {
                 return; // The session is gone.
             }
         }
-        cursor = page.seq;
-        if !page.more {
-            let _ = send(Step::Done { seq: cursor, reset }).await;
+        query.since = end.seq;
+        if !end.more {
+            let _ = send(Step::Done {
+                seq: end.seq,
+                reset,
+                floor: end.floor,
+            })
+            .await;
             return;
         }
-        limit = next_limit(page.docs, page.bytes);
     }
-}
-
-async fn read_page(round: &Round, since: u64, limit: usize) -> Result<Page, WireError> {
-    let group = round.group.clone();
-    let encoding = round.encoding;
-    // Encoded where the page was read: a page of large values never stalls the event loop.
-    let encode = move |page: PullPage| {
-        let bytes = page.docs.iter().map(doc_bytes).sum();
-        let docs = page.docs.len();
-        Page {
-            frames: frames(&group, page.docs, encoding),
-            seq: page.seq,
-            more: page.more,
-            reset: page.reset,
-            docs,
-            bytes,
-        }
-    };
-    round
-        .storage
-        .pull_then(round.group.clone(), since, limit, round.upto, encode)
-        .await
-        // Same codes and messages as a failed pull.
-        .map_err(|e| RequestError::from(e).to_wire())
-}
-
-/// The first page's size: small enough that a page of the largest values stays near
-/// [`PAGE_BYTES`]; later pages follow the sizes actually seen.
-fn first_limit(max_value_bytes: usize) -> usize {
-    (PAGE_BYTES / max_value_bytes.max(1)).clamp(MIN_PAGE_DOCS, PAGE_DOCS)
-}
-
-/// The next page's size, from the last page's count and bytes.
-fn next_limit(docs: usize, bytes: usize) -> usize {
-    let average = (bytes / docs.max(1)).max(1);
-    (PAGE_BYTES / average).clamp(MIN_PAGE_DOCS, PAGE_DOCS)
-}
-
-/// About what a document weighs in a frame.
-fn doc_bytes(doc: &Doc) -> usize {
-    doc.key.len() + doc.value.as_ref().map_or(0, |v| v.len()) + DOC_OVERHEAD
-}
-
-/// Splits a page into `changes` frames of about [`FRAME_BYTES`] each, in seq order; each
-/// frame carries the seq of its last document.
-fn frames(group: &str, docs: Vec<Doc>, encoding: Encoding) -> Vec<(Bytes, u64)> {
-    let mut out = Vec::new();
-    let mut chunk: Vec<Doc> = Vec::new();
-    let mut chunk_bytes = 0;
-    let mut flush = |chunk: &mut Vec<Doc>| {
-        if let Some(seq) = chunk.last().map(|d| d.seq) {
-            out.push((
-                Bytes::from(encode_changes(group, chunk, seq, encoding)),
-                seq,
-            ));
-        }
-        chunk.clear();
-    };
-    for doc in docs {
-        let size = doc_bytes(&doc);
-        if !chunk.is_empty() && chunk_bytes + size > FRAME_BYTES {
-            flush(&mut chunk);
-            chunk_bytes = 0;
-        }
-        chunk_bytes += size;
-        chunk.push(doc);
-    }
-    flush(&mut chunk);
-    out
 }
 
 #[cfg(test)]
@@ -230,19 +241,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_page_of_large_values_is_split_into_bounded_frames_in_order() {
-        let docs: Vec<Doc> = (1..=10).map(|seq| doc(seq, 300 << 10)).collect();
-        let out = frames("g", docs, Encoding::MsgPack);
-        assert!(out.len() >= 3, "{} frames", out.len());
+    /// Offers `docs` as storage would, until the page is full; the frames and how many
+    /// documents were taken.
+    fn page(docs: Vec<Doc>, encoding: Encoding) -> (Vec<(Bytes, u64)>, usize) {
+        let mut frames = Frames::new("g".into(), encoding);
+        let mut taken = 0;
+        for d in docs {
+            if !frames.offer(d) {
+                break;
+            }
+            taken += 1;
+        }
+        (frames.finish(), taken)
+    }
+
+    fn seqs(out: &[(Bytes, u64)], encoding: Encoding) -> Vec<u64> {
         let mut all = Vec::new();
-        for (bytes, seq) in &out {
-            assert!(bytes.len() <= FRAME_BYTES + (300 << 10), "{}", bytes.len());
+        for (bytes, seq) in out {
             let ServerFrame::Changes {
                 changes,
                 seq: frame_seq,
                 group,
-            } = ServerFrame::decode(bytes, Encoding::MsgPack).unwrap()
+            } = ServerFrame::decode(bytes, encoding).unwrap()
             else {
                 panic!()
             };
@@ -250,27 +270,41 @@ mod tests {
             assert_eq!(changes.last().unwrap().seq, *seq);
             all.extend(changes.iter().map(|d| d.seq));
         }
-        assert_eq!(all, (1..=10).collect::<Vec<_>>());
+        all
+    }
+
+    #[test]
+    fn a_page_of_large_values_is_split_into_bounded_frames_in_order() {
+        for encoding in [Encoding::MsgPack, Encoding::Json] {
+            let docs: Vec<Doc> = (1..=10).map(|seq| doc(seq, 300 << 10)).collect();
+            let (out, taken) = page(docs, encoding);
+            assert_eq!(taken, 10);
+            assert!(out.len() >= 3, "{} frames", out.len());
+            for (bytes, _) in &out {
+                assert!(bytes.len() <= FRAME_BYTES, "{}", bytes.len());
+            }
+            assert_eq!(seqs(&out, encoding), (1..=10).collect::<Vec<_>>());
+        }
     }
 
     #[test]
     fn small_documents_share_one_frame_and_a_huge_one_gets_its_own() {
         let docs = vec![doc(1, 10), doc(2, 10), doc(3, 2 << 20), doc(4, 10)];
-        let seqs: Vec<u64> = frames("g", docs, Encoding::Json)
-            .iter()
-            .map(|(_, seq)| *seq)
-            .collect();
-        assert_eq!(seqs, vec![2, 3, 4]);
-        assert!(frames("g", Vec::new(), Encoding::Json).is_empty());
+        let (out, _) = page(docs, Encoding::Json);
+        let ends: Vec<u64> = out.iter().map(|(_, seq)| *seq).collect();
+        assert_eq!(ends, vec![2, 3, 4]);
+        assert!(page(Vec::new(), Encoding::Json).0.is_empty());
     }
 
     #[test]
-    fn page_sizes_follow_the_documents() {
-        assert_eq!(first_limit(1 << 20), 8);
-        assert_eq!(first_limit(100), PAGE_DOCS);
-        assert_eq!(next_limit(8, 8 * 100), PAGE_DOCS);
-        assert_eq!(next_limit(8, 8 << 20), 8);
-        assert_eq!(next_limit(2, 100 << 20), MIN_PAGE_DOCS);
-        assert_eq!(next_limit(0, 0), PAGE_DOCS);
+    fn a_page_stops_near_its_byte_budget_but_takes_one_document_whatever_its_size() {
+        // Seventy 1 MiB documents: a page takes about PAGE_BYTES of them, never all.
+        let docs: Vec<Doc> = (1..=70).map(|seq| doc(seq, 1 << 20)).collect();
+        let (out, taken) = page(docs, Encoding::MsgPack);
+        let bytes: usize = out.iter().map(|(b, _)| b.len()).sum();
+        assert!((7..=9).contains(&taken), "{taken} documents");
+        assert!(bytes <= PAGE_BYTES + (1 << 20) + 4096, "{bytes} bytes");
+        let (out, taken) = page(vec![doc(1, 20 << 20), doc(2, 1)], Encoding::MsgPack);
+        assert_eq!((taken, out.len()), (1, 1), "one huge document alone");
     }
 }

@@ -29,7 +29,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
 use super::subscription::{Handover, RoundEnd, Subscription};
-use crate::actors::{GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, Unsubscribe};
+use crate::actors::{GroupActor, LiveFrame, SubscribeAck, Subscriber, Unsubscribe};
 use crate::auth::{Access, Auth, Identity};
 use crate::conn::Conn;
 use crate::http::AppState;
@@ -420,9 +420,8 @@ impl Session {
             // The registration below replaces the old one at the actor (same connection).
             old.stop();
         }
-        let addr = self.state.registry.get(&name);
-        let ack = match self.register(&addr, encoding).await {
-            Ok(ack) => ack,
+        let (addr, ack) = match self.register(&name, encoding).await {
+            Ok(registered) => registered,
             Err(error) => {
                 return self
                     .error(encoding, None, Some(name.to_string()), error)
@@ -519,7 +518,7 @@ impl Session {
                 sub.handover.sent_page(seq);
                 self.out.bytes(encoding, bytes).await
             }
-            Step::Done { seq, reset } => match sub.handover.round_done(seq, reset) {
+            Step::Done { seq, reset, floor } => match sub.handover.round_done(seq, reset) {
                 RoundEnd::Live { seq, reset, frames } => {
                     sub.round_finished();
                     let subscribed = ServerFrame::Subscribed {
@@ -527,6 +526,7 @@ impl Session {
                         epoch: self.state.storage.epoch().to_owned(),
                         seq,
                         reset,
+                        floor,
                     };
                     self.out.frame(encoding, &subscribed).await?;
                     for (encoding, bytes) in frames {
@@ -553,11 +553,11 @@ impl Session {
         encoding: Encoding,
     ) -> Result<(), End> {
         tracing::debug!(conn_id = self.conn_id, %group, since, "catch-up lagged the group; another round");
-        let Some(addr) = self.subscriptions.get(&group).map(|sub| sub.addr.clone()) else {
+        if !self.subscriptions.contains_key(&group) {
             return Ok(());
-        };
-        let ack = match self.register(&addr, encoding).await {
-            Ok(ack) => ack,
+        }
+        let (addr, ack) = match self.register(&group, encoding).await {
+            Ok(registered) => registered,
             Err(error) => {
                 self.drop_subscription(&group);
                 return self
@@ -568,25 +568,29 @@ impl Session {
         let generation = self.next_generation();
         let task = self.start_round(group.clone(), since, ack.seq, encoding, generation);
         if let Some(sub) = self.subscriptions.get_mut(&group) {
+            sub.addr = addr;
             sub.handover.next_round(generation, ack.seq);
             sub.set_task(task);
         }
         Ok(())
     }
 
-    /// Registers this connection's queue with a group actor: the hand-over point.
+    /// Registers this connection's queue with the group's actor (started if none runs):
+    /// the actor and the hand-over point.
     async fn register(
         &self,
-        addr: &Addr<GroupActor>,
+        group: &str,
         encoding: Encoding,
-    ) -> Result<SubscribeAck, WireError> {
+    ) -> Result<(Addr<GroupActor>, SubscribeAck), WireError> {
         let subscriber = Subscriber {
             conn_id: self.conn_id,
             encoding,
             queue: self.live_tx.clone(),
             overflow: self.overflow.clone(),
         };
-        addr.send(Subscribe { subscriber })
+        self.state
+            .registry
+            .subscribe(group, subscriber)
             .await
             .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("group actor: {e}")))
     }
@@ -606,7 +610,6 @@ impl Session {
             upto,
             encoding,
             generation,
-            max_value_bytes: self.state.limits.max_value_bytes,
         };
         let (events, _) = self
             .catch_up

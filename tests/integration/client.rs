@@ -5,7 +5,7 @@
 //! bounded waits.
 
 mod extra;
-mod no_ws_proxy;
+pub mod no_ws_proxy;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -57,6 +57,17 @@ impl TestServer {
         self.dir.path().join("atomsync.db")
     }
 
+    /// The config file the server runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("atomsync.toml")
+    }
+
+    /// Runs `atomsync-server --config FILE ARGS...` (a command such as `backup`) with the
+    /// server's config, to its end.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        run_server_binary(&self.config_path(), args)
+    }
+
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
@@ -156,6 +167,31 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs the server binary with `--config config` and `args` (a command such as `backup`,
+/// or the server itself when it is expected to refuse to start), to its end, within a
+/// minute.
+pub fn run_server_binary(config: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atomsync-server"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atomsync-server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("atomsync-server {args:?} did not end within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 /// Starts the binary and waits for its "listening on" line; the rest of its stderr goes

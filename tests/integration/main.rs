@@ -7,4 +7,5 @@ mod client;
 mod common;
 mod hostile;
 mod http;
+mod safety;
 mod ws;

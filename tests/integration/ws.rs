@@ -170,6 +170,7 @@ impl Client {
                     epoch,
                     seq,
                     reset,
+                    ..
                 } if g == group => {
                     assert!(!reset);
                     return CaughtUp { docs, seq, epoch };

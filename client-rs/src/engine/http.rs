@@ -19,9 +19,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long establishing a TCP (and TLS) connection may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest answer read: a page of 1000 documents at the default 1 MiB value limit
-/// could in theory exceed this, but a server never builds one (the body limit is 8 MiB);
-/// the cap keeps a hostile server from filling memory.
+/// The largest answer read: a server bounds a page by its body limit (8 MiB by default,
+/// and always at least one document, so at most about one value over it); the cap keeps a
+/// hostile server from filling memory.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// The HTTP side of one connection.
@@ -36,13 +36,22 @@ impl HttpApi {
         HttpApi { client, url, token }
     }
 
-    /// One page of changes of `group` after `since`.
-    pub(crate) async fn pull(&self, group: &str, since: u64) -> Result<PullResponse, ClientError> {
+    /// One page of changes of `group` after `since`; `full`: a later page of a full pull
+    /// (PROTOCOL.md section 8), read below the floor without a reset.
+    pub(crate) async fn pull(
+        &self,
+        group: &str,
+        since: u64,
+        full: bool,
+    ) -> Result<PullResponse, ClientError> {
         let mut url = self.url.clone();
         url.query_pairs_mut()
             .append_pair("group", group)
             .append_pair("since", &since.to_string())
             .append_pair("limit", &PULL_LIMIT.to_string());
+        if full {
+            url.query_pairs_mut().append_pair("full", "true");
+        }
         let request = self.authorized(self.client.get(url));
         let (body, encoding) = self.send(request).await?;
         PullResponse::decode(&body, encoding).map_err(|e| protocol("pull", &e))

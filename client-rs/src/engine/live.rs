@@ -60,7 +60,7 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
                 last_heard = Instant::now();
                 match incoming {
                     Incoming::Frame(frame) => {
-                        if let Some(outcome) = on_frame(conn, frame).await? {
+                        if let Some(outcome) = on_frame(conn, socket, frame).await? {
                             return Ok(outcome);
                         }
                     }
@@ -78,10 +78,17 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
             }
             () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                 let now = std::time::Instant::now();
-                for slot in conn.slots.values_mut() {
+                let mut again = Vec::new();
+                for (name, slot) in conn.slots.iter_mut() {
                     if slot.retry_at.is_some_and(|at| at <= now) {
                         slot.retry_at = None;
+                        if std::mem::take(&mut slot.resubscribe) {
+                            again.push(name.clone());
+                        }
                     }
+                }
+                for name in again {
+                    subscribe(conn, socket, &name).await?;
                 }
             }
         }
@@ -94,8 +101,13 @@ async fn subscribe(conn: &mut Conn, socket: &mut Socket, name: &str) -> Result<(
         return Ok(());
     };
     slot.live = false;
+    slot.reset_begun = false;
+    slot.resubscribe = false;
     let shared = slot.shared.clone();
     let meta = blocking(move || shared.db.meta(&shared.name)).await?;
+    if let Some(slot) = conn.slots.get_mut(name) {
+        slot.subscribed_since = meta.cursor;
+    }
     socket
         .send(&ClientFrame::Subscribe {
             group: name.to_owned(),
@@ -134,14 +146,28 @@ async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), Client
     Ok(())
 }
 
-async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>, ClientError> {
+async fn on_frame(
+    conn: &mut Conn,
+    socket: &mut Socket,
+    frame: ServerFrame,
+) -> Result<Option<Outcome>, ClientError> {
     match frame {
         ServerFrame::Changes {
             group,
             changes,
             seq,
         } => {
-            if let Some(slot) = conn.slots.get(&group).filter(|slot| !slot.forbidden) {
+            if let Some(slot) = conn.slots.get_mut(&group).filter(|slot| !slot.forbidden) {
+                // A catch-up that starts at or below our cursor started again from 0: the
+                // server compacted past the cursor (PROTOCOL.md section 8). Every document
+                // is stale until the catch-up returns it; `subscribed` ends the reset.
+                let from_zero = changes
+                    .first()
+                    .is_some_and(|doc| doc.seq <= slot.subscribed_since);
+                if !slot.live && !slot.reset_begun && slot.subscribed_since > 0 && from_zero {
+                    round::begin_compaction_reset(&slot.shared).await?;
+                    slot.reset_begun = true;
+                }
                 apply_changes(&slot.shared, changes, seq).await?;
             }
         }
@@ -150,6 +176,7 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
             epoch,
             seq,
             reset,
+            floor: _,
         } => {
             let Some(slot) = conn.slots.get_mut(&group).filter(|slot| !slot.forbidden) else {
                 return Ok(None);
@@ -157,9 +184,12 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
             if check_epoch(&slot.shared, &epoch).await? == EpochCheck::Changed {
                 return Ok(Some(Outcome::Reconnect));
             }
-            if reset {
+            if reset && !slot.reset_begun {
+                // Reset, but every document it sent came after our cursor: nothing tells
+                // which of ours it did not return. Start the reset now and catch up again
+                // from 0 (rare: the group's every document was written after our cursor).
                 round::begin_compaction_reset(&slot.shared).await?;
-                return Ok(Some(Outcome::Reconnect));
+                return subscribe(conn, socket, &group).await.map(|()| None);
             }
             apply_changes(&slot.shared, Vec::new(), seq).await?;
             finish_catch_up(&slot.shared).await?;
@@ -205,6 +235,12 @@ async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>
                 }
                 None => {
                     tracing::warn!(group = %slot.name(), %error, "the server reported an error");
+                    if !slot.live {
+                        // The subscription ended while catching up (the group was compacted
+                        // meanwhile, or storage failed): subscribe again shortly.
+                        slot.resubscribe = true;
+                        slot.retry_at = Some(std::time::Instant::now() + PUSH_RETRY);
+                    }
                     let error = std::sync::Arc::new(error);
                     slot.status(|status| round::note(status, error));
                 }

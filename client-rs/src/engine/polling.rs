@@ -75,7 +75,15 @@ async fn sync_group(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
 }
 
 /// Pulls pages until the server has no more.
+///
+/// A pull from 0, or one the server answered with `reset` (our cursor was below the
+/// group's compaction floor), is a full pull: its later pages are asked with `full=true`,
+/// so the floor never sends it back to 0 (PROTOCOL.md section 8). If a later page carries
+/// a higher floor than the first, a tombstone it has not seen may be gone: it starts again
+/// from 0, every document stale until it comes back.
 async fn catch_up(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
+    let mut full = false;
+    let mut first_floor: Option<u64> = None;
     loop {
         let Some(slot) = conn.slots.get(name) else {
             return Ok(());
@@ -83,15 +91,24 @@ async fn catch_up(conn: &mut Conn, name: &str) -> Result<(), ClientError> {
         let shared = slot.shared.clone();
         let reader = shared.clone();
         let meta = blocking(move || reader.db.meta(&reader.name)).await?;
-        let page = conn.http.pull(name, meta.cursor).await?;
+        let page = conn.http.pull(name, meta.cursor, full).await?;
         check_page(&page, name, meta.cursor)?;
         if check_epoch(&shared, &page.epoch).await? == EpochCheck::Changed {
             // The page answered a cursor of the old database: pull again from 0.
+            (full, first_floor) = (false, None);
+            continue;
+        }
+        if full && first_floor.is_some_and(|floor| page.floor > floor) {
+            tracing::info!(group = %name, floor = page.floor, "the group was compacted during a full pull: starting it again");
+            round::begin_compaction_reset(&shared).await?;
+            (full, first_floor) = (false, None);
             continue;
         }
         if page.reset && meta.cursor > 0 {
             round::begin_compaction_reset(&shared).await?;
         }
+        first_floor.get_or_insert(page.floor);
+        full |= meta.cursor == 0 || page.reset;
         apply_changes(&shared, page.changes, page.seq).await?;
         if !page.more {
             return finish_catch_up(&shared).await;

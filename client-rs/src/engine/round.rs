@@ -36,6 +36,14 @@ pub(crate) struct Slot {
     pub(crate) live: bool,
     /// No push before this instant (the server was unavailable).
     pub(crate) retry_at: Option<Instant>,
+    /// WebSocket: the cursor the current subscription started from, while it catches up.
+    pub(crate) subscribed_since: u64,
+    /// WebSocket: this catch-up was seen to start again from 0 below our cursor (the
+    /// server compacted past it), and the reset has begun.
+    pub(crate) reset_begun: bool,
+    /// WebSocket: the server ended the subscription while it caught up; subscribe again
+    /// once `retry_at` passes.
+    pub(crate) resubscribe: bool,
 }
 
 impl Slot {
@@ -47,6 +55,9 @@ impl Slot {
             in_flight: None,
             live: false,
             retry_at: None,
+            subscribed_since: 0,
+            reset_begun: false,
+            resubscribe: false,
         }
     }
 
@@ -100,7 +111,9 @@ pub(crate) async fn check_epoch(
     .await
 }
 
-/// Starts a reset after the server reported compaction below the cursor.
+/// Starts a reset after the server reported compaction below the cursor (PROTOCOL.md
+/// section 8): every document is stale until the full catch-up returns it; those it does
+/// not return are dropped when it ends ([`finish_catch_up`]); pending changes stay.
 pub(crate) async fn begin_compaction_reset(shared: &Arc<GroupShared>) -> Result<(), ClientError> {
     let shared = shared.clone();
     tracing::info!(group = %shared.name, "the server compacted past our cursor: full catch-up");

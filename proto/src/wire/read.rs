@@ -263,7 +263,7 @@ impl PushResponse {
 }
 
 impl PullResponse {
-    /// Decodes a response (client side). An absent `reset` is false.
+    /// Decodes a response (client side). An absent `reset` is false, an absent `floor` 0.
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<PullResponse, WireError> {
         let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
         let fields = Fields::top(&message, "body")?;
@@ -274,6 +274,7 @@ impl PullResponse {
             seq: fields.uint("seq")?,
             more: fields.boolean("more")?,
             reset: fields.opt_bool("reset")?.unwrap_or(false),
+            floor: fields.opt_uint("floor")?.unwrap_or(0),
         })
     }
 }
@@ -308,6 +309,7 @@ impl ServerFrame {
                 epoch: fields.string("epoch")?.to_owned(),
                 seq: fields.uint("seq")?,
                 reset: fields.opt_bool("reset")?.unwrap_or(false),
+                floor: fields.opt_uint("floor")?.unwrap_or(0),
             }),
             "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
             "pushed" => Ok(ServerFrame::Pushed {

@@ -119,7 +119,7 @@ pub(crate) fn push_response(response: &PushResponse, encoding: Encoding) -> Vec<
 
 pub(crate) fn pull_response(response: &PullResponse, encoding: Encoding) -> Vec<u8> {
     let mut w = Writer::new(encoding, docs_capacity(&response.changes));
-    w.map(if response.reset { 6 } else { 5 });
+    w.map(5 + usize::from(response.reset) + usize::from(response.floor > 0));
     w.key("group");
     w.str(&response.group);
     w.key("epoch");
@@ -133,6 +133,10 @@ pub(crate) fn pull_response(response: &PullResponse, encoding: Encoding) -> Vec<
     if response.reset {
         w.key("reset");
         w.bool(true);
+    }
+    if response.floor > 0 {
+        w.key("floor");
+        w.uint(response.floor);
     }
     w.end();
     w.finish()
@@ -202,9 +206,10 @@ pub(crate) fn server_frame(frame: &ServerFrame, encoding: Encoding) -> Vec<u8> {
             epoch,
             seq,
             reset,
+            floor,
         } => {
             let mut w = Writer::new(encoding, 96);
-            w.map(if *reset { 5 } else { 4 });
+            w.map(4 + usize::from(*reset) + usize::from(*floor > 0));
             w.key("type");
             w.str("subscribed");
             w.key("group");
@@ -216,6 +221,10 @@ pub(crate) fn server_frame(frame: &ServerFrame, encoding: Encoding) -> Vec<u8> {
             if *reset {
                 w.key("reset");
                 w.bool(true);
+            }
+            if *floor > 0 {
+                w.key("floor");
+                w.uint(*floor);
             }
             w.end();
             w.finish()

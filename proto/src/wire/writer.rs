@@ -31,6 +31,70 @@ impl Writer {
         self.out
     }
 
+    /// Bytes written so far.
+    pub(super) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Drops what was written after `len` bytes: a whole element written since then, so
+    /// that the open containers are as they were (the page writer takes back a document
+    /// that went over its budget this way).
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.out.truncate(len);
+    }
+
+    /// Opens a map whose length is set later with [`Writer::set_small_map_len`]: at most 15
+    /// members. Returns where its header is.
+    pub(super) fn map_later(&mut self) -> usize {
+        self.map(0);
+        // MessagePack writes no separator: the header is the last byte written.
+        self.out.len().saturating_sub(1)
+    }
+
+    /// Sets the length of a map opened with [`Writer::map_later`] (MessagePack only needs it).
+    pub(super) fn set_small_map_len(&mut self, at: usize, len: usize) {
+        if self.encoding == Encoding::MsgPack
+            && let Some(header) = self.out.get_mut(at)
+        {
+            *header = 0x80 | (len.min(15) as u8);
+        }
+    }
+
+    /// Opens a list whose length is set later with [`Writer::set_list_len`]: at most
+    /// 65535 elements. Returns where its header is.
+    pub(super) fn list_later(&mut self) -> usize {
+        self.before_value();
+        let at = self.out.len();
+        match self.encoding {
+            // The 16-bit form, shortened at the end if the list holds fewer than 16.
+            Encoding::MsgPack => self.out.extend_from_slice(&[0xdc, 0, 0]),
+            Encoding::Json => {
+                self.out.push(b'[');
+                self.open.push(Open {
+                    list: true,
+                    empty: true,
+                });
+            }
+        }
+        at
+    }
+
+    /// Sets the length of a list opened with [`Writer::list_later`], in the shortest form
+    /// (as the canonical codec writes it): below 16 elements the header shrinks to one
+    /// byte, moving what follows it.
+    pub(super) fn set_list_len(&mut self, at: usize, len: usize) {
+        if self.encoding != Encoding::MsgPack || at + 3 > self.out.len() {
+            return;
+        }
+        if len < 16 {
+            self.out[at] = 0x90 | len as u8;
+            self.out.drain(at + 1..at + 3);
+        } else {
+            let len = u16::try_from(len).unwrap_or(u16::MAX);
+            self.out[at + 1..at + 3].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+
     /// A JSON list element after the first needs a comma; map values follow their key.
     fn before_value(&mut self) {
         if let Some(top) = self.open.last_mut()

@@ -90,7 +90,14 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         // Opened once to create and migrate the file, then closed: tests read it directly.
-        drop(Sqlite::open(&path, Durability::Normal, 2).unwrap());
+        drop(
+            Sqlite::open(&crate::storage::OpenOptions::without_lineage(
+                &path,
+                Durability::Normal,
+                2,
+            ))
+            .unwrap(),
+        );
         let conn = Connection::open(&path).unwrap();
         for (group, key, value) in rows {
             conn.execute(

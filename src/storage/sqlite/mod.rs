@@ -1,8 +1,13 @@
 //! The SQLite backend: one database file in WAL mode, a pool of readers, one writer thread.
 //!
-//! - [`schema`]: the tables and their migrations (`PRAGMA user_version`).
+//! - [`schema`]: the tables and their migrations (`PRAGMA user_version`), and how a file is
+//!   recognized as an Atomsync database before anything is written to it.
 //! - `read`: pulls, catch-up pages and health checks, on pooled read connections.
-//! - [`writer`]: the single writer thread that version-checks and commits every push.
+//! - [`writer`]: the single writer thread that version-checks and commits every push, and
+//!   removes old tombstones (`compact`).
+//! - `identity`: whether the file at the path is still the one opened.
+//! - [`backup`]: consistent copies of a live database, and restoring one (the
+//!   `atomsync-server backup` and `restore` commands).
 //! - `admin`, `docs`: what operators' tools read (groups with counts, documents by key).
 //!
 //! In WAL mode readers never wait for the writer and the writer never waits for readers.
@@ -14,22 +19,29 @@
 //! pooled connection, writes on the writer thread, and both answer through futures.
 
 mod admin;
+pub mod backup;
+mod compact;
 mod docs;
+mod identity;
 mod read;
 pub mod schema;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use atomsync_proto::wire::Change;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
+use self::identity::FileIdentity;
 use self::writer::Writer;
 use super::browse::{GroupStats, KeyPage, KeyRange};
-use super::{CommitSink, PullPage, PushTicket, StorageError};
+use super::lineage::{Lineage, Verdict};
+use super::{
+    CommitSink, Compacted, OpenOptions, PageEnd, PageQuery, PageSink, PushTicket, StorageError,
+};
 use crate::config::Durability;
 
 /// A pool of read connections.
@@ -53,19 +65,29 @@ struct Inner {
     epoch: Arc<str>,
     pool: Pool,
     writer: Writer,
+    identity: Arc<FileIdentity>,
 }
 
 impl Sqlite {
-    /// Opens (creating when missing) the database at `path`, migrates it, builds the read
-    /// pool and starts the writer thread. Blocking.
-    pub(crate) fn open(
-        path: &Path,
-        durability: Durability,
-        pool_size: u32,
-    ) -> Result<Sqlite, StorageError> {
+    /// Opens (creating when missing) the database `options` names, after checking that it
+    /// is an Atomsync database (leaving any other file untouched); locks its state file
+    /// and renews the epoch of a database that went back in time; migrates it, builds the
+    /// read pool and starts the writer thread. Blocking.
+    pub(crate) fn open(options: &OpenOptions) -> Result<Sqlite, StorageError> {
+        let path = options.db.as_path();
+        // Nothing is created, not even the state file, beside what is not ours.
+        schema::inspect(path)?;
+        // Then the lock: a second server must not even migrate a database in use.
+        let mut lineage = options
+            .state_file
+            .as_deref()
+            .map(Lineage::open)
+            .transpose()?;
         let conn = Connection::open(path)?;
-        prepare_connection(&conn, durability)?;
-        let epoch = schema::migrate(&conn)?;
+        prepare_connection(&conn, options.durability)?;
+        let epoch = settle_epoch(&conn, path, lineage.as_mut())?;
+        let commits = schema::commits(&conn)?;
+        let identity = Arc::new(FileIdentity::of(path)?);
         let manager = SqliteConnectionManager::file(path)
             .with_flags(
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -76,18 +98,25 @@ impl Sqlite {
                 Ok(())
             });
         let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
+            .max_size(options.pool_size)
             .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
             .build(manager)?;
         // The connection that migrated becomes the writer's: it is set up for writing.
-        let writer = Writer::start(conn)?;
+        let writer = Writer::start(writer::Setup {
+            conn,
+            lineage,
+            identity: identity.clone(),
+            commits,
+            max_answer_bytes: options.max_answer_bytes,
+        })?;
         Ok(Sqlite {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 epoch: epoch.into(),
                 pool,
                 writer,
+                identity,
             }),
         })
     }
@@ -100,6 +129,12 @@ impl Sqlite {
         &self.inner.epoch
     }
 
+    /// Runs `f` on the writer's connection, between batches (tests only).
+    #[cfg(test)]
+    pub(crate) fn on_writer_connection(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        self.inner.writer.on_connection(f);
+    }
+
     pub(crate) fn set_commit_sink(&self, sink: CommitSink) {
         self.inner.writer.set_commit_sink(sink);
     }
@@ -108,20 +143,22 @@ impl Sqlite {
         self.inner.writer.push(group, changes)
     }
 
-    pub(crate) async fn pull_then<T, F>(
+    pub(crate) async fn pull_into<S: PageSink>(
         &self,
         group: Arc<str>,
-        since: u64,
-        limit: usize,
-        upto: u64,
-        then: F,
-    ) -> Result<T, StorageError>
-    where
-        F: FnOnce(PullPage) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.read(move |conn| Ok(then(read::pull(conn, &group, since, limit, upto)?)))
-            .await
+        query: PageQuery,
+        mut sink: S,
+    ) -> Result<(S, PageEnd), StorageError> {
+        self.read(move |conn| {
+            let end = read::pull_into(conn, &group, &query, &mut |doc| sink.offer(doc))?;
+            Ok((sink, end))
+        })
+        .await
+    }
+
+    pub(crate) async fn compact(&self, before: SystemTime) -> Result<Compacted, StorageError> {
+        self.inner.identity.still_there()?;
+        self.inner.writer.compact(before).await
     }
 
     pub(crate) async fn group_seq(&self, group: Arc<str>) -> Result<u64, StorageError> {
@@ -162,6 +199,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn health(&self) -> Result<(), StorageError> {
+        self.inner.identity.check()?;
         self.read(|conn| read::health(conn)).await?;
         if !self.inner.writer.is_alive() {
             return Err(StorageError::WriterGone);
@@ -183,11 +221,56 @@ impl Sqlite {
         F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
+        // A database found lost answers nothing more: what it holds is gone at the restart.
+        self.inner.identity.still_there()?;
         let pool = self.inner.pool.clone();
         tokio::task::spawn_blocking(move || read(&mut *pool.get()?))
             .await
             .map_err(StorageError::task)?
     }
+}
+
+/// The database's epoch, renewed (durably, and said loudly) when the state file, or a
+/// backup stamp, says the database may have gone back in time; then recorded as served.
+fn settle_epoch(
+    conn: &Connection,
+    path: &Path,
+    lineage: Option<&mut Lineage>,
+) -> Result<String, StorageError> {
+    let epoch = schema::migrate(conn)?;
+    let commits = schema::commits(conn)?;
+    let stamp = schema::backup_stamp(conn)?;
+    let verdict = match &lineage {
+        Some(lineage) => lineage.judge(&epoch, commits, stamp.as_deref()),
+        None => match stamp {
+            Some(stamp) => Verdict::NewEpoch(format!(
+                "it is a copy made by `atomsync-server backup` ({stamp}) put in place by hand"
+            )),
+            None => Verdict::Same,
+        },
+    };
+    let epoch = match verdict {
+        Verdict::Same => epoch,
+        Verdict::Adopt(why) => {
+            tracing::info!(db = %path.display(), epoch, "serving {why}");
+            epoch
+        }
+        Verdict::NewEpoch(why) => {
+            let renewed = schema::renew_epoch(conn)?;
+            tracing::warn!(
+                db = %path.display(),
+                old_epoch = epoch,
+                epoch = renewed,
+                "the database gets a new epoch before it is served: {why}; every client \
+                 syncs it again from 0, so no (epoch, group, seq) names two writes"
+            );
+            renewed
+        }
+    };
+    if let Some(lineage) = lineage {
+        lineage.start(&epoch, commits)?;
+    }
+    Ok(epoch)
 }
 
 /// The settings every writing connection gets.

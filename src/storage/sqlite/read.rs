@@ -5,7 +5,7 @@ use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::storage::{PullPage, StorageError};
+use crate::storage::{PageEnd, PageQuery, StorageError};
 
 /// A group as stored: its row id, sequence and compaction floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,54 +37,55 @@ pub fn group_seq(conn: &Connection, name: &str) -> Result<u64, StorageError> {
     Ok(group(conn, name)?.map_or(0, |g| g.seq))
 }
 
-/// Documents of `name` with `since < seq <= upto`, at most `limit`, in one snapshot.
-/// A `since` below the group's floor reads from 0 and says `reset`.
-pub fn pull(
+/// A page of `name` as `query` says, in one snapshot, each document handed to `offer` as
+/// it is read until it refuses one. A `since` below the group's floor (unless `full`)
+/// reads from 0 and says `reset`.
+pub fn pull_into(
     conn: &mut Connection,
     name: &str,
-    since: u64,
-    limit: usize,
-    upto: u64,
-) -> Result<PullPage, StorageError> {
+    query: &PageQuery,
+    offer: &mut dyn FnMut(Doc) -> bool,
+) -> Result<PageEnd, StorageError> {
     let tx = conn.transaction()?;
     let Some(g) = group(&tx, name)? else {
-        return Ok(PullPage {
-            docs: Vec::new(),
-            seq: since,
+        return Ok(PageEnd {
+            seq: query.since,
             more: false,
             reset: false,
+            floor: 0,
         });
     };
-    let reset = since > 0 && since < g.floor;
-    let since = if reset { 0 } else { since };
+    let reset = !query.full && query.since > 0 && query.since < g.floor;
+    let since = if reset { 0 } else { query.since };
     // SQLite integers are i64: a cursor beyond that cannot exist, so clamp rather than fail.
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let fetch = limit.saturating_add(1);
-    let mut docs = Vec::with_capacity(limit.min(10_000) + 1);
+    let mut seq = since;
+    let mut taken = 0usize;
+    let mut more = false;
     {
         let mut stmt = tx.prepare_cached(
             "SELECT key, version, seq, value FROM docs
              WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
         )?;
-        let mut rows = stmt.query(params![
-            g.id,
-            clamp(since),
-            clamp(upto),
-            clamp(fetch as u64)
-        ])?;
+        let fetch = query.limit.saturating_add(1) as u64;
+        let mut rows = stmt.query(params![g.id, clamp(since), clamp(query.upto), clamp(fetch)])?;
         while let Some(row) = rows.next()? {
-            docs.push(doc_from_row(row)?);
+            let doc = doc_from_row(row)?;
+            let doc_seq = doc.seq;
+            if taken >= query.limit || !offer(doc) {
+                more = true;
+                break;
+            }
+            taken += 1;
+            seq = doc_seq;
         }
     }
     tx.finish()?;
-    let more = docs.len() > limit;
-    docs.truncate(limit);
-    let seq = docs.last().map_or(since, |d| d.seq);
-    Ok(PullPage {
-        docs,
+    Ok(PageEnd {
         seq,
         more,
         reset,
+        floor: g.floor,
     })
 }
 

@@ -11,18 +11,30 @@
 //! Only after the commit succeeds does a job learn its outcome (so nothing is acknowledged
 //! before it is durable), and the commit sink (the group actors' registry) receive the
 //! committed documents to stream, job by job in commit order, before the outcomes go out.
+//! Between the commit and those, two checks: the file at the database's path is still the
+//! one written (else nothing of the batch is acknowledged or streamed: [`StorageError::Lost`]),
+//! and the lineage state file has recorded the database's new commit count (see
+//! [`crate::storage::lineage`]).
+//!
+//! Compaction jobs run here too, a short transaction at a time, queued behind the pushes
+//! (see `compact`).
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use atomsync_proto::wire::{Change, Doc, Op, PushResult};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::oneshot;
 
+use super::compact;
+use super::identity::FileIdentity;
 use super::read::doc_from_row;
+use crate::storage::lineage::Lineage;
 use crate::storage::ticket::Reply;
-use crate::storage::{CommitSink, Committed, PushOutcome, PushTicket, StorageError};
+use crate::storage::{CommitSink, Committed, Compacted, PushOutcome, PushTicket, StorageError};
 
 /// Reads a document's current state (`?1` group id, `?2` key), for the version check.
 /// Public so that the benchmark's raw-SQLite baseline runs exactly the writer's statements.
@@ -30,14 +42,43 @@ pub const SELECT_DOC: &str =
     "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key = ?2";
 
 /// Writes an accepted change (`?1` group id, `?2` key, `?3` version, `?4` seq, `?5` value
-/// or NULL for a tombstone), creating the row or replacing its state.
-pub const UPSERT_DOC: &str = "INSERT INTO docs (group_id, key, version, seq, value)
-     VALUES (?1, ?2, ?3, ?4, ?5)
+/// or NULL for a tombstone), creating the row or replacing its state. A tombstone records
+/// when it was written (`deleted_at`, Unix milliseconds), for compaction.
+pub const UPSERT_DOC: &str = "INSERT INTO docs (group_id, key, version, seq, value, deleted_at)
+     VALUES (?1, ?2, ?3, ?4, ?5,
+             CASE WHEN ?5 IS NULL THEN CAST(unixepoch('subsec') * 1000 AS INTEGER) END)
      ON CONFLICT (group_id, key) DO UPDATE
-     SET version = excluded.version, seq = excluded.seq, value = excluded.value";
+     SET version = excluded.version, seq = excluded.seq, value = excluded.value,
+         deleted_at = excluded.deleted_at";
+
+/// Counts a transaction that accepted a write (see [`crate::storage::lineage`]).
+const BUMP_COMMITS: &str =
+    "UPDATE counters SET value = value + 1 WHERE name = 'commits' RETURNING value";
 
 /// The most jobs committed in one transaction: bounds the latency one large batch adds.
 const MAX_BATCH: usize = 512;
+
+/// Groups whose row the writer keeps in memory. A server with millions of groups touches
+/// each now and then: past this many, the cache starts again, and a group's next push
+/// reads its row (one indexed lookup).
+const MAX_CACHED_GROUPS: usize = 10_000;
+
+/// What a conflict adds to an answer besides its current document's key and value.
+const CONFLICT_OVERHEAD: usize = 64;
+
+/// What the writer thread starts with.
+pub(super) struct Setup {
+    /// The connection, set up for writing.
+    pub(super) conn: Connection,
+    /// The state file to tell of every commit, if any.
+    pub(super) lineage: Option<Lineage>,
+    /// The database file as opened.
+    pub(super) identity: Arc<FileIdentity>,
+    /// The database's commit count at start.
+    pub(super) commits: u64,
+    /// The most bytes of conflicting documents one push answers with.
+    pub(super) max_answer_bytes: usize,
+}
 
 /// One push to apply.
 struct PushJob {
@@ -51,6 +92,16 @@ enum Job {
     Push(PushJob),
     /// From now on, commits go to this sink.
     Sink(CommitSink),
+    /// Remove tombstones written before `before_ms` (Unix milliseconds), a transaction at a
+    /// time; `done` counts what was removed so far.
+    Compact {
+        before_ms: i64,
+        done: Compacted,
+        reply: oneshot::Sender<Result<Compacted, StorageError>>,
+    },
+    /// Runs on the writer's connection (tests: to make SQLite's disk look full).
+    #[cfg(test)]
+    OnConnection(Box<dyn FnOnce(&Connection) + Send>),
     Shutdown,
 }
 
@@ -67,15 +118,21 @@ struct WriterInner {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Result<Writer, StorageError> {
+    pub(super) fn start(setup: Setup) -> Result<Writer, StorageError> {
         let (jobs, queue) = mpsc::channel();
+        let requeue = jobs.clone();
         let thread = std::thread::Builder::new()
             .name("atomsync-writer".into())
             .spawn(move || {
                 WriterThread {
-                    conn,
+                    conn: setup.conn,
                     groups: HashMap::new(),
                     sink: None,
+                    lineage: setup.lineage,
+                    identity: setup.identity,
+                    commits: setup.commits,
+                    max_answer_bytes: setup.max_answer_bytes,
+                    requeue,
                 }
                 .run(queue)
             })
@@ -103,6 +160,31 @@ impl Writer {
             Ok(()) => ticket,
             Err(_) => PushTicket::failed(StorageError::WriterGone),
         }
+    }
+
+    /// Removes every tombstone written before `before`, in short transactions queued
+    /// behind the pushes; resolves with what was removed.
+    pub(super) async fn compact(&self, before: SystemTime) -> Result<Compacted, StorageError> {
+        let before_ms = before
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let (reply, done) = oneshot::channel();
+        let job = Job::Compact {
+            before_ms,
+            done: Compacted::default(),
+            reply,
+        };
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| StorageError::WriterGone)?;
+        done.await.unwrap_or(Err(StorageError::WriterGone))
+    }
+
+    /// Runs `f` on the writer's connection, between batches (tests only).
+    #[cfg(test)]
+    pub(super) fn on_connection(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        let _ = self.inner.jobs.send(Job::OnConnection(Box::new(f)));
     }
 
     /// Sends every later commit to `sink` (replacing the one before, if any).
@@ -145,6 +227,13 @@ struct WriterThread {
     conn: Connection,
     groups: HashMap<Arc<str>, GroupRow>,
     sink: Option<CommitSink>,
+    lineage: Option<Lineage>,
+    identity: Arc<FileIdentity>,
+    /// The database's commit count, as last committed.
+    commits: u64,
+    max_answer_bytes: usize,
+    /// Puts a compaction's next step behind the pushes queued meanwhile.
+    requeue: Sender<Job>,
 }
 
 /// A job applied inside the open transaction, waiting for the commit.
@@ -157,13 +246,42 @@ impl WriterThread {
     fn run(mut self, queue: Receiver<Job>) {
         let mut stopping = false;
         while !stopping {
-            let Ok(first) = queue.recv() else { break };
+            let first = match self.lineage.as_ref().and_then(Lineage::sync_due) {
+                // Idle with the state file's last counts unsynced: sync them when due.
+                Some(due) => {
+                    match queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync_lineage();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
             let mut batch = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
                     Job::Push(job) => batch.push(job),
                     Job::Sink(sink) => self.sink = Some(sink),
+                    Job::Compact {
+                        before_ms,
+                        done,
+                        reply,
+                    } => {
+                        // Pushes read before it go first; its own step, then the rest.
+                        if !batch.is_empty() {
+                            self.commit_batch(std::mem::take(&mut batch));
+                        }
+                        self.compact_step(before_ms, done, reply);
+                    }
+                    #[cfg(test)]
+                    Job::OnConnection(f) => f(&self.conn),
                     Job::Shutdown => {
                         stopping = true;
                         break;
@@ -176,14 +294,78 @@ impl WriterThread {
             if !batch.is_empty() {
                 self.commit_batch(batch);
             }
+            if self
+                .lineage
+                .as_ref()
+                .and_then(Lineage::sync_due)
+                .is_some_and(|due| due <= Instant::now())
+            {
+                self.sync_lineage();
+            }
         }
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(error = %e, "checkpoint at shutdown failed; the WAL is replayed on next start");
         }
+        self.sync_lineage();
         tracing::debug!("storage writer stopped");
     }
 
+    fn sync_lineage(&mut self) {
+        if let Some(lineage) = &mut self.lineage {
+            lineage.sync();
+        }
+    }
+
+    /// One transaction of a compaction; queues the next one behind the pushes waiting, or
+    /// answers once nothing is left.
+    fn compact_step(
+        &mut self,
+        before_ms: i64,
+        mut done: Compacted,
+        reply: oneshot::Sender<Result<Compacted, StorageError>>,
+    ) {
+        let step = self.identity.check().and_then(|()| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let step = compact::step(&tx, before_ms)?;
+            tx.commit()?;
+            self.identity.check()?;
+            Ok(step)
+        });
+        match step {
+            Ok(step) => {
+                done.tombstones += step.removed;
+                done.groups += step.groups;
+                if step.more {
+                    let next = Job::Compact {
+                        before_ms,
+                        done,
+                        reply,
+                    };
+                    if let Err(mpsc::SendError(Job::Compact { reply, done, .. })) =
+                        self.requeue.send(next)
+                    {
+                        let _ = reply.send(Ok(done));
+                    }
+                } else {
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "compaction failed");
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
     fn commit_batch(&mut self, batch: Vec<PushJob>) {
+        if let Err(e) = self.identity.check() {
+            for job in batch {
+                let _ = job.reply.send(Err(e.copy()));
+            }
+            return;
+        }
         let applied = match self.apply_batch(batch) {
             Ok(applied) => applied,
             Err((jobs, e)) => {
@@ -192,11 +374,29 @@ impl WriterThread {
                 self.groups.clear();
                 tracing::error!(error = %e, jobs = jobs.len(), "commit failed");
                 for job in jobs {
-                    let _ = job.reply.send(Err(copy_error(&e)));
+                    let _ = job.reply.send(Err(e.copy()));
                 }
                 return;
             }
         };
+        // Durable, but not yet acknowledged: only if the file is still the database at its
+        // path, and the state file knows the new count.
+        let recorded = self
+            .identity
+            .check()
+            .and_then(|()| match &mut self.lineage {
+                Some(lineage) => lineage.committed(self.commits),
+                None => Ok(()),
+            });
+        if let Err(e) = recorded {
+            if !matches!(e, StorageError::Lost(_)) {
+                tracing::error!(error = %e, "a commit could not be recorded in the state file; not acknowledged");
+            }
+            for Applied { job, .. } in applied {
+                let _ = job.reply.send(Err(e.copy()));
+            }
+            return;
+        }
         for Applied { job, result } in applied {
             match result {
                 Ok((outcome, committed)) => {
@@ -228,20 +428,49 @@ impl WriterThread {
             Ok(tx) => tx,
             Err(e) => return Err((batch, e.into())),
         };
+        if self.groups.len() >= MAX_CACHED_GROUPS {
+            self.groups.clear();
+        }
         let mut applied = Vec::with_capacity(batch.len());
+        let mut wrote = false;
         for job in batch {
             let before = self.groups.get(&job.group).copied();
-            let result = apply_in_savepoint(&tx, &mut self.groups, &job);
-            if result.is_err() {
-                match before {
-                    Some(row) => self.groups.insert(job.group.clone(), row),
-                    None => self.groups.remove(&job.group),
-                };
+            let result = apply_in_savepoint(&tx, &mut self.groups, &job, self.max_answer_bytes);
+            match &result {
+                Ok((_, committed)) => wrote |= !committed.docs.is_empty(),
+                Err(_) => {
+                    match before {
+                        Some(row) => self.groups.insert(job.group.clone(), row),
+                        None => self.groups.remove(&job.group),
+                    };
+                }
+            }
+            // SQLite rolled the whole transaction back (a full disk, say): nothing of the
+            // batch is there any more, and every job hears why.
+            if let Err(e) = &result
+                && tx.is_autocommit()
+            {
+                let e = e.copy();
+                applied.push(Applied { job, result });
+                return Err((applied.into_iter().map(|a| a.job).collect(), e));
             }
             applied.push(Applied { job, result });
         }
+        let mut commits = self.commits;
+        if wrote {
+            match tx
+                .prepare_cached(BUMP_COMMITS)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, u64>(0)))
+            {
+                Ok(n) => commits = n,
+                Err(e) => return Err((applied.into_iter().map(|a| a.job).collect(), e.into())),
+            }
+        }
         match tx.commit() {
-            Ok(()) => Ok(applied),
+            Ok(()) => {
+                self.commits = commits;
+                Ok(applied)
+            }
             Err(e) => Err((applied.into_iter().map(|a| a.job).collect(), e.into())),
         }
     }
@@ -251,30 +480,40 @@ fn apply_in_savepoint(
     tx: &Transaction<'_>,
     groups: &mut HashMap<Arc<str>, GroupRow>,
     job: &PushJob,
+    max_answer_bytes: usize,
 ) -> Result<(PushOutcome, Committed), StorageError> {
     // Cached like the writes: parsing these anew for every push was a measurable share of
     // a single-change push's time on the writer.
     let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([]));
     run("SAVEPOINT job")?;
-    match apply_push(tx, groups, job) {
+    match apply_push(tx, groups, job, max_answer_bytes) {
         Ok(done) => {
             run("RELEASE job")?;
             Ok(done)
         }
         Err(e) => {
-            run("ROLLBACK TO job")?;
-            run("RELEASE job")?;
+            // SQLite rolls the whole transaction back by itself on some errors (a full
+            // disk, out of memory): then there is no savepoint left to roll back to, and
+            // the original error is the one to tell.
+            if !tx.is_autocommit() {
+                run("ROLLBACK TO job")?;
+                run("RELEASE job")?;
+            }
             Err(e)
         }
     }
 }
 
 /// Version-checks and writes one push: each change is accepted iff its base equals the
-/// key's current version (0 when never written).
+/// key's current version (0 when never written). A push with several conflicts that would
+/// answer with more than `max_answer_bytes` of current documents fails
+/// ([`StorageError::TooLarge`]): its answer could not be sent whole, and it must apply
+/// nothing (the client pushes fewer changes at a time; one is always answered).
 fn apply_push(
     tx: &Transaction<'_>,
     groups: &mut HashMap<Arc<str>, GroupRow>,
     job: &PushJob,
+    max_answer_bytes: usize,
 ) -> Result<(PushOutcome, Committed), StorageError> {
     let mut group = match groups.get(&job.group) {
         Some(row) => *row,
@@ -285,12 +524,28 @@ fn apply_push(
     let mut docs = Vec::new();
     let mut current = tx.prepare_cached(SELECT_DOC)?;
     let mut upsert = tx.prepare_cached(UPSERT_DOC)?;
-    for change in &job.changes {
+    let mut answer_bytes = 0usize;
+    let mut conflicts = 0usize;
+    for (index, change) in job.changes.iter().enumerate() {
         let existing = current
             .query_row(params![group.id, change.key], doc_from_row)
             .optional()?;
         let version = existing.as_ref().map_or(0, |d| d.version);
         if change.base != version {
+            answer_bytes += CONFLICT_OVERHEAD
+                + existing
+                    .as_ref()
+                    .map_or(0, |d| d.key.len() + d.value.as_ref().map_or(0, |v| v.len()));
+            conflicts += 1;
+            // One conflict is always answered, whatever its size, so that a push of one
+            // change always gets through (as a page always holds one document).
+            if answer_bytes > max_answer_bytes && conflicts > 1 {
+                return Err(StorageError::TooLarge(format!(
+                    "changes[{index}]: the conflicting documents this push would answer with \
+                     pass the {max_answer_bytes}-byte limit of an answer; nothing was \
+                     applied; push fewer changes at a time"
+                )));
+            }
             results.push(PushResult::Conflict {
                 key: change.key.clone(),
                 current: existing,
@@ -352,15 +607,4 @@ fn load_or_create_group(tx: &Transaction<'_>, name: &str) -> Result<GroupRow, St
         id: tx.last_insert_rowid(),
         seq: 0,
     })
-}
-
-/// The same failure for every job of a failed batch (rusqlite errors are not `Clone`).
-fn copy_error(e: &StorageError) -> StorageError {
-    match e {
-        StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
-            StorageError::Sqlite(rusqlite::Error::SqliteFailure(*f, msg.clone()))
-        }
-        StorageError::WriterGone => StorageError::WriterGone,
-        other => StorageError::Incompatible(other.to_string()),
-    }
 }

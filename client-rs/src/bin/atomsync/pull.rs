@@ -38,6 +38,8 @@ struct Pager<'a> {
     /// Later pages of a pull that started from 0 (or was reset) say so (section 8).
     full: bool,
     epoch: Option<String>,
+    /// The compaction floor of the first page.
+    floor: u64,
     done: bool,
     notes: Notes,
     /// Documents to ask for next.
@@ -54,6 +56,7 @@ impl<'a> Pager<'a> {
             since,
             full: false,
             epoch: None,
+            floor: 0,
             done: false,
             notes,
             limit: FIRST_PAGE,
@@ -81,6 +84,14 @@ impl<'a> Pager<'a> {
                 )));
             }
             Some(_) => {}
+        }
+        if first {
+            self.floor = page.floor;
+        } else if self.full && page.floor > self.floor {
+            // A tombstone this pull has not reached may be gone (PROTOCOL.md section 8).
+            return Err(CliError::Protocol(
+                "the group was compacted during the pull; run it again".into(),
+            ));
         }
         if page.reset {
             if !first {
@@ -220,6 +231,7 @@ mod tests {
             seq: docs as u64,
             more: true,
             reset: false,
+            floor: 0,
         }
     }
 
