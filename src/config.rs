@@ -67,25 +67,30 @@ pub struct ServerConfig {
     pub max_changes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
-    /// Seconds a request's head and body may take to arrive, from the moment the
+    /// How long a request's head and body may take to arrive, from the moment the
     /// connection is ready for it (PROTOCOL.md section 4, "Slow and idle connections").
-    pub request_timeout: f64,
+    /// Like every timeout key: seconds (`30`, `0.5`) or a duration (`"30s"`, `"500ms"`).
+    #[serde(with = "duration::timeout")]
+    pub request_timeout: Duration,
     /// Open connections past which a new one is refused at once; 0 derives it from the
     /// process's open-file limit.
     pub max_connections: usize,
-    /// Seconds between WebSocket pings.
-    pub ping_interval: f64,
-    /// Seconds of silence (not even a pong) after which a WebSocket is closed.
-    pub idle_timeout: f64,
-    /// Seconds a connection the server closes may take to go: past them its socket is
+    /// Time between WebSocket pings.
+    #[serde(with = "duration::timeout")]
+    pub ping_interval: Duration,
+    /// Silence (not even a pong) after which a WebSocket is closed.
+    #[serde(with = "duration::timeout")]
+    pub idle_timeout: Duration,
+    /// How long a connection the server closes may take to go: past it its socket is
     /// aborted, whatever the peer does.
-    pub close_timeout: f64,
+    #[serde(with = "duration::timeout")]
+    pub close_timeout: Duration,
     /// Origins (`https://app.example`) whose pages may open a WebSocket besides the
     /// server's own (PROTOCOL.md section 5).
     pub allowed_origins: Vec<String>,
     /// How long a group with no subscriber keeps its actor before it is stopped (started
-    /// again on the next subscription), e.g. `"60s"`.
-    #[serde(with = "humantime_serde_compat")]
+    /// again on the next subscription): seconds or a duration, e.g. `"60s"`.
+    #[serde(with = "duration::timeout")]
     pub group_idle_timeout: Duration,
 }
 
@@ -102,11 +107,11 @@ impl Default for ServerConfig {
             max_depth: limits.max_depth,
             max_changes: limits.max_changes,
             workers: 0,
-            request_timeout: 30.0,
+            request_timeout: Duration::from_secs(30),
             max_connections: 0,
-            ping_interval: 15.0,
-            idle_timeout: 45.0,
-            close_timeout: 2.0,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            close_timeout: Duration::from_secs(2),
             allowed_origins: Vec::new(),
             state_file: None,
             group_idle_timeout: Duration::from_secs(60),
@@ -122,10 +127,10 @@ impl Default for ServerConfig {
 pub struct CompactionConfig {
     /// Remove tombstones written longer ago than this, e.g. `"30d"`; `None`: never. A
     /// client offline for longer pulls its groups again from 0 when it returns.
-    #[serde(with = "humantime_serde_compat::option")]
+    #[serde(with = "duration::horizon_option")]
     pub tombstones_older_than: Option<Duration>,
     /// How often to look for such tombstones, e.g. `"1h"` (and once at start).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration::horizon")]
     pub every: Duration,
 }
 
@@ -138,30 +143,73 @@ impl Default for CompactionConfig {
     }
 }
 
-/// Durations in the config file as people write them: `"30d"`, `"1h 30m"`, `"45s"`.
-mod humantime_serde_compat {
+/// Durations in the config file as people write them. Timeouts take seconds as a number
+/// (`30`, `0.5`) or a text (`"30s"`, `"500ms"`); compaction's horizons, where a unit
+/// mistaken for another removes data for good, must say their unit (`"30d"`, `"1h"`).
+mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    /// What a key may hold: a number of seconds, or a text with units.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Seconds(f64),
+        Text(String),
     }
 
-    pub(super) mod option {
-        use std::time::Duration;
+    pub(super) mod timeout {
+        use super::*;
 
-        use serde::{Deserialize, Deserializer};
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Duration, D::Error> {
+            match Written::deserialize(d)? {
+                Written::Seconds(seconds) => super::super::seconds(seconds),
+                Written::Text(text) => super::super::parse_seconds_or_duration(&text),
+            }
+            .map_err(serde::de::Error::custom)
+        }
+    }
+
+    pub(super) mod horizon {
+        use super::*;
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Duration, D::Error> {
+            let text = String::deserialize(d)?;
+            super::super::parse_duration(&text).map_err(serde::de::Error::custom)
+        }
+    }
+
+    pub(super) mod horizon_option {
+        use super::*;
 
         pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Option<Duration>, D::Error> {
-            let text = String::deserialize(d)?;
-            super::super::parse_duration(&text)
-                .map(Some)
-                .map_err(serde::de::Error::custom)
+            super::horizon::deserialize(d).map(Some)
         }
+    }
+}
+
+/// A number of seconds (fractions allowed) as a `Duration`; the error says what was wrong.
+fn seconds(seconds: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{seconds} is not a number of seconds >= 0"))
+}
+
+/// A timeout as people write it: seconds (`"30"`, `"0.5"`) or a duration (`"30s"`,
+/// `"500ms"`, `"1m"`); the error says what was expected. For flags and environment
+/// variables as for the config file.
+pub fn parse_seconds_or_duration(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(number) => seconds(number),
+        Err(_) => humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("{text:?} is neither seconds nor a duration ({e}); write it like 30, 0.5 or \"500ms\"")
+        }),
     }
 }
 
@@ -328,17 +376,18 @@ impl Config {
                 )));
             }
         }
-        for (name, seconds) in [
+        for (name, timeout) in [
             ("request_timeout", s.request_timeout),
             ("ping_interval", s.ping_interval),
             ("idle_timeout", s.idle_timeout),
             ("close_timeout", s.close_timeout),
+            ("group_idle_timeout", s.group_idle_timeout),
         ] {
             // A day at most: past that a timeout is a mistake, and `Duration` arithmetic
             // stays far from overflow.
-            if !(seconds > 0.0 && seconds <= 86_400.0) {
+            if timeout.is_zero() || timeout > Duration::from_secs(86_400) {
                 return Err(ConfigError::Invalid(format!(
-                    "server.{name}: must be a number of seconds above 0, at most 86400"
+                    "server.{name}: must be above 0 and at most a day (86400 seconds)"
                 )));
             }
         }
@@ -386,11 +435,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// A duration key of `[server]` (validated: positive, at most a day).
-    pub fn seconds(value: f64) -> std::time::Duration {
-        std::time::Duration::try_from_secs_f64(value).unwrap_or(std::time::Duration::MAX)
     }
 }
 
@@ -593,14 +637,26 @@ mod tests {
     fn timeouts_are_positive_seconds() {
         let c = Config::from_toml("[server]\nrequest_timeout = 0.5\nidle_timeout = 3\n").unwrap();
         c.validate().unwrap();
-        assert_eq!(Config::seconds(c.server.request_timeout).as_millis(), 500);
+        assert_eq!(c.server.request_timeout, Duration::from_millis(500));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(3));
+        let c =
+            Config::from_toml("[server]\nrequest_timeout = \"250ms\"\nclose_timeout = \"1m\"\n")
+                .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.server.request_timeout, Duration::from_millis(250));
+        assert_eq!(c.server.close_timeout, Duration::from_secs(60));
+        // A horizon must name its unit: 30 could be seconds or days.
+        assert!(Config::from_toml("[compaction]\ntombstones_older_than = 30\n").is_err());
         for bad in [
             "request_timeout = 0",
             "ping_interval = -1",
             "close_timeout = 1e9",
+            "idle_timeout = \"soon\"",
         ] {
-            let c = Config::from_toml(&format!("[server]\n{bad}\n")).unwrap();
-            assert!(c.validate().is_err(), "{bad}");
+            // Refused when read (not a duration) or when checked (out of range).
+            let refused = Config::from_toml(&format!("[server]\n{bad}\n"))
+                .and_then(|c| c.validate().map_err(|e| e.to_string()));
+            assert!(refused.is_err(), "{bad}");
         }
         let c =
             Config::from_toml("[server]\nallowed_origins = [\"https://app.example/x\"]\n").unwrap();

@@ -183,14 +183,14 @@ pub async fn run_with_reload(
     let connections = Connections::new(
         limit,
         Timings {
-            request_timeout: Config::seconds(s.request_timeout),
+            request_timeout: s.request_timeout,
             keep_alive: KEEP_ALIVE,
-            close_timeout: Config::seconds(s.close_timeout),
+            close_timeout: s.close_timeout,
         },
     );
     tracing::info!(
         max_connections = limit,
-        request_timeout_s = s.request_timeout,
+        request_timeout = ?s.request_timeout,
         "connection limits"
     );
     let loopback = addr.ip().is_loopback();
@@ -216,9 +216,9 @@ pub async fn run_with_reload(
             .as_deref()
             .map(http::admin::AdminToken::new),
         liveness: ws::Liveness {
-            ping_interval: Config::seconds(s.ping_interval),
-            idle_timeout: Config::seconds(s.idle_timeout),
-            close_timeout: Config::seconds(s.close_timeout),
+            ping_interval: s.ping_interval,
+            idle_timeout: s.idle_timeout,
+            close_timeout: s.close_timeout,
         },
     });
     let state_for_reload = state.clone();
@@ -228,7 +228,7 @@ pub async fn run_with_reload(
         connections.clone(),
         http::server::Listen {
             workers: s.workers,
-            request_timeout: Config::seconds(s.request_timeout),
+            request_timeout: s.request_timeout,
             keep_alive: KEEP_ALIVE,
             shutdown_grace: SHUTDOWN_GRACE,
             loopback,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use atomsync::Config;
-use atomsync::config::{Durability, parse_duration};
+use atomsync::config::{Durability, parse_duration, parse_seconds_or_duration};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -74,20 +74,20 @@ struct Cli {
     )]
     admin_token: Option<String>,
     /// Seconds for a request's head and body to arrive before 408 (default 30).
-    #[arg(long, env = "ATOMSYNC_REQUEST_TIMEOUT", value_name = "SECONDS")]
-    request_timeout: Option<f64>,
+    #[arg(long, env = "ATOMSYNC_REQUEST_TIMEOUT", value_name = "SECONDS", value_parser = parse_seconds_or_duration)]
+    request_timeout: Option<Duration>,
     /// Open connections past which a new one is refused (default: from the open-file limit).
     #[arg(long, env = "ATOMSYNC_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Seconds between WebSocket pings (default 15).
-    #[arg(long, env = "ATOMSYNC_PING_INTERVAL", value_name = "SECONDS")]
-    ping_interval: Option<f64>,
+    #[arg(long, env = "ATOMSYNC_PING_INTERVAL", value_name = "SECONDS", value_parser = parse_seconds_or_duration)]
+    ping_interval: Option<Duration>,
     /// Seconds of WebSocket silence before the server closes it (default 45).
-    #[arg(long, env = "ATOMSYNC_IDLE_TIMEOUT", value_name = "SECONDS")]
-    idle_timeout: Option<f64>,
+    #[arg(long, env = "ATOMSYNC_IDLE_TIMEOUT", value_name = "SECONDS", value_parser = parse_seconds_or_duration)]
+    idle_timeout: Option<Duration>,
     /// Seconds a connection the server closes may take to go before it is reset (default 2).
-    #[arg(long, env = "ATOMSYNC_CLOSE_TIMEOUT", value_name = "SECONDS")]
-    close_timeout: Option<f64>,
+    #[arg(long, env = "ATOMSYNC_CLOSE_TIMEOUT", value_name = "SECONDS", value_parser = parse_seconds_or_duration)]
+    close_timeout: Option<Duration>,
     /// Web origins whose pages may open a WebSocket, comma-separated (e.g. https://app.example).
     #[arg(
         long,
