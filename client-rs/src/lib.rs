@@ -23,7 +23,8 @@
 //!
 //! - [`Store`] (`store`): the local SQLite file, the atoms opened on it, the engine.
 //! - [`SyncedAtom`] (`atom`): the application's handle: snapshot, swap, watch, status.
-//! - `group`: one group's shared state: the map, the status, the write lock that orders
+//! - `group`: one group's shared state: the map (a persistent [`Map`], so that a change
+//!   costs O(log n), not a copy of the group), the status, the write lock that orders
 //!   local and remote changes across memory and disk.
 //! - `local`: the SQLite schema and every SQL statement: documents as the server last
 //!   sent them, pending local changes folded per key, epoch and cursor.
@@ -55,8 +56,6 @@ mod status;
 mod store;
 mod watchers;
 
-use std::collections::BTreeMap;
-
 pub use atom::SyncedAtom;
 pub use atomsync_proto::serde_value::SerdeError;
 pub use atomsync_proto::{Inst, Value, from_value, kw, to_value, value};
@@ -66,5 +65,18 @@ pub use status::{Connection, Status};
 pub use store::Store;
 pub use watchers::WatchGuard;
 
-/// The map a synced atom holds: document key to value.
-pub type Map = BTreeMap<String, Value>;
+/// The map a synced atom holds: document key to value, in key order.
+///
+/// A persistent (immutable, structurally shared) ordered map, [`imbl::OrdMap`]: a
+/// B-tree whose nodes are shared between versions, in the manner of Clojure's maps.
+/// Cloning it is O(1), changing one key of a copy copies only the path to that key
+/// (O(log n)), and the differences between two versions are found by skipping the
+/// subtrees they share. So a `swap` of one key costs the same on a map of ten
+/// documents and on one of a million, and every version handed to a watcher or kept by
+/// [`SyncedAtom::snapshot`] stays valid for free.
+///
+/// Its API is `BTreeMap`'s for the common calls (`get`, `insert`, `remove`, `len`,
+/// `iter`, `keys`, `values`, `contains_key`, `range`, `entry`, `get_mut`, `extend`,
+/// `FromIterator`, equality); see [`imbl::OrdMap`] for the rest (`update`, `without`,
+/// `union`, `diff`, ...).
+pub type Map = imbl::OrdMap<String, Value>;

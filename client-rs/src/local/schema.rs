@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS pending (
     rev   INTEGER NOT NULL,             -- grows with every local write
     PRIMARY KEY (grp, key)
 ) WITHOUT ROWID;
+
+-- Pushes take the oldest pending changes first: without this, every batch sorts them all.
+-- Added without a version change: a file of an older client gains it on open, and an older
+-- client keeps it up to date without knowing it.
+CREATE INDEX IF NOT EXISTS pending_by_rev ON pending (grp, rev);
 ";
 
 /// Creates the tables of a new file, checks the version of an existing one.
