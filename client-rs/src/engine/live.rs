@@ -1,16 +1,20 @@
 //! Live mode: the connection's groups subscribed on one WebSocket. Catch-up and live
 //! changes arrive as `changes` frames, `subscribed` ends a group's catch-up (and carries
 //! its epoch), and pending changes go out as `push` frames, one in flight per group.
+//! `changes` frames that arrive together are stored together ([`ChangesBatch`]).
 
 use std::time::Duration;
 
 use atomsync_proto::Value;
-use atomsync_proto::wire::{ClientFrame, ServerFrame};
+use atomsync_proto::wire::{ClientFrame, Doc, ServerFrame};
+use futures_util::FutureExt;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::batch::ChangesBatch;
 use super::conn::{Conn, Effect, Outcome};
 use super::round::{
     self, Settled, apply_changes, blocking, check_epoch, finish_catch_up, next_batch, push_request,
+    store_changes,
 };
 use super::ws::{Incoming, Socket};
 use crate::local::{EpochCheck, PendingChange};
@@ -60,7 +64,7 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
                 last_heard = Instant::now();
                 match incoming {
                     Incoming::Frame(frame) => {
-                        if let Some(outcome) = on_frame(conn, frame).await? {
+                        if let Some(outcome) = on_frames(conn, socket, frame).await? {
                             return Ok(outcome);
                         }
                     }
@@ -130,6 +134,76 @@ async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), Client
             })
             .await?;
         slot.in_flight = Some((id, batch));
+    }
+    Ok(())
+}
+
+/// Handles `first` and the frames already received after it: a run of `changes` frames is
+/// stored as one [`ChangesBatch`] (one transaction and one new map per group), any other
+/// frame in its turn, after the changes that came before it.
+async fn on_frames(
+    conn: &mut Conn,
+    socket: &mut Socket,
+    first: ServerFrame,
+) -> Result<Option<Outcome>, ClientError> {
+    let mut next = Some(first);
+    while let Some(frame) = next.take() {
+        let ServerFrame::Changes {
+            group,
+            changes,
+            seq,
+        } = frame
+        else {
+            return on_frame(conn, frame).await;
+        };
+        let mut batch = ChangesBatch::default();
+        let mut failure = add_frame(conn, &mut batch, group, changes, seq).err();
+        while failure.is_none() && !batch.is_full() {
+            // Only what has arrived already: waiting for more would delay what is here.
+            let Some(incoming) = socket.next().now_or_never() else {
+                break;
+            };
+            match incoming {
+                Incoming::Frame(ServerFrame::Changes {
+                    group,
+                    changes,
+                    seq,
+                }) => failure = add_frame(conn, &mut batch, group, changes, seq).err(),
+                Incoming::Frame(other) => next = Some(other),
+                Incoming::Bad(error) => {
+                    tracing::warn!(server = ?conn.key, %error, "ignored a bad frame");
+                }
+                Incoming::Alive => {}
+                Incoming::Closed(error) => failure = Some(error),
+            }
+            if next.is_some() {
+                break;
+            }
+        }
+        // What arrived before a failure is good: it is stored before the session ends.
+        for changes in batch.into_groups() {
+            if let Some(slot) = conn.slots.get(&changes.group) {
+                store_changes(&slot.shared, changes.docs, changes.seq).await?;
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+    }
+    Ok(None)
+}
+
+/// Adds a `changes` frame to the batch, unless its group is not synced here (removed, or
+/// refused by the server).
+fn add_frame(
+    conn: &Conn,
+    batch: &mut ChangesBatch,
+    group: String,
+    changes: Vec<Doc>,
+    seq: u64,
+) -> Result<(), ClientError> {
+    if conn.slots.get(&group).is_some_and(|slot| !slot.forbidden) {
+        batch.add(group, changes, seq)?;
     }
     Ok(())
 }

@@ -118,7 +118,24 @@ pub(crate) async fn apply_changes(
     docs: Vec<Doc>,
     seq: u64,
 ) -> Result<(), ClientError> {
-    check_order(&docs, 0, seq)?;
+    check_frame(&docs, seq)?;
+    store_changes(shared, docs, seq).await
+}
+
+/// Checks one `changes` frame or pull page: documents in strictly ascending `seq`, none
+/// after the cursor `seq` it carries.
+pub(crate) fn check_frame(docs: &[Doc], seq: u64) -> Result<(), ClientError> {
+    check_order(docs, 0, seq)
+}
+
+/// Stores documents already checked (those of several frames at once, in the order they
+/// came) and advances the cursor to `seq`: one transaction, one new map, one call of each
+/// watcher.
+pub(crate) async fn store_changes(
+    shared: &Arc<GroupShared>,
+    docs: Vec<Doc>,
+    seq: u64,
+) -> Result<(), ClientError> {
     let shared = shared.clone();
     blocking(move || {
         shared
