@@ -11,7 +11,9 @@
 //! won a conflict) brings the server's value back.
 //!
 //! The file runs in WAL mode with `synchronous=FULL`: a local write is on disk before
-//! `swap` returns.
+//! `swap` returns. Only documents the server sent are committed without waiting for the
+//! disk (they come with the cursor, so a power cut loses both and the next sync fetches
+//! them again); see `Commit`.
 
 mod schema;
 mod sync;
@@ -110,6 +112,37 @@ struct Inner {
     /// Pending changes per group, counted once per group and then kept by every
     /// statement that adds or drops one (see [`GroupTx`]).
     pending: HashMap<String, usize>,
+    /// The connection's `synchronous` setting now.
+    synchronous: Commit,
+}
+
+/// How a transaction's commit reaches the disk.
+///
+/// The file is in WAL mode, where a commit is atomic either way and the WAL is written in
+/// order: an fsync makes every commit before it durable too. What differs is whether the
+/// commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// `synchronous=FULL`: on disk before it returns. Everything the application wrote
+    /// (it is told a write is done only once it would survive a power cut), every push
+    /// outcome and reset (so that an acknowledged push is not pushed again, and a
+    /// swept key does not come back).
+    Durable,
+    /// `synchronous=NORMAL`: in the WAL, on disk at the next durable commit or
+    /// checkpoint. Only for documents the server sent: they go with the cursor in one
+    /// transaction, so a power cut loses both together and the next sync fetches them
+    /// again. An fsync per `changes` frame would otherwise bound a client to a few
+    /// hundred frames a second on an ordinary disk, far below what a server commits.
+    Relaxed,
+}
+
+impl Commit {
+    fn pragma(self) -> &'static str {
+        match self {
+            Commit::Durable => "FULL",
+            Commit::Relaxed => "NORMAL",
+        }
+    }
 }
 
 /// The local database of one store.
@@ -129,7 +162,8 @@ impl LocalDb {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers of other processes (a second copy of an app) coexist with the
-        // writer; FULL makes every commit durable before it returns.
+        // writer; FULL makes a commit durable before it returns (see `Commit` for the one
+        // kind of commit that does not wait).
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Every statement of the crate stays prepared (there are about 25).
@@ -145,15 +179,17 @@ impl LocalDb {
                 conn,
                 next_rev,
                 pending: HashMap::new(),
+                synchronous: Commit::Durable,
             }),
         })
     }
 
-    /// Runs `op` in one immediate transaction on `group` and commits it; any error rolls
-    /// it back, and with it what `op` did to the counters.
+    /// Runs `op` in one immediate transaction on `group` and commits it as `commit` says;
+    /// any error rolls it back, and with it what `op` did to the counters.
     fn with_group<T>(
         &self,
         group: &str,
+        commit: Commit,
         op: impl FnOnce(&mut GroupTx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         // A panic cannot leave the connection half-written (the transaction rolls back on
@@ -163,7 +199,13 @@ impl LocalDb {
             conn,
             next_rev,
             pending,
+            synchronous,
         } = &mut *inner;
+        if *synchronous != commit {
+            // Outside any transaction: it applies to the commits that follow.
+            conn.pragma_update(None, "synchronous", commit.pragma())?;
+            *synchronous = commit;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let count = match pending.get(group) {
             Some(count) => *count,
@@ -196,7 +238,7 @@ impl LocalDb {
     /// Loads a group (registering it when new): its position, the map the application
     /// sees, the number of pending changes.
     pub(crate) fn load(&self, group: &str) -> Result<Loaded, ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Durable, |g| {
             g.statement("INSERT OR IGNORE INTO groups (name) VALUES (?1)")?
                 .execute([group])?;
             let mut visible = Map::new();
@@ -223,7 +265,8 @@ impl LocalDb {
 
     /// The group's position.
     pub(crate) fn meta(&self, group: &str) -> Result<GroupMeta, ClientError> {
-        self.with_group(group, |g| g.meta())
+        // Writes nothing: the setting in force for the engine's own commits is kept.
+        self.with_group(group, Commit::Relaxed, |g| g.meta())
     }
 
     /// Records local edits as pending changes, folded per key: a key already pending keeps
@@ -233,7 +276,7 @@ impl LocalDb {
         group: &str,
         edits: &[(String, Option<Packed>)],
     ) -> Result<Applied, ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Durable, |g| {
             for (key, value) in edits {
                 let rev = g.take_rev()?;
                 let value = value.as_ref().map(Packed::as_bytes);
@@ -262,7 +305,8 @@ impl LocalDb {
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<Vec<PendingChange>, ClientError> {
-        self.with_group(group, |g| {
+        // Writes nothing (see `meta`).
+        self.with_group(group, Commit::Relaxed, |g| {
             if g.pending == 0 {
                 return Ok(Vec::new());
             }

@@ -7,7 +7,7 @@ use atomsync_proto::wire::Doc;
 use rusqlite::params;
 
 use super::tx::GroupTx;
-use super::{Applied, LocalDb, PendingChange, ResetMode, to_sql_u64};
+use super::{Applied, Commit, LocalDb, PendingChange, ResetMode, to_sql_u64};
 use crate::ClientError;
 
 /// What the server's epoch says about the local data.
@@ -49,7 +49,7 @@ impl LocalDb {
         docs: &[Doc],
         cursor: u64,
     ) -> Result<Applied, ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Relaxed, |g| {
             let mut edits = Vec::with_capacity(docs.len());
             for doc in docs {
                 if g.store_doc(doc)? {
@@ -69,7 +69,7 @@ impl LocalDb {
         group: &str,
         epoch: &str,
     ) -> Result<(EpochCheck, Applied), ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Durable, |g| {
             let check = match g.meta()?.epoch {
                 Some(known) if known == epoch => EpochCheck::Same,
                 known => {
@@ -90,7 +90,7 @@ impl LocalDb {
     /// Starts a reset after compaction: cursor 0, every document stale until the full
     /// catch-up returns it.
     pub(crate) fn begin_compaction_reset(&self, group: &str) -> Result<Applied, ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Durable, |g| {
             begin_reset(g, ResetMode::Compaction)?;
             g.finish(Vec::new())
         })
@@ -101,7 +101,7 @@ impl LocalDb {
     /// after an epoch change, rebases pending changes on the new database's versions so
     /// that they are kept rather than lost to conflicts with numbers of the old one.
     pub(crate) fn finish_catch_up(&self, group: &str) -> Result<Applied, ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Durable, |g| {
             let mode = g.meta()?.reset;
             if mode == ResetMode::None {
                 return g.finish(Vec::new());
@@ -139,7 +139,7 @@ impl LocalDb {
         group: &str,
         settlements: &[Settlement],
     ) -> Result<Applied, ClientError> {
-        self.with_group(group, |g| {
+        self.with_group(group, Commit::Durable, |g| {
             let mut edits = Vec::with_capacity(settlements.len());
             for settlement in settlements {
                 let sent = match settlement {
