@@ -26,6 +26,7 @@
 //! | W5 | fan-out deliveries/s, 1,000 and 5,000 subscribers; KiB per idle connection | a tokio-tungstenite broadcast server |
 //! | W6 | 100 groups pushing at once; `SQLITE_BUSY` count | W1 |
 //! | W7 | catch-up of 100,000 documents in pages of 10,000 | raw SQLite reading the same rows |
+//! | client | the native client: `swap` at 10..100,000 documents, first sync of 100,000, live apply under 20,000 pushes | a one-row SQLite FULL transaction; the 10-document swap; HTTP pull + decode; the server's ack rate |
 //!
 //! The table goes to stdout (to stderr with `--json`, where stdout carries the JSON lines);
 //! progress goes to stderr. `--quick` shrinks every count and skips the peer unless `--peer`.
@@ -77,7 +78,7 @@ pub struct Cli {
     /// Do not pin the server and the load generator to separate cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,peer).
+    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,client,peer).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Internal: the process to run instead of the benchmark.
@@ -109,6 +110,22 @@ pub enum Internal {
     /// W5's baseline server (started by the bench, pinned to the server core).
     #[command(hide = true)]
     BroadcastServer,
+    /// The client workload's first sync, in a fresh process so that its peak memory is its own.
+    #[command(hide = true)]
+    ClientSync {
+        /// The server's sync URL.
+        #[arg(long)]
+        url: String,
+        /// The group to sync.
+        #[arg(long)]
+        group: String,
+        /// The documents the group holds.
+        #[arg(long)]
+        docs: u64,
+        /// The new store's file.
+        #[arg(long)]
+        db: std::path::PathBuf,
+    },
 }
 
 impl Cli {
@@ -119,15 +136,24 @@ impl Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if let Some(Internal::BroadcastServer) = cli.command {
-        return match tokio_runtime().and_then(|rt| rt.block_on(broadcast::serve())) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("broadcast-server: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Internal::BroadcastServer) => {
+            return match tokio_runtime().and_then(|rt| rt.block_on(broadcast::serve())) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("broadcast-server: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Internal::ClientSync {
+            url,
+            group,
+            docs,
+            db,
+        }) => return workloads::client::sync::child(url, group, docs, db),
+        None => {}
     }
     // Before any thread exists: threads inherit the affinity of the one that spawns them.
     let pinned =

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::workloads::client::ClientPlan;
+
 /// The counts of one run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -54,6 +56,8 @@ pub struct Plan {
     pub peer_puts: u64,
     /// Peer: longpoll writer rates (one subscriber).
     pub peer_rates: Vec<u64>,
+    /// The native client workload.
+    pub client: ClientPlan,
 }
 
 impl Plan {
@@ -84,6 +88,7 @@ impl Plan {
             peer_bulk: 10_000,
             peer_puts: 1_000,
             peer_rates: vec![20, 1_000],
+            client: ClientPlan::full(),
         }
     }
 
@@ -113,6 +118,7 @@ impl Plan {
             peer_bulk: 300,
             peer_puts: 30,
             peer_rates: vec![20],
+            client: ClientPlan::quick(),
         }
     }
 

@@ -239,5 +239,6 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
             target,
         ));
     }
+    rows.extend(crate::workloads::client::rows(&plan.client));
     rows
 }
