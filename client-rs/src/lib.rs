@@ -60,6 +60,10 @@ pub use atom::SyncedAtom;
 pub use atomsync_proto::serde_value::SerdeError;
 pub use atomsync_proto::{Inst, Value, from_value, kw, to_value, value};
 pub use error::ClientError;
+/// One difference between two versions of a [`Map`], as `old.diff(&new)` yields them:
+/// what a watcher needs to know what changed, found in O(changes × log n) because the
+/// versions share every node the change did not touch.
+pub use imbl::ordmap::DiffItem;
 pub use options::{Options, Resolver};
 pub use status::{Connection, Status};
 pub use store::Store;

@@ -5,6 +5,7 @@
 //! bounded waits.
 
 mod extra;
+mod large;
 mod no_ws_proxy;
 
 use std::path::PathBuf;

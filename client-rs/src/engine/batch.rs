@@ -2,12 +2,12 @@
 //! stores them in one transaction and publishes one new map.
 //!
 //! A server under load commits thousands of changes a second, one frame per commit. Stored
-//! one frame at a time, each would pay a transaction (with its fsync), a new map version
-//! and a round of watcher calls, and the client would fall behind the server. The live
-//! loop instead takes every frame already received into a batch, up to a bound, and
-//! stores the batch: the batch grows with the backlog, as the server's group commit does,
-//! so the client keeps up at any rate its disk allows. Watchers therefore see every
-//! change, in order, but one call may carry the changes of several frames.
+//! one frame at a time, each would pay a transaction, a new map version and a round of
+//! watcher calls, and the client would fall behind the server. Frames that arrive while a
+//! store runs (see `applier`) gather in a batch, up to a bound, and are stored together:
+//! the batch grows with the backlog, as the server's group commit does, so the client
+//! keeps up at any rate its disk allows. Watchers therefore see every change, in order,
+//! but one call may carry the changes of several frames.
 
 use atomsync_proto::wire::Doc;
 
@@ -69,6 +69,11 @@ impl ChangesBatch {
             None => self.groups.push(GroupChanges { group, docs, seq }),
         }
         Ok(())
+    }
+
+    /// True when no frame is in it.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.groups.is_empty()
     }
 
     /// True when no more frames should join.

@@ -1,20 +1,19 @@
 //! Live mode: the connection's groups subscribed on one WebSocket. Catch-up and live
 //! changes arrive as `changes` frames, `subscribed` ends a group's catch-up (and carries
 //! its epoch), and pending changes go out as `push` frames, one in flight per group.
-//! `changes` frames that arrive together are stored together ([`ChangesBatch`]).
+//! `changes` frames are stored in the background ([`Applier`]) while the socket is read
+//! on, those that arrive meanwhile together.
 
 use std::time::Duration;
 
 use atomsync_proto::Value;
-use atomsync_proto::wire::{ClientFrame, Doc, ServerFrame};
-use futures_util::FutureExt;
+use atomsync_proto::wire::{ClientFrame, ServerFrame};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::batch::ChangesBatch;
+use super::applier::Applier;
 use super::conn::{Conn, Effect, Outcome};
 use super::round::{
     self, Settled, apply_changes, blocking, check_epoch, finish_catch_up, next_batch, push_request,
-    store_changes,
 };
 use super::ws::{Incoming, Socket};
 use crate::local::{EpochCheck, PendingChange};
@@ -50,6 +49,7 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
     for name in names {
         subscribe(conn, socket, &name).await?;
     }
+    let mut applier = Applier::default();
     let mut last_heard = Instant::now();
     loop {
         start_pushes(conn, socket).await?;
@@ -60,22 +60,40 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
             .min()
             .map(Instant::from_std);
         tokio::select! {
-            incoming = socket.next() => {
+            incoming = socket.next(), if !applier.is_backlogged() => {
                 last_heard = Instant::now();
                 match incoming {
+                    Incoming::Frame(ServerFrame::Changes { group, changes, seq }) => {
+                        if let Err(error) = applier.add(&conn.slots, group, changes, seq) {
+                            // What arrived before the bad frame is good: stored, then the
+                            // session ends.
+                            applier.flush(&conn.slots).await?;
+                            return Err(error);
+                        }
+                        applier.start(&conn.slots);
+                    }
                     Incoming::Frame(frame) => {
-                        if let Some(outcome) = on_frames(conn, socket, frame).await? {
+                        // Every other frame comes after the changes before it.
+                        applier.flush(&conn.slots).await?;
+                        if let Some(outcome) = on_frame(conn, frame).await? {
                             return Ok(outcome);
                         }
                     }
                     Incoming::Bad(error) => tracing::warn!(server = ?conn.key, %error, "ignored a bad frame"),
                     Incoming::Alive => {}
-                    Incoming::Closed(error) => return Err(error),
+                    Incoming::Closed(error) => {
+                        applier.flush(&conn.slots).await?;
+                        return Err(error);
+                    }
                 }
+            }
+            stored = applier.finished(), if applier.is_running() => {
+                stored?;
+                applier.start(&conn.slots);
             }
             command = conn.commands.recv() => match command {
                 None => return Ok(Outcome::Closed),
-                Some(command) => on_command(conn, socket, command).await?,
+                Some(command) => on_command(conn, socket, &mut applier, command).await?,
             },
             () = sleep_until(last_heard + SILENCE_LIMIT) => {
                 return Err(ClientError::Network(format!("no word from the server for {} s", SILENCE_LIMIT.as_secs())));
@@ -138,76 +156,8 @@ async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), Client
     Ok(())
 }
 
-/// Handles `first` and the frames already received after it: a run of `changes` frames is
-/// stored as one [`ChangesBatch`] (one transaction and one new map per group), any other
-/// frame in its turn, after the changes that came before it.
-async fn on_frames(
-    conn: &mut Conn,
-    socket: &mut Socket,
-    first: ServerFrame,
-) -> Result<Option<Outcome>, ClientError> {
-    let mut next = Some(first);
-    while let Some(frame) = next.take() {
-        let ServerFrame::Changes {
-            group,
-            changes,
-            seq,
-        } = frame
-        else {
-            return on_frame(conn, frame).await;
-        };
-        let mut batch = ChangesBatch::default();
-        let mut failure = add_frame(conn, &mut batch, group, changes, seq).err();
-        while failure.is_none() && !batch.is_full() {
-            // Only what has arrived already: waiting for more would delay what is here.
-            let Some(incoming) = socket.next().now_or_never() else {
-                break;
-            };
-            match incoming {
-                Incoming::Frame(ServerFrame::Changes {
-                    group,
-                    changes,
-                    seq,
-                }) => failure = add_frame(conn, &mut batch, group, changes, seq).err(),
-                Incoming::Frame(other) => next = Some(other),
-                Incoming::Bad(error) => {
-                    tracing::warn!(server = ?conn.key, %error, "ignored a bad frame");
-                }
-                Incoming::Alive => {}
-                Incoming::Closed(error) => failure = Some(error),
-            }
-            if next.is_some() {
-                break;
-            }
-        }
-        // What arrived before a failure is good: it is stored before the session ends.
-        for changes in batch.into_groups() {
-            if let Some(slot) = conn.slots.get(&changes.group) {
-                store_changes(&slot.shared, changes.docs, changes.seq).await?;
-            }
-        }
-        if let Some(error) = failure {
-            return Err(error);
-        }
-    }
-    Ok(None)
-}
-
-/// Adds a `changes` frame to the batch, unless its group is not synced here (removed, or
-/// refused by the server).
-fn add_frame(
-    conn: &Conn,
-    batch: &mut ChangesBatch,
-    group: String,
-    changes: Vec<Doc>,
-    seq: u64,
-) -> Result<(), ClientError> {
-    if conn.slots.get(&group).is_some_and(|slot| !slot.forbidden) {
-        batch.add(group, changes, seq)?;
-    }
-    Ok(())
-}
-
+/// Handles a frame other than `changes` (those go to the [`Applier`]), once the changes
+/// before it are stored.
 async fn on_frame(conn: &mut Conn, frame: ServerFrame) -> Result<Option<Outcome>, ClientError> {
     match frame {
         ServerFrame::Changes {
@@ -305,10 +255,15 @@ fn take_in_flight(
 async fn on_command(
     conn: &mut Conn,
     socket: &mut Socket,
+    applier: &mut Applier,
     command: super::ConnCommand,
 ) -> Result<(), ClientError> {
     match conn.on_command(command) {
-        Effect::Added(name) => subscribe(conn, socket, &name).await?,
+        Effect::Added(name) => {
+            // A subscription starts from the stored cursor: everything received first.
+            applier.flush(&conn.slots).await?;
+            subscribe(conn, socket, &name).await?;
+        }
         Effect::Removed(name) => {
             socket
                 .send(&ClientFrame::Unsubscribe { group: name })
@@ -321,6 +276,7 @@ async fn on_command(
                 return Ok(());
             };
             if !slot.live {
+                applier.flush(&conn.slots).await?;
                 subscribe(conn, socket, &name).await?;
             } else if slot.in_flight.is_none() && slot.shared.status().pending == 0 {
                 // Live with nothing to push: in sync as of now.

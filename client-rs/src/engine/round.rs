@@ -70,13 +70,15 @@ impl Slot {
 pub(crate) async fn blocking<T: Send + 'static>(
     op: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
 ) -> Result<T, ClientError> {
-    match tokio::task::spawn_blocking(op).await {
-        Ok(result) => result,
-        // A panicking watcher is caught where it is called; this is only a cancelled task.
-        Err(error) => Err(ClientError::Protocol(format!(
-            "local store task failed: {error}"
-        ))),
-    }
+    tokio::task::spawn_blocking(op)
+        .await
+        .unwrap_or_else(|error| Err(task_failed(&error)))
+}
+
+/// The error of a local-store task that did not finish. A panicking watcher is caught
+/// where it is called, so this is only a cancelled task (the runtime shutting down).
+pub(crate) fn task_failed(error: &tokio::task::JoinError) -> ClientError {
+    ClientError::Protocol(format!("local store task failed: {error}"))
 }
 
 /// Compares the server's epoch with the recorded one (resetting the group on a change).
@@ -119,30 +121,19 @@ pub(crate) async fn apply_changes(
     seq: u64,
 ) -> Result<(), ClientError> {
     check_frame(&docs, seq)?;
-    store_changes(shared, docs, seq).await
+    let shared = shared.clone();
+    blocking(move || {
+        shared
+            .apply(|db| db.apply_remote(&shared.name, docs, seq))
+            .map(drop)
+    })
+    .await
 }
 
 /// Checks one `changes` frame or pull page: documents in strictly ascending `seq`, none
 /// after the cursor `seq` it carries.
 pub(crate) fn check_frame(docs: &[Doc], seq: u64) -> Result<(), ClientError> {
     check_order(docs, 0, seq)
-}
-
-/// Stores documents already checked (those of several frames at once, in the order they
-/// came) and advances the cursor to `seq`: one transaction, one new map, one call of each
-/// watcher.
-pub(crate) async fn store_changes(
-    shared: &Arc<GroupShared>,
-    docs: Vec<Doc>,
-    seq: u64,
-) -> Result<(), ClientError> {
-    let shared = shared.clone();
-    blocking(move || {
-        shared
-            .apply(|db| db.apply_remote(&shared.name, &docs, seq))
-            .map(drop)
-    })
-    .await
 }
 
 /// Ends a complete catch-up (sweeping after a reset).

@@ -159,7 +159,7 @@ pub(crate) struct LocalDb {
 impl LocalDb {
     /// Opens (creating when missing) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<LocalDb, ClientError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers of other processes (a second copy of an app) coexist with the
         // writer; FULL makes a commit durable before it returns (see `Commit` for the one
@@ -168,7 +168,7 @@ impl LocalDb {
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Every statement of the crate stays prepared (there are about 25).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        schema::migrate(&conn)?;
+        schema::migrate(&mut conn)?;
         let next_rev: i64 =
             conn.query_row("SELECT COALESCE(MAX(rev), 0) + 1 FROM pending", [], |row| {
                 row.get(0)
@@ -238,7 +238,8 @@ impl LocalDb {
     /// Loads a group (registering it when new): its position, the map the application
     /// sees, the number of pending changes.
     pub(crate) fn load(&self, group: &str) -> Result<Loaded, ClientError> {
-        self.with_group(group, Commit::Durable, |g| {
+        // Registering the group again after a power cut costs nothing: no fsync here.
+        self.with_group(group, Commit::Relaxed, |g| {
             g.statement("INSERT OR IGNORE INTO groups (name) VALUES (?1)")?
                 .execute([group])?;
             let mut visible = Map::new();

@@ -46,16 +46,19 @@ impl LocalDb {
     pub(crate) fn apply_remote(
         &self,
         group: &str,
-        docs: &[Doc],
+        docs: Vec<Doc>,
         cursor: u64,
     ) -> Result<Applied, ClientError> {
         self.with_group(group, Commit::Relaxed, |g| {
             let mut edits = Vec::with_capacity(docs.len());
+            let mut writer = g.doc_writer()?;
             for doc in docs {
-                if g.store_doc(doc)? {
-                    edits.push((doc.key.clone(), g.visible_after_storing(doc)?));
+                if writer.store(&doc)? {
+                    let value = g.visible_after_storing(&doc)?;
+                    edits.push((doc.key, value));
                 }
             }
+            drop(writer);
             g.statement("UPDATE groups SET cursor = MAX(cursor, ?2) WHERE name = ?1")?
                 .execute(params![group, to_sql_u64(cursor)?])?;
             g.finish(edits)

@@ -10,7 +10,7 @@
 
 use atomsync_proto::wire::Doc;
 use atomsync_proto::{Packed, Value};
-use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, OptionalExtension, Transaction};
 
 use super::{Applied, GroupMeta, ResetMode, decode, from_sql_u64, to_sql_u64};
 use crate::ClientError;
@@ -124,22 +124,21 @@ impl GroupTx<'_> {
 
     /// Stores a server document unless the stored one is newer; a stale one is always
     /// replaced (its version belongs to before a reset). Returns whether it was stored.
-    /// One upsert: the version check is its `WHERE`, so an older copy changes no row.
     pub(super) fn store_doc(&self, doc: &Doc) -> Result<bool, ClientError> {
-        let changed = self
-            .statement(
-                "INSERT INTO docs (grp, key, version, value, stale) VALUES (?1, ?2, ?3, ?4, 0)
-                 ON CONFLICT (grp, key) DO UPDATE
-                 SET version = excluded.version, value = excluded.value, stale = 0
-                 WHERE docs.stale = 1 OR excluded.version > docs.version",
-            )?
-            .execute(params![
-                self.group,
-                doc.key,
-                to_sql_u64(doc.version)?,
-                doc.value.as_ref().map(Packed::as_bytes)
-            ])?;
-        Ok(changed > 0)
+        self.doc_writer()?.store(doc)
+    }
+
+    /// A [`DocWriter`] for this group, to store a run of documents.
+    pub(super) fn doc_writer(&self) -> Result<DocWriter<'_>, ClientError> {
+        // One upsert: the version check is its `WHERE`, so an older copy changes no row.
+        let mut statement = self.statement(
+            "INSERT INTO docs (grp, key, version, value, stale) VALUES (?1, ?2, ?3, ?4, 0)
+             ON CONFLICT (grp, key) DO UPDATE
+             SET version = excluded.version, value = excluded.value, stale = 0
+             WHERE docs.stale = 1 OR excluded.version > docs.version",
+        )?;
+        statement.raw_bind_parameter(1, self.group)?;
+        Ok(DocWriter { statement })
     }
 
     /// The revision of the pending change of `key`, if any.
@@ -161,5 +160,24 @@ impl GroupTx<'_> {
             .execute([self.group, key])?;
         self.pending = self.pending.saturating_sub(deleted);
         Ok(())
+    }
+}
+
+/// Stores server documents of one group: the statement held across the run, the group
+/// bound once (a first sync stores 100,000 documents; a lookup in the statement cache
+/// hashes the SQL text, and each binding copies its text).
+pub(super) struct DocWriter<'conn> {
+    statement: CachedStatement<'conn>,
+}
+
+impl DocWriter<'_> {
+    /// Stores `doc` unless the stored copy is newer (see [`GroupTx::store_doc`]).
+    pub(super) fn store(&mut self, doc: &Doc) -> Result<bool, ClientError> {
+        self.statement.raw_bind_parameter(2, doc.key.as_str())?;
+        self.statement
+            .raw_bind_parameter(3, to_sql_u64(doc.version)?)?;
+        self.statement
+            .raw_bind_parameter(4, doc.value.as_ref().map(Packed::as_bytes))?;
+        Ok(self.statement.raw_execute()? > 0)
     }
 }

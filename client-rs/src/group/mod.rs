@@ -232,3 +232,6 @@ pub(crate) fn checked(key: &str, value: &Value) -> Result<Packed, ClientError> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests;
