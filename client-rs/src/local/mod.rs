@@ -137,11 +137,14 @@ enum Commit {
 }
 
 impl Commit {
-    fn pragma(self) -> &'static str {
-        match self {
+    /// Makes the commits that follow on `conn` behave as `self` says.
+    fn set(self, conn: &Connection) -> Result<(), ClientError> {
+        let synchronous = match self {
             Commit::Durable => "FULL",
             Commit::Relaxed => "NORMAL",
-        }
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        Ok(())
     }
 }
 
@@ -161,11 +164,14 @@ impl LocalDb {
     pub(crate) fn open(path: &Path) -> Result<LocalDb, ClientError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Setting up a new file (WAL mode, the schema) needs no fsync of its own: lost to
+        // a power cut, it is done again on the next open, and the first durable commit
+        // syncs it. An application opening its store for the first time waits for none.
+        let synchronous = Commit::Relaxed;
+        synchronous.set(&conn)?;
         // WAL lets readers of other processes (a second copy of an app) coexist with the
-        // writer; FULL makes a commit durable before it returns (see `Commit` for the one
-        // kind of commit that does not wait).
+        // writer. Each transaction then sets `synchronous` as its `Commit` says.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
         // Every statement of the crate stays prepared (there are about 25).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
@@ -179,7 +185,7 @@ impl LocalDb {
                 conn,
                 next_rev,
                 pending: HashMap::new(),
-                synchronous: Commit::Durable,
+                synchronous,
             }),
         })
     }
@@ -203,7 +209,7 @@ impl LocalDb {
         } = &mut *inner;
         if *synchronous != commit {
             // Outside any transaction: it applies to the commits that follow.
-            conn.pragma_update(None, "synchronous", commit.pragma())?;
+            commit.set(conn)?;
             *synchronous = commit;
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -32,7 +32,7 @@ pub const NAME: &str = "client";
 pub struct ClientPlan {
     /// Atom sizes the swap is measured on; the first and the last are compared.
     pub swap_sizes: Vec<u64>,
-    /// Swaps timed per size and repetition.
+    /// Swaps per size and repetition, spread over rounds (the first round untimed).
     pub swaps: usize,
     /// Documents of the first sync (and of the large atom of the live test).
     pub sync_docs: u64,
