@@ -16,7 +16,7 @@ use std::sync::Arc;
 use atomsync_proto::wire::Doc;
 use tokio::task::JoinHandle;
 
-use super::batch::ChangesBatch;
+use super::batch::{ChangesBatch, GroupChanges};
 use super::round::{Slot, task_failed};
 use crate::ClientError;
 use crate::group::GroupShared;
@@ -59,20 +59,18 @@ impl Applier {
         if self.running.is_some() || self.queued.is_empty() {
             return;
         }
-        let work: Vec<(Arc<GroupShared>, Vec<Doc>, u64)> = std::mem::take(&mut self.queued)
+        let work: Vec<(Arc<GroupShared>, GroupChanges)> = std::mem::take(&mut self.queued)
             .into_groups()
             .into_iter()
-            .filter_map(|changes| {
-                let shared = slots.get(&changes.group)?.shared.clone();
-                Some((shared, changes.docs, changes.seq))
-            })
+            .filter_map(|changes| Some((slots.get(&changes.group)?.shared.clone(), changes)))
             .collect();
         if work.is_empty() {
             return;
         }
         self.running = Some(tokio::task::spawn_blocking(move || {
-            for (shared, docs, seq) in work {
-                shared.apply(|db| db.apply_remote(&shared.name, docs, seq))?;
+            for (shared, changes) in work {
+                let seq = changes.seq;
+                shared.apply(|db| db.apply_remote(&shared.name, changes.docs(), seq))?;
             }
             Ok(())
         }));

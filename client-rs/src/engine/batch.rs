@@ -35,8 +35,16 @@ pub(crate) struct ChangesBatch {
 #[derive(Debug)]
 pub(crate) struct GroupChanges {
     pub(crate) group: String,
-    pub(crate) docs: Vec<Doc>,
+    /// Its frames' documents, frame by frame (kept apart: no copying into one vector).
+    pub(crate) frames: Vec<Vec<Doc>>,
     pub(crate) seq: u64,
+}
+
+impl GroupChanges {
+    /// Every document, in arrival order.
+    pub(crate) fn docs(self) -> impl Iterator<Item = Doc> {
+        self.frames.into_iter().flatten()
+    }
 }
 
 impl ChangesBatch {
@@ -60,13 +68,17 @@ impl ChangesBatch {
             .find(|changes| changes.group == group)
         {
             Some(changes) => {
-                changes.docs.extend(docs);
+                changes.frames.push(docs);
                 // A subscription's frames come in ascending `seq`; the maximum also holds
                 // when a subscription was restarted from a lower cursor meanwhile (the
                 // store keeps the cursor from going back, and skips older documents).
                 changes.seq = changes.seq.max(seq);
             }
-            None => self.groups.push(GroupChanges { group, docs, seq }),
+            None => self.groups.push(GroupChanges {
+                group,
+                frames: vec![docs],
+                seq,
+            }),
         }
         Ok(())
     }
@@ -112,12 +124,11 @@ mod tests {
         batch.add("a".into(), Vec::new(), 5).unwrap();
         let groups = batch.into_groups();
         assert_eq!(groups.len(), 2);
-        let seqs: Vec<u64> = groups[0].docs.iter().map(|doc| doc.seq).collect();
-        assert_eq!(
-            (groups[0].group.as_str(), seqs, groups[0].seq),
-            ("a", vec![1, 2, 3], 5)
-        );
         assert_eq!((groups[1].group.as_str(), groups[1].seq), ("b", 7));
+        let first = groups.into_iter().next().unwrap();
+        assert_eq!((first.group.as_str(), first.seq), ("a", 5));
+        let seqs: Vec<u64> = first.docs().map(|doc| doc.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
     }
 
     #[test]
@@ -130,8 +141,9 @@ mod tests {
                 .is_err()
         );
         assert!(batch.add("a".into(), vec![doc("y", 9)], 8).is_err());
-        let groups = batch.into_groups();
-        assert_eq!((groups[0].docs.len(), groups[0].seq), (1, 1));
+        let first = batch.into_groups().into_iter().next().unwrap();
+        assert_eq!(first.seq, 1);
+        assert_eq!(first.docs().count(), 1);
     }
 
     #[test]

@@ -46,11 +46,12 @@ impl LocalDb {
     pub(crate) fn apply_remote(
         &self,
         group: &str,
-        docs: Vec<Doc>,
+        docs: impl IntoIterator<Item = Doc>,
         cursor: u64,
     ) -> Result<Applied, ClientError> {
         self.with_group(group, Commit::Relaxed, |g| {
-            let mut edits = Vec::with_capacity(docs.len());
+            let docs = docs.into_iter();
+            let mut edits = Vec::with_capacity(docs.size_hint().0);
             let mut writer = g.doc_writer()?;
             for doc in docs {
                 if writer.store(&doc)? {

@@ -41,33 +41,39 @@ pub async fn setup(ctx: &Ctx, target: &Target, group: &str) -> Result<()> {
     write_docs(target, group, "sync", ctx.plan.client.sync_docs).await
 }
 
-/// One repetition: the baseline, then the first sync.
-pub async fn run(ctx: &mut Ctx, target: &Target, rep: usize) {
-    let want = ctx.plan.client.sync_docs;
-    ctx.settle().await;
-    let deadline = Instant::now() + ctx.plan.phase_limit;
-    let pulled = pull_pages(target, GROUP, PAGE, Encoding::MsgPack, deadline)
-        .await
-        .and_then(|done| check_count(done, want));
-    ctx.outcome(KEYS[1], pulled);
+/// Turns of baseline and sync per repetition: alternating, so that a burst of noise on
+/// the machine does not fall on one side only.
+const TURNS: usize = 2;
 
-    ctx.settle().await;
-    let db = ctx.dir.join(format!("client-sync-{rep}.db"));
-    let limit = ctx.plan.phase_limit + ctx.plan.drain_limit;
-    let url = format!("{}/sync", target.base);
-    let report = tokio::task::spawn_blocking(move || run_child(&url, want, &db, limit))
-        .await
-        .map_err(|e| BenchError::Setup(format!("the client-sync thread failed: {e}")))
-        .and_then(|r| r);
-    match report {
-        Ok(report) => {
-            ctx.outcome(KEYS[0], Ok(want as f64 / report.seconds.max(1e-9)));
-            ctx.outcome(KEYS[2], Ok(report.peak_kib as f64 / 1024.0));
-            ctx.outcome(KEYS[3], Ok(report.before_kib as f64 / 1024.0));
-        }
-        Err(e) => {
-            for key in [KEYS[0], KEYS[2], KEYS[3]] {
-                ctx.outcome(key, Err(BenchError::Setup(e.to_string())));
+/// One repetition: the baseline and the first sync, in turns.
+pub async fn run(ctx: &mut Ctx, target: &Target, rep: usize) {
+    for turn in 0..TURNS {
+        let want = ctx.plan.client.sync_docs;
+        ctx.settle().await;
+        let deadline = Instant::now() + ctx.plan.phase_limit;
+        let pulled = pull_pages(target, GROUP, PAGE, Encoding::MsgPack, deadline)
+            .await
+            .and_then(|done| check_count(done, want));
+        ctx.outcome(KEYS[1], pulled);
+
+        ctx.settle().await;
+        let db = ctx.dir.join(format!("client-sync-{rep}-{turn}.db"));
+        let limit = ctx.plan.phase_limit + ctx.plan.drain_limit;
+        let url = format!("{}/sync", target.base);
+        let report = tokio::task::spawn_blocking(move || run_child(&url, want, &db, limit))
+            .await
+            .map_err(|e| BenchError::Setup(format!("the client-sync thread failed: {e}")))
+            .and_then(|r| r);
+        match report {
+            Ok(report) => {
+                ctx.outcome(KEYS[0], Ok(want as f64 / report.seconds.max(1e-9)));
+                ctx.outcome(KEYS[2], Ok(report.peak_kib as f64 / 1024.0));
+                ctx.outcome(KEYS[3], Ok(report.before_kib as f64 / 1024.0));
+            }
+            Err(e) => {
+                for key in [KEYS[0], KEYS[2], KEYS[3]] {
+                    ctx.outcome(key, Err(BenchError::Setup(e.to_string())));
+                }
             }
         }
     }
