@@ -260,3 +260,30 @@ fn settling_on_a_large_atom_changes_only_the_settled_keys() {
     assert_eq!((left[0].key.as_str(), left[0].base), ("doc:000012", 6));
     assert_eq!(shared.status().pending, 1);
 }
+
+#[test]
+fn a_batch_that_changes_one_key_twice_ends_with_the_last_value() {
+    let (_dir, shared) = large_group();
+    let calls = Arc::new(Mutex::new(0));
+    let counted = calls.clone();
+    shared.watchers.add(Arc::new(move |_: &Map, _: &Map| {
+        *counted.lock().unwrap() += 1;
+    }));
+    // Away and back in one batch (two frames of a busy group): the map ends as it began,
+    // and no key holds the value in between.
+    let away_and_back = vec![doc(5, 2, DOCS + 1, 9), doc(5, 3, DOCS + 2, 0)];
+    shared
+        .apply(|db| db.apply_remote("g", away_and_back, DOCS + 2))
+        .unwrap();
+    assert_eq!(shared.snapshot().get(&key(5)), Some(&value(5, 0)));
+    let twice = vec![doc(6, 2, DOCS + 3, 1), doc(6, 3, DOCS + 4, 2)];
+    shared
+        .apply(|db| db.apply_remote("g", twice, DOCS + 4))
+        .unwrap();
+    assert_eq!(shared.snapshot().get(&key(6)), Some(&value(6, 2)));
+    // A newer version holding the value the map already shows changes nothing: no call.
+    shared
+        .apply(|db| db.apply_remote("g", vec![doc(7, 2, DOCS + 5, 0)], DOCS + 5))
+        .unwrap();
+    assert_eq!(*calls.lock().unwrap(), 2);
+}
