@@ -112,7 +112,7 @@ struct Inner {
     /// Pending changes per group, counted once per group and then kept by every
     /// statement that adds or drops one (see [`GroupTx`]).
     pending: HashMap<String, usize>,
-    /// The connection's `synchronous` setting now.
+    /// The connection's `synchronous` setting now (`Durable` or `Relaxed`).
     synchronous: Commit,
 }
 
@@ -134,6 +134,10 @@ enum Commit {
     /// again. An fsync per `changes` frame would otherwise bound a client to a few
     /// hundred frames a second on an ordinary disk, far below what a server commits.
     Relaxed,
+    /// A transaction that writes nothing: deferred (it takes no write lock), and the
+    /// setting in force stays, so that reads between the engine's commits do not switch
+    /// it back and forth.
+    Read,
 }
 
 impl Commit {
@@ -142,6 +146,7 @@ impl Commit {
         let synchronous = match self {
             Commit::Durable => "FULL",
             Commit::Relaxed => "NORMAL",
+            Commit::Read => return Ok(()),
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         Ok(())
@@ -207,12 +212,16 @@ impl LocalDb {
             pending,
             synchronous,
         } = &mut *inner;
-        if *synchronous != commit {
+        if commit != Commit::Read && *synchronous != commit {
             // Outside any transaction: it applies to the commits that follow.
             commit.set(conn)?;
             *synchronous = commit;
         }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let behavior = match commit {
+            Commit::Read => TransactionBehavior::Deferred,
+            Commit::Durable | Commit::Relaxed => TransactionBehavior::Immediate,
+        };
+        let tx = conn.transaction_with_behavior(behavior)?;
         let count = match pending.get(group) {
             Some(count) => *count,
             None => tx::count_pending(&tx, group)?,
@@ -272,8 +281,7 @@ impl LocalDb {
 
     /// The group's position.
     pub(crate) fn meta(&self, group: &str) -> Result<GroupMeta, ClientError> {
-        // Writes nothing: the setting in force for the engine's own commits is kept.
-        self.with_group(group, Commit::Relaxed, |g| g.meta())
+        self.with_group(group, Commit::Read, |g| g.meta())
     }
 
     /// Records local edits as pending changes, folded per key: a key already pending keeps
@@ -312,8 +320,7 @@ impl LocalDb {
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<Vec<PendingChange>, ClientError> {
-        // Writes nothing (see `meta`).
-        self.with_group(group, Commit::Relaxed, |g| {
+        self.with_group(group, Commit::Read, |g| {
             if g.pending == 0 {
                 return Ok(Vec::new());
             }
