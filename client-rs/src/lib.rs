@@ -41,8 +41,10 @@
 //!    version it was made on. An accepted change records its new version; a conflict
 //!    takes the server's value unless the [`Resolver`] answers a value to push instead.
 //! 3. Remote changes (WebSocket `changes` frames, or pull pages) are stored with the
-//!    cursor in one transaction; a key with a pending change keeps its local value until
-//!    that change is settled.
+//!    cursor in one transaction, on a blocking thread while the socket is read on; frames
+//!    that arrive meanwhile are stored together, as one new map (so a watcher may get
+//!    several changes in one call). A key with a pending change keeps its local value
+//!    until that change is settled.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
