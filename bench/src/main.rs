@@ -4,7 +4,7 @@
 //! (pouchdb-server), all measured in the same run on the same machine (issue 7).
 //!
 //! ```text
-//! cargo run --release -p atomsync-bench                  # the full run (about 15 minutes)
+//! cargo run --release -p atomsync-bench                  # the full run (about 20 minutes)
 //! cargo run --release -p atomsync-bench -- --json        # + one JSON line per metric on stdout
 //! cargo run -p atomsync-bench -- --quick                 # a smoke run, under a minute
 //! cargo run --release -p atomsync-bench -- --only w1,w4  # some workloads only
