@@ -4,7 +4,7 @@
 //! (pouchdb-server), all measured in the same run on the same machine (issue 7).
 //!
 //! ```text
-//! cargo run --release -p atomsync-bench                  # the full run (about 15 minutes)
+//! cargo run --release -p atomsync-bench                  # the full run (about 20 minutes)
 //! cargo run --release -p atomsync-bench -- --json        # + one JSON line per metric on stdout
 //! cargo run -p atomsync-bench -- --quick                 # a smoke run, under a minute
 //! cargo run --release -p atomsync-bench -- --only w1,w4  # some workloads only
@@ -26,6 +26,7 @@
 //! | W5 | fan-out deliveries/s, 1,000 and 5,000 subscribers; KiB per idle connection | a tokio-tungstenite broadcast server |
 //! | W6 | 100 groups pushing at once; `SQLITE_BUSY` count | W1 |
 //! | W7 | catch-up of 100,000 documents in pages of 10,000 | raw SQLite reading the same rows |
+//! | client | the native client: `swap` at 10..100,000 documents, first sync of 100,000, live apply under 20,000 pushes | a one-row SQLite FULL transaction; the 10-document swap; HTTP pull + decode; the server's ack rate |
 //! | Browser | the browser client in headless Chromium: first sync of 50,000 documents into IndexedDB; `swap` on that atom | pull + decode + one-transaction put; a one-record put |
 //!
 //! The table goes to stdout (to stderr with `--json`, where stdout carries the JSON lines);
@@ -78,7 +79,7 @@ pub struct Cli {
     /// Do not pin the server and the load generator to separate cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,browser,peer).
+    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,client,browser,peer).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Internal: the process to run instead of the benchmark.
@@ -110,6 +111,22 @@ pub enum Internal {
     /// W5's baseline server (started by the bench, pinned to the server core).
     #[command(hide = true)]
     BroadcastServer,
+    /// The client workload's first sync, in a fresh process so that its peak memory is its own.
+    #[command(hide = true)]
+    ClientSync {
+        /// The server's sync URL.
+        #[arg(long)]
+        url: String,
+        /// The group to sync.
+        #[arg(long)]
+        group: String,
+        /// The documents the group holds.
+        #[arg(long)]
+        docs: u64,
+        /// The new store's file.
+        #[arg(long)]
+        db: std::path::PathBuf,
+    },
 }
 
 impl Cli {
@@ -120,15 +137,24 @@ impl Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if let Some(Internal::BroadcastServer) = cli.command {
-        return match tokio_runtime().and_then(|rt| rt.block_on(broadcast::serve())) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("broadcast-server: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Internal::BroadcastServer) => {
+            return match tokio_runtime().and_then(|rt| rt.block_on(broadcast::serve())) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("broadcast-server: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Internal::ClientSync {
+            url,
+            group,
+            docs,
+            db,
+        }) => return workloads::client::sync::child(url, group, docs, db),
+        None => {}
     }
     // Before any thread exists: threads inherit the affinity of the one that spawns them.
     let pinned =

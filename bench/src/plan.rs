@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::workloads::client::ClientPlan;
+
 /// The counts of one run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -58,6 +60,8 @@ pub struct Plan {
     pub browser_docs: u64,
     /// Browser: swaps timed per repetition (the median is kept).
     pub browser_swaps: usize,
+    /// The native client workload.
+    pub client: ClientPlan,
 }
 
 impl Plan {
@@ -90,6 +94,7 @@ impl Plan {
             peer_rates: vec![20, 1_000],
             browser_docs: 50_000,
             browser_swaps: 20,
+            client: ClientPlan::full(),
         }
     }
 
@@ -121,6 +126,7 @@ impl Plan {
             peer_rates: vec![20],
             browser_docs: 500,
             browser_swaps: 3,
+            client: ClientPlan::quick(),
         }
     }
 

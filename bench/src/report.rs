@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 pub enum Target {
     /// `value / baseline_value` at least this.
     RatioAtLeast(f64),
+    /// `value / baseline_value` at most this (a cost against a cost: times, latencies).
+    RatioAtMost(f64),
     /// The value itself at most this (latencies, memory).
     AtMost(f64),
 }
@@ -119,6 +121,7 @@ impl Row {
     pub fn meets_target(&self) -> Option<bool> {
         match self.spec.target? {
             Target::RatioAtLeast(min) => self.ratio().map(|r| r >= min),
+            Target::RatioAtMost(max) => self.ratio().map(|r| r <= max),
             Target::AtMost(max) => self.value.as_ref().ok().map(|v| *v <= max),
         }
     }
@@ -189,6 +192,7 @@ fn number(value: f64) -> String {
 fn target_text(target: Option<Target>) -> String {
     match target {
         Some(Target::RatioAtLeast(min)) => format!("ratio >= {min}"),
+        Some(Target::RatioAtMost(max)) => format!("ratio <= {max}"),
         Some(Target::AtMost(max)) => format!("<= {}", number(max)),
         None => String::new(),
     }

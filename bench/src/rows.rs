@@ -240,5 +240,6 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
         ));
     }
     rows.extend(crate::workloads::browser::rows(plan));
+    rows.extend(crate::workloads::client::rows(&plan.client));
     rows
 }

@@ -8,7 +8,7 @@ use crate::error::{BenchError, Result};
 use crate::plan::Plan;
 use crate::report::{Results, rows, table};
 use crate::server::{AtomsyncServer, Durability, Process};
-use crate::workloads::{Ctx, Target, catchup, peer, stream, write};
+use crate::workloads::{Ctx, Target, catchup, client, peer, stream, write};
 use crate::{Cli, system};
 
 /// Runs everything `cli` asks for and prints the results.
@@ -83,6 +83,11 @@ pub async fn run(cli: Cli, pinned: bool) -> Result<()> {
         // Reads do not depend on durability: W7 runs once, on the first (the default).
         if i == 0 && cli.runs("w7") {
             catch_up(&mut ctx, &target).await;
+        }
+        // A client's work is the same whatever the server's durability: once, on the
+        // first (the default, FULL).
+        if i == 0 && cli.runs(client::NAME) {
+            client::run(&mut ctx, &target).await;
         }
         if i == 0 && cli.runs("browser") {
             crate::workloads::browser::run(&mut ctx, &target).await;

@@ -115,14 +115,24 @@ pub async fn sync_and_settle(settle: Duration) {
 
 /// The resident memory of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn vm_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// The peak resident memory of process `pid` so far, in KiB (`VmHWM`).
+pub fn vm_hwm_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| BenchError::io(format!("reading /proc/{pid}/status"), e))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| BenchError::Setup(format!("no VmRSS in /proc/{pid}/status")))
+        .ok_or_else(|| BenchError::Setup(format!("no {field} in /proc/{pid}/status")))
 }
 
 /// Finds the `atomsync-server` binary to benchmark:

@@ -1,6 +1,6 @@
 //! The benchmark's smoke run: `atomsync-bench --quick --json` must start the real server
 //! (built by the bench itself through cargo when missing or stale, since `CARGO` is set
-//! under `cargo test`), run every workload and its baseline, and print one well-formed JSON
+//! under `cargo test`), run every workload (W1..W7 and the native client's) and its baseline, and print one well-formed JSON
 //! line per metric, each with a value. It checks that the bench works, never how fast.
 
 use std::collections::BTreeSet;
@@ -80,6 +80,7 @@ fn quick_run_prints_every_workload() {
     }
     let mut expected: BTreeSet<String> = (1..=7).map(|n| format!("W{n}")).collect();
     expected.insert("Browser".into());
+    expected.insert("client".to_owned());
     assert_eq!(workloads, expected, "{stdout}");
     // The table (on stderr with --json) shows them too.
     for workload in &expected {

@@ -25,7 +25,9 @@ pub enum Connection {
 pub struct Status {
     /// How the atom is connected.
     pub connection: Connection,
-    /// True once the first sync attempt has finished, successfully or not.
+    /// True once the first sync attempt has finished: caught up with the server, or
+    /// failed (offline, refused). What [`SyncedAtom::ready`](crate::SyncedAtom::ready)
+    /// waits for.
     pub ready: bool,
     /// True while the atom is connected and has applied everything the server had when it
     /// (re)connected.

@@ -5,6 +5,7 @@
 //! bounded waits.
 
 mod extra;
+mod large;
 pub mod no_ws_proxy;
 
 use std::path::PathBuf;

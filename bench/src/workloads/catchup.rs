@@ -18,13 +18,19 @@ pub const GROUP: &str = "w7-catchup";
 
 /// Writes the documents W7 reads, in the largest pushes the server takes. Untimed.
 pub async fn setup(ctx: &Ctx, target: &Target) -> Result<()> {
+    write_docs(target, GROUP, "w7", ctx.plan.w7_docs).await
+}
+
+/// Writes documents `0..count` under `prefix` into the new group `group`, in the largest
+/// pushes the server takes. Untimed.
+pub async fn write_docs(target: &Target, group: &str, prefix: &str, count: u64) -> Result<()> {
     let client = http::client()?;
-    let changes = data::changes("w7", 0..ctx.plan.w7_docs, |_| 0);
-    for body in data::push_bodies(GROUP, &changes, 10_000, Encoding::MsgPack) {
+    let changes = data::changes(prefix, 0..count, |_| 0);
+    for body in data::push_bodies(group, &changes, 10_000, Encoding::MsgPack) {
         let outcome = http::push(&client, &target.base, body, Encoding::MsgPack).await?;
         if outcome.conflicts > 0 {
             return Err(BenchError::Protocol(format!(
-                "W7 setup: {} conflicts on a new group",
+                "setup of {group}: {} conflicts on a new group",
                 outcome.conflicts
             )));
         }
@@ -60,8 +66,21 @@ pub async fn w7(ctx: &mut Ctx, target: &Target) {
 
 /// Pulls pages until `more` is false; documents per second.
 async fn pull_all(ctx: &Ctx, target: &Target, encoding: Encoding) -> Result<f64> {
-    let client = http::client()?;
     let deadline = Instant::now() + ctx.plan.phase_limit;
+    let done = pull_pages(target, GROUP, ctx.plan.w7_page, encoding, deadline).await?;
+    check_count(done, ctx.plan.w7_docs)
+}
+
+/// Pulls `group` from `since=0` in pages of `page` until `more` is false (or `deadline`),
+/// decoding each page as a client does.
+pub async fn pull_pages(
+    target: &Target,
+    group: &str,
+    page: usize,
+    encoding: Encoding,
+    deadline: Instant,
+) -> Result<raw::Done> {
+    let client = http::client()?;
     let start = Instant::now();
     let mut since = 0;
     let mut items = 0;
@@ -69,15 +88,7 @@ async fn pull_all(ctx: &Ctx, target: &Target, encoding: Encoding) -> Result<f64>
     // part of the time can be told apart.
     let mut decoding = Duration::ZERO;
     while Instant::now() < deadline {
-        let bytes = http::pull_bytes(
-            &client,
-            &target.base,
-            GROUP,
-            since,
-            ctx.plan.w7_page,
-            encoding,
-        )
-        .await?;
+        let bytes = http::pull_bytes(&client, &target.base, group, since, page, encoding).await?;
         let decode_start = Instant::now();
         let page = PullResponse::decode(&bytes, encoding)?;
         decoding += decode_start.elapsed();
@@ -89,19 +100,17 @@ async fn pull_all(ctx: &Ctx, target: &Target, encoding: Encoding) -> Result<f64>
     }
     let share = decoding.as_secs_f64() / start.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
-        "  (the client's decoding took {:.0}% of the catch-up)",
+        "  (the client's decoding took {:.0}% of the pull)",
         share * 100.0
     );
-    check_count(
-        raw::Done {
-            items,
-            elapsed: start.elapsed(),
-        },
-        ctx.plan.w7_docs,
-    )
+    Ok(raw::Done {
+        items,
+        elapsed: start.elapsed(),
+    })
 }
 
-fn check_count(done: raw::Done, want: u64) -> Result<f64> {
+/// The rate of a read that must have returned `want` documents.
+pub fn check_count(done: raw::Done, want: u64) -> Result<f64> {
     if done.items == want {
         Ok(done.rate())
     } else {

@@ -1,6 +1,8 @@
 //! Live mode: the connection's groups subscribed on one WebSocket. Catch-up and live
 //! changes arrive as `changes` frames, `subscribed` ends a group's catch-up (and carries
 //! its epoch), and pending changes go out as `push` frames, one in flight per group.
+//! `changes` frames are stored in the background ([`Applier`]) while the socket is read
+//! on, those that arrive meanwhile together.
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use atomsync_proto::Value;
 use atomsync_proto::wire::{ClientFrame, ServerFrame};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::applier::Applier;
 use super::conn::{Conn, Effect, Outcome};
 use super::round::{
     self, Settled, apply_changes, blocking, check_epoch, finish_catch_up, next_batch, push_request,
@@ -46,6 +49,7 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
     for name in names {
         subscribe(conn, socket, &name).await?;
     }
+    let mut applier = Applier::default();
     let mut last_heard = Instant::now();
     loop {
         start_pushes(conn, socket).await?;
@@ -56,22 +60,45 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
             .min()
             .map(Instant::from_std);
         tokio::select! {
-            incoming = socket.next() => {
+            incoming = socket.next(), if !applier.is_backlogged() => {
                 last_heard = Instant::now();
                 match incoming {
+                    Incoming::Frame(ServerFrame::Changes { group, changes, seq }) => {
+                        if catch_up_restarted(conn, &group, &changes) {
+                            // Whatever came before is stored under the old cursor first.
+                            applier.flush(&conn.slots).await?;
+                            begin_reset(conn, &group).await?;
+                        }
+                        if let Err(error) = applier.add(&conn.slots, group, changes, seq) {
+                            // What arrived before the bad frame is good: stored, then the
+                            // session ends.
+                            applier.flush(&conn.slots).await?;
+                            return Err(error);
+                        }
+                        applier.start(&conn.slots);
+                    }
                     Incoming::Frame(frame) => {
+                        // Every other frame comes after the changes before it.
+                        applier.flush(&conn.slots).await?;
                         if let Some(outcome) = on_frame(conn, socket, frame).await? {
                             return Ok(outcome);
                         }
                     }
                     Incoming::Bad(error) => tracing::warn!(server = ?conn.key, %error, "ignored a bad frame"),
                     Incoming::Alive => {}
-                    Incoming::Closed(error) => return Err(error),
+                    Incoming::Closed(error) => {
+                        applier.flush(&conn.slots).await?;
+                        return Err(error);
+                    }
                 }
+            }
+            stored = applier.finished(), if applier.is_running() => {
+                stored?;
+                applier.start(&conn.slots);
             }
             command = conn.commands.recv() => match command {
                 None => return Ok(Outcome::Closed),
-                Some(command) => on_command(conn, socket, command).await?,
+                Some(command) => on_command(conn, socket, &mut applier, command).await?,
             },
             () = sleep_until(last_heard + SILENCE_LIMIT) => {
                 return Err(ClientError::Network(format!("no word from the server for {} s", SILENCE_LIMIT.as_secs())));
@@ -88,6 +115,7 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
                     }
                 }
                 for name in again {
+                    applier.flush(&conn.slots).await?;
                     subscribe(conn, socket, &name).await?;
                 }
             }
@@ -146,6 +174,33 @@ async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), Client
     Ok(())
 }
 
+/// True when a `changes` frame of `group`'s catch-up starts at or below the cursor it
+/// subscribed from: the server compacted past that cursor and catches up from 0
+/// (PROTOCOL.md section 8), so every document is stale until the catch-up returns it.
+fn catch_up_restarted(conn: &Conn, group: &str, changes: &[atomsync_proto::wire::Doc]) -> bool {
+    conn.slots.get(group).is_some_and(|slot| {
+        !slot.forbidden
+            && !slot.live
+            && !slot.reset_begun
+            && slot.subscribed_since > 0
+            && changes
+                .first()
+                .is_some_and(|doc| doc.seq <= slot.subscribed_since)
+    })
+}
+
+/// Marks `group`'s catch-up as a reset, durably: `subscribed` then drops every key it did
+/// not return (pending changes stay).
+async fn begin_reset(conn: &mut Conn, group: &str) -> Result<(), ClientError> {
+    if let Some(slot) = conn.slots.get_mut(group) {
+        round::begin_compaction_reset(&slot.shared).await?;
+        slot.reset_begun = true;
+    }
+    Ok(())
+}
+
+/// Handles a frame other than `changes` (those go to the [`Applier`]), once the changes
+/// before it are stored.
 async fn on_frame(
     conn: &mut Conn,
     socket: &mut Socket,
@@ -157,17 +212,11 @@ async fn on_frame(
             changes,
             seq,
         } => {
-            if let Some(slot) = conn.slots.get_mut(&group).filter(|slot| !slot.forbidden) {
-                // A catch-up that starts at or below our cursor started again from 0: the
-                // server compacted past the cursor (PROTOCOL.md section 8). Every document
-                // is stale until the catch-up returns it; `subscribed` ends the reset.
-                let from_zero = changes
-                    .first()
-                    .is_some_and(|doc| doc.seq <= slot.subscribed_since);
-                if !slot.live && !slot.reset_begun && slot.subscribed_since > 0 && from_zero {
-                    round::begin_compaction_reset(&slot.shared).await?;
-                    slot.reset_begun = true;
-                }
+            // The session hands `changes` to the applier; one reaching here is stored as is.
+            if catch_up_restarted(conn, &group, &changes) {
+                begin_reset(conn, &group).await?;
+            }
+            if let Some(slot) = conn.slots.get(&group).filter(|slot| !slot.forbidden) {
                 apply_changes(&slot.shared, changes, seq).await?;
             }
         }
@@ -267,10 +316,15 @@ fn take_in_flight(
 async fn on_command(
     conn: &mut Conn,
     socket: &mut Socket,
+    applier: &mut Applier,
     command: super::ConnCommand,
 ) -> Result<(), ClientError> {
     match conn.on_command(command) {
-        Effect::Added(name) => subscribe(conn, socket, &name).await?,
+        Effect::Added(name) => {
+            // A subscription starts from the stored cursor: everything received first.
+            applier.flush(&conn.slots).await?;
+            subscribe(conn, socket, &name).await?;
+        }
         Effect::Removed(name) => {
             socket
                 .send(&ClientFrame::Unsubscribe { group: name })
@@ -283,6 +337,7 @@ async fn on_command(
                 return Ok(());
             };
             if !slot.live {
+                applier.flush(&conn.slots).await?;
                 subscribe(conn, socket, &name).await?;
             } else if slot.in_flight.is_none() && slot.shared.status().pending == 0 {
                 // Live with nothing to push: in sync as of now.

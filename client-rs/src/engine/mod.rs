@@ -6,10 +6,14 @@
 //! over the WebSocket when it can be (`live`), falls back to HTTP polling when the server
 //! answers HTTP but not the WebSocket (`polling`), and reconnects with backoff. What
 //! both modes do to a group (apply changes, check the epoch, push and settle) is in
-//! `round`; all of it writes through [`GroupShared`](crate::group::GroupShared) on
+//! `round`; `applier` stores `changes` frames in the background while the socket is read
+//! on, and `batch` gathers the frames that arrive meanwhile, so that a busy group costs
+//! one transaction per batch rather than per frame; all of it writes through [`GroupShared`](crate::group::GroupShared) on
 //! blocking threads.
 
+mod applier;
 mod backoff;
+mod batch;
 mod conn;
 mod http;
 mod live;

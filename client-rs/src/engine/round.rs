@@ -81,13 +81,15 @@ impl Slot {
 pub(crate) async fn blocking<T: Send + 'static>(
     op: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
 ) -> Result<T, ClientError> {
-    match tokio::task::spawn_blocking(op).await {
-        Ok(result) => result,
-        // A panicking watcher is caught where it is called; this is only a cancelled task.
-        Err(error) => Err(ClientError::Protocol(format!(
-            "local store task failed: {error}"
-        ))),
-    }
+    tokio::task::spawn_blocking(op)
+        .await
+        .unwrap_or_else(|error| Err(task_failed(&error)))
+}
+
+/// The error of a local-store task that did not finish. A panicking watcher is caught
+/// where it is called, so this is only a cancelled task (the runtime shutting down).
+pub(crate) fn task_failed(error: &tokio::task::JoinError) -> ClientError {
+    ClientError::Protocol(format!("local store task failed: {error}"))
 }
 
 /// Compares the server's epoch with the recorded one (resetting the group on a change).
@@ -131,14 +133,20 @@ pub(crate) async fn apply_changes(
     docs: Vec<Doc>,
     seq: u64,
 ) -> Result<(), ClientError> {
-    check_order(&docs, 0, seq)?;
+    check_frame(&docs, seq)?;
     let shared = shared.clone();
     blocking(move || {
         shared
-            .apply(|db| db.apply_remote(&shared.name, &docs, seq))
+            .apply(|db| db.apply_remote(&shared.name, docs, seq))
             .map(drop)
     })
     .await
+}
+
+/// Checks one `changes` frame or pull page: documents in strictly ascending `seq`, none
+/// after the cursor `seq` it carries.
+pub(crate) fn check_frame(docs: &[Doc], seq: u64) -> Result<(), ClientError> {
+    check_order(docs, 0, seq)
 }
 
 /// Ends a complete catch-up (sweeping after a reset).

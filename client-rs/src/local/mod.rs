@@ -11,26 +11,34 @@
 //! won a conflict) brings the server's value back.
 //!
 //! The file runs in WAL mode with `synchronous=FULL`: a local write is on disk before
-//! `swap` returns.
+//! `swap` returns. Only documents the server sent are committed without waiting for the
+//! disk (they come with the cursor, so a power cut loses both and the next sync fetches
+//! them again); see `Commit`.
 
 mod schema;
 mod sync;
+mod tx;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use atomsync_proto::wire::RESPONSE_MAX_DEPTH;
 use atomsync_proto::{Packed, Value};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 pub(crate) use sync::{EpochCheck, Settlement};
+use tx::GroupTx;
 
 use crate::{ClientError, Map};
 
 /// How long a write waits for another connection to the same file (another process or a
 /// store being closed) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: room for every statement of the crate.
+const STATEMENT_CACHE: usize = 64;
 
 /// What a group must do to finish a catch-up, kept durably so that an interrupted
 /// catch-up is finished by the next one.
@@ -97,17 +105,61 @@ pub(crate) struct Applied {
     pub(crate) epoch: Option<String>,
 }
 
-/// The SQLite connection with the next revision number.
+/// The SQLite connection with what it keeps beside the file.
 struct Inner {
     conn: Connection,
     next_rev: u64,
+    /// Pending changes per group, counted once per group and then kept by every
+    /// statement that adds or drops one (see [`GroupTx`]).
+    pending: HashMap<String, usize>,
+    /// The connection's `synchronous` setting now (`Durable` or `Relaxed`).
+    synchronous: Commit,
+}
+
+/// How a transaction's commit reaches the disk.
+///
+/// The file is in WAL mode, where a commit is atomic either way and the WAL is written in
+/// order: an fsync makes every commit before it durable too. What differs is whether the
+/// commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// `synchronous=FULL`: on disk before it returns. Everything the application wrote
+    /// (it is told a write is done only once it would survive a power cut), every push
+    /// outcome and reset (so that an acknowledged push is not pushed again, and a
+    /// swept key does not come back).
+    Durable,
+    /// `synchronous=NORMAL`: in the WAL, on disk at the next durable commit or
+    /// checkpoint. Only for documents the server sent: they go with the cursor in one
+    /// transaction, so a power cut loses both together and the next sync fetches them
+    /// again. An fsync per `changes` frame would otherwise bound a client to a few
+    /// hundred frames a second on an ordinary disk, far below what a server commits.
+    Relaxed,
+    /// A transaction that writes nothing: deferred (it takes no write lock), and the
+    /// setting in force stays, so that reads between the engine's commits do not switch
+    /// it back and forth.
+    Read,
+}
+
+impl Commit {
+    /// Makes the commits that follow on `conn` behave as `self` says.
+    fn set(self, conn: &Connection) -> Result<(), ClientError> {
+        let synchronous = match self {
+            Commit::Durable => "FULL",
+            Commit::Relaxed => "NORMAL",
+            Commit::Read => return Ok(()),
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        Ok(())
+    }
 }
 
 /// The local database of one store.
 ///
 /// A std `Mutex` around one connection, not a pool: every use is one short transaction,
 /// from an application thread (`swap`) or a blocking thread of the engine, never held
-/// across an `.await`; SQLite serializes writers anyway.
+/// across an `.await`; SQLite serializes writers anyway. The counters beside the
+/// connection assume, as the revision numbers always did, that one process writes the
+/// file at a time.
 pub(crate) struct LocalDb {
     inner: Mutex<Inner>,
 }
@@ -115,70 +167,121 @@ pub(crate) struct LocalDb {
 impl LocalDb {
     /// Opens (creating when missing) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<LocalDb, ClientError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Setting up a new file (WAL mode, the schema) needs no fsync of its own: lost to
+        // a power cut, it is done again on the next open, and the first durable commit
+        // syncs it. An application opening its store for the first time waits for none.
+        let synchronous = Commit::Relaxed;
+        synchronous.set(&conn)?;
         // WAL lets readers of other processes (a second copy of an app) coexist with the
-        // writer; FULL makes every commit durable before it returns.
+        // writer. Each transaction then sets `synchronous` as its `Commit` says.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        schema::migrate(&conn)?;
+        // Every statement of the crate stays prepared (there are about 25).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        schema::migrate(&mut conn)?;
         let next_rev: i64 =
             conn.query_row("SELECT COALESCE(MAX(rev), 0) + 1 FROM pending", [], |row| {
                 row.get(0)
             })?;
         let next_rev = from_sql_u64(next_rev, "pending.rev")?;
         Ok(LocalDb {
-            inner: Mutex::new(Inner { conn, next_rev }),
+            inner: Mutex::new(Inner {
+                conn,
+                next_rev,
+                pending: HashMap::new(),
+                synchronous,
+            }),
         })
     }
 
-    /// Runs `op` in one immediate transaction and commits it; any error rolls it back.
-    fn with_tx<T>(
+    /// Runs `op` in one immediate transaction on `group` and commits it as `commit` says;
+    /// any error rolls it back, and with it what `op` did to the counters.
+    fn with_group<T>(
         &self,
-        op: impl FnOnce(&Transaction<'_>, &mut u64) -> Result<T, ClientError>,
+        group: &str,
+        commit: Commit,
+        op: impl FnOnce(&mut GroupTx<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         // A panic cannot leave the connection half-written (the transaction rolls back on
         // drop), so a poisoned lock is safe to take over.
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let Inner { conn, next_rev } = &mut *inner;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = op(&tx, next_rev)?;
+        let Inner {
+            conn,
+            next_rev,
+            pending,
+            synchronous,
+        } = &mut *inner;
+        if commit != Commit::Read && *synchronous != commit {
+            // Outside any transaction: it applies to the commits that follow.
+            commit.set(conn)?;
+            *synchronous = commit;
+        }
+        let behavior = match commit {
+            Commit::Read => TransactionBehavior::Deferred,
+            Commit::Durable | Commit::Relaxed => TransactionBehavior::Immediate,
+        };
+        let tx = conn.transaction_with_behavior(behavior)?;
+        let count = match pending.get(group) {
+            Some(count) => *count,
+            None => tx::count_pending(&tx, group)?,
+        };
+        let mut group_tx = GroupTx {
+            tx,
+            group,
+            next_rev: *next_rev,
+            pending: count,
+        };
+        let out = op(&mut group_tx)?;
+        let GroupTx {
+            tx,
+            next_rev: rev_after,
+            pending: count_after,
+            ..
+        } = group_tx;
         tx.commit()?;
+        *next_rev = rev_after;
+        match pending.get_mut(group) {
+            Some(count) => *count = count_after,
+            None => {
+                pending.insert(group.to_owned(), count_after);
+            }
+        }
         Ok(out)
     }
 
     /// Loads a group (registering it when new): its position, the map the application
     /// sees, the number of pending changes.
     pub(crate) fn load(&self, group: &str) -> Result<Loaded, ClientError> {
-        self.with_tx(|tx, _| {
-            tx.execute("INSERT OR IGNORE INTO groups (name) VALUES (?1)", [group])?;
+        // Registering the group again after a power cut costs nothing: no fsync here.
+        self.with_group(group, Commit::Relaxed, |g| {
+            g.statement("INSERT OR IGNORE INTO groups (name) VALUES (?1)")?
+                .execute([group])?;
             let mut visible = Map::new();
-            let mut from_docs = tx.prepare(
+            for sql in [
                 "SELECT key, value FROM docs WHERE grp = ?1 AND value IS NOT NULL
                  AND key NOT IN (SELECT key FROM pending WHERE grp = ?1)",
-            )?;
-            let mut from_pending =
-                tx.prepare("SELECT key, value FROM pending WHERE grp = ?1 AND value IS NOT NULL")?;
-            for statement in [&mut from_docs, &mut from_pending] {
+                "SELECT key, value FROM pending WHERE grp = ?1 AND value IS NOT NULL",
+            ] {
+                let mut statement = g.statement(sql)?;
                 let mut rows = statement.query([group])?;
                 while let Some(row) = rows.next()? {
                     let key: String = row.get(0)?;
-                    let bytes: Vec<u8> = row.get(1)?;
-                    let value = decode(&bytes, &key)?;
+                    let value = decode(blob(row, 1)?.unwrap_or_default(), &key)?;
                     visible.insert(key, value);
                 }
             }
             Ok(Loaded {
-                meta: meta(tx, group)?,
+                meta: g.meta()?,
                 visible,
-                pending: pending_count(tx, group)?,
+                pending: g.pending,
             })
         })
     }
 
     /// The group's position.
     pub(crate) fn meta(&self, group: &str) -> Result<GroupMeta, ClientError> {
-        self.with_tx(|tx, _| meta(tx, group))
+        self.with_group(group, Commit::Read, |g| g.meta())
     }
 
     /// Records local edits as pending changes, folded per key: a key already pending keeps
@@ -188,24 +291,24 @@ impl LocalDb {
         group: &str,
         edits: &[(String, Option<Packed>)],
     ) -> Result<Applied, ClientError> {
-        self.with_tx(|tx, next_rev| {
+        self.with_group(group, Commit::Durable, |g| {
             for (key, value) in edits {
-                let rev = take_rev(next_rev)?;
+                let rev = g.take_rev()?;
                 let value = value.as_ref().map(Packed::as_bytes);
-                let updated = tx.execute(
-                    "UPDATE pending SET value = ?3, rev = ?4 WHERE grp = ?1 AND key = ?2",
-                    params![group, key, value, rev],
-                )?;
+                let updated = g
+                    .statement("UPDATE pending SET value = ?3, rev = ?4 WHERE grp = ?1 AND key = ?2")?
+                    .execute(params![group, key, value, rev])?;
                 if updated == 0 {
-                    tx.execute(
+                    g.statement(
                         "INSERT INTO pending (grp, key, base, value, rev) VALUES (?1, ?2,
                          COALESCE((SELECT version FROM docs WHERE grp = ?1 AND key = ?2), 0), ?3, ?4)",
-                        params![group, key, value, rev],
-                    )?;
+                    )?
+                    .execute(params![group, key, value, rev])?;
+                    g.pending += 1;
                 }
             }
             // The edits are the caller's own map: nothing to report back.
-            finish(tx, group, Vec::new())
+            g.finish(Vec::new())
         })
     }
 
@@ -217,9 +320,12 @@ impl LocalDb {
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<Vec<PendingChange>, ClientError> {
-        self.with_tx(|tx, _| {
+        self.with_group(group, Commit::Read, |g| {
+            if g.pending == 0 {
+                return Ok(Vec::new());
+            }
             let limit = i64::try_from(max_changes).unwrap_or(i64::MAX);
-            let mut statement = tx.prepare(
+            let mut statement = g.statement(
                 "SELECT key, base, value, rev FROM pending WHERE grp = ?1 ORDER BY rev LIMIT ?2",
             )?;
             let mut rows = statement.query(params![group, limit])?;
@@ -227,10 +333,7 @@ impl LocalDb {
             let mut bytes = 0usize;
             while let Some(row) = rows.next()? {
                 let key: String = row.get(0)?;
-                let value = row
-                    .get::<_, Option<Vec<u8>>>(2)?
-                    .map(|raw| packed(&raw, &key))
-                    .transpose()?;
+                let value = blob(row, 2)?.map(|raw| packed(raw, &key)).transpose()?;
                 bytes = bytes.saturating_add(key.len() + value.as_ref().map_or(0, Packed::len));
                 if bytes > max_bytes && !batch.is_empty() {
                     break;
@@ -247,95 +350,21 @@ impl LocalDb {
     }
 }
 
-/// The position of `group` (a group never registered is at the start).
-fn meta(tx: &Transaction<'_>, group: &str) -> Result<GroupMeta, ClientError> {
-    let row = tx
-        .query_row(
-            "SELECT epoch, cursor, reset FROM groups WHERE name = ?1",
-            [group],
-            |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            },
-        )
-        .optional()?;
-    match row {
-        None => Ok(GroupMeta {
-            epoch: None,
-            cursor: 0,
-            reset: ResetMode::None,
-        }),
-        Some((epoch, cursor, reset)) => Ok(GroupMeta {
-            epoch,
-            cursor: from_sql_u64(cursor, "groups.cursor")?,
-            reset: ResetMode::from_sql(reset)?,
-        }),
-    }
-}
-
-fn pending_count(tx: &Transaction<'_>, group: &str) -> Result<usize, ClientError> {
-    let count: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM pending WHERE grp = ?1",
-        [group],
-        |row| row.get(0),
-    )?;
-    Ok(usize::try_from(count).unwrap_or(0))
-}
-
-/// The [`Applied`] of an operation that produced `edits`.
-fn finish(
-    tx: &Transaction<'_>,
-    group: &str,
-    edits: Vec<(String, Option<Value>)>,
-) -> Result<Applied, ClientError> {
-    let meta = meta(tx, group)?;
-    Ok(Applied {
-        edits,
-        pending: pending_count(tx, group)?,
-        cursor: meta.cursor,
-        epoch: meta.epoch,
-    })
-}
-
-/// What the application sees for `key`: the pending value when one is pending, else the
-/// server's (`None` for absent, deleted or pending delete).
-fn visible(tx: &Transaction<'_>, group: &str, key: &str) -> Result<Option<Value>, ClientError> {
-    let pending: Option<Option<Vec<u8>>> = tx
-        .query_row(
-            "SELECT value FROM pending WHERE grp = ?1 AND key = ?2",
-            [group, key],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let bytes = match pending {
-        Some(bytes) => bytes,
-        None => tx
-            .query_row(
-                "SELECT value FROM docs WHERE grp = ?1 AND key = ?2",
-                [group, key],
-                |row| row.get(0),
-            )
-            .optional()?
-            .flatten(),
-    };
-    bytes.map(|bytes| decode(&bytes, key)).transpose()
-}
-
-/// The next revision number.
-fn take_rev(next_rev: &mut u64) -> Result<i64, ClientError> {
-    let rev = to_sql_u64(*next_rev)?;
-    *next_rev += 1;
-    Ok(rev)
-}
-
 /// Stored value bytes, checked (the file may have been damaged or edited).
 fn packed(bytes: &[u8], key: &str) -> Result<Packed, ClientError> {
     Packed::from_bytes(bytes, RESPONSE_MAX_DEPTH).map_err(|e| {
         ClientError::Corrupt(format!("the stored value of {key:?} does not decode: {e}"))
     })
+}
+
+/// A BLOB column read in place (`None` for NULL).
+fn blob<'row>(
+    row: &'row rusqlite::Row<'_>,
+    column: usize,
+) -> Result<Option<&'row [u8]>, ClientError> {
+    row.get_ref(column)?
+        .as_blob_or_null()
+        .map_err(|e| ClientError::Corrupt(format!("column {column}: {e}")))
 }
 
 fn decode(bytes: &[u8], key: &str) -> Result<Value, ClientError> {

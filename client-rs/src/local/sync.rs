@@ -4,11 +4,10 @@
 
 use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::params;
 
-use super::{
-    Applied, LocalDb, PendingChange, ResetMode, finish, meta, take_rev, to_sql_u64, visible,
-};
+use super::tx::GroupTx;
+use super::{Applied, Commit, LocalDb, PendingChange, ResetMode, to_sql_u64};
 use crate::ClientError;
 
 /// What the server's epoch says about the local data.
@@ -40,27 +39,30 @@ pub(crate) enum Settlement {
 }
 
 impl LocalDb {
-    /// Stores documents from a pull page or a `changes` frame and advances the cursor to
-    /// `cursor`, in one transaction. A document older than the one stored is skipped
-    /// (pages and frames can overlap with push answers).
+    /// Stores documents from pull pages or `changes` frames (several frames at once when
+    /// they arrive together) and advances the cursor to `cursor`, in one transaction. A
+    /// document older than the one stored is skipped (pages and frames can overlap with
+    /// push answers).
     pub(crate) fn apply_remote(
         &self,
         group: &str,
-        docs: &[Doc],
+        docs: impl IntoIterator<Item = Doc>,
         cursor: u64,
     ) -> Result<Applied, ClientError> {
-        self.with_tx(|tx, _| {
-            let mut edits = Vec::new();
+        self.with_group(group, Commit::Relaxed, |g| {
+            let docs = docs.into_iter();
+            let mut edits = Vec::with_capacity(docs.size_hint().0);
+            let mut writer = g.doc_writer()?;
             for doc in docs {
-                if store_doc(tx, group, doc)? {
-                    edits.push((doc.key.clone(), visible(tx, group, &doc.key)?));
+                if writer.store(&doc)? {
+                    let value = g.visible_after_storing(&doc)?;
+                    edits.push((doc.key, value));
                 }
             }
-            tx.execute(
-                "UPDATE groups SET cursor = MAX(cursor, ?2) WHERE name = ?1",
-                params![group, to_sql_u64(cursor)?],
-            )?;
-            finish(tx, group, edits)
+            drop(writer);
+            g.statement("UPDATE groups SET cursor = MAX(cursor, ?2) WHERE name = ?1")?
+                .execute(params![group, to_sql_u64(cursor)?])?;
+            g.finish(edits)
         })
     }
 
@@ -71,32 +73,30 @@ impl LocalDb {
         group: &str,
         epoch: &str,
     ) -> Result<(EpochCheck, Applied), ClientError> {
-        self.with_tx(|tx, _| {
-            let check = match meta(tx, group)?.epoch {
+        self.with_group(group, Commit::Durable, |g| {
+            let check = match g.meta()?.epoch {
                 Some(known) if known == epoch => EpochCheck::Same,
                 known => {
-                    tx.execute(
-                        "UPDATE groups SET epoch = ?2 WHERE name = ?1",
-                        [group, epoch],
-                    )?;
+                    g.statement("UPDATE groups SET epoch = ?2 WHERE name = ?1")?
+                        .execute([group, epoch])?;
                     if known.is_none() {
                         EpochCheck::First
                     } else {
-                        begin_reset(tx, group, ResetMode::Epoch)?;
+                        begin_reset(g, ResetMode::Epoch)?;
                         EpochCheck::Changed
                     }
                 }
             };
-            Ok((check, finish(tx, group, Vec::new())?))
+            Ok((check, g.finish(Vec::new())?))
         })
     }
 
     /// Starts a reset after compaction: cursor 0, every document stale until the full
     /// catch-up returns it.
     pub(crate) fn begin_compaction_reset(&self, group: &str) -> Result<Applied, ClientError> {
-        self.with_tx(|tx, _| {
-            begin_reset(tx, group, ResetMode::Compaction)?;
-            finish(tx, group, Vec::new())
+        self.with_group(group, Commit::Durable, |g| {
+            begin_reset(g, ResetMode::Compaction)?;
+            g.finish(Vec::new())
         })
     }
 
@@ -105,31 +105,33 @@ impl LocalDb {
     /// after an epoch change, rebases pending changes on the new database's versions so
     /// that they are kept rather than lost to conflicts with numbers of the old one.
     pub(crate) fn finish_catch_up(&self, group: &str) -> Result<Applied, ClientError> {
-        self.with_tx(|tx, _| {
-            let mode = meta(tx, group)?.reset;
+        self.with_group(group, Commit::Durable, |g| {
+            let mode = g.meta()?.reset;
             if mode == ResetMode::None {
-                return finish(tx, group, Vec::new());
+                return g.finish(Vec::new());
             }
-            let stale: Vec<String> = {
-                let mut statement = tx.prepare("SELECT key FROM docs WHERE grp = ?1 AND stale = 1")?;
-                statement.query_map([group], |row| row.get(0))?.collect::<Result<_, _>>()?
-            };
-            tx.execute("DELETE FROM docs WHERE grp = ?1 AND stale = 1", [group])?;
+            let stale: Vec<String> = g
+                .statement("SELECT key FROM docs WHERE grp = ?1 AND stale = 1")?
+                .query_map([group], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            g.statement("DELETE FROM docs WHERE grp = ?1 AND stale = 1")?
+                .execute([group])?;
             let mut edits = Vec::with_capacity(stale.len());
             for key in stale {
-                let value = visible(tx, group, &key)?;
+                let value = g.visible(&key)?;
                 edits.push((key, value));
             }
             if mode == ResetMode::Epoch {
-                tx.execute(
+                g.statement(
                     "UPDATE pending SET base = COALESCE(
                          (SELECT version FROM docs WHERE docs.grp = pending.grp AND docs.key = pending.key), 0)
                      WHERE grp = ?1",
-                    [group],
-                )?;
+                )?
+                .execute([group])?;
             }
-            tx.execute("UPDATE groups SET reset = 0 WHERE name = ?1", [group])?;
-            finish(tx, group, edits)
+            g.statement("UPDATE groups SET reset = 0 WHERE name = ?1")?
+                .execute([group])?;
+            g.finish(edits)
         })
     }
 
@@ -141,7 +143,7 @@ impl LocalDb {
         group: &str,
         settlements: &[Settlement],
     ) -> Result<Applied, ClientError> {
-        self.with_tx(|tx, next_rev| {
+        self.with_group(group, Commit::Durable, |g| {
             let mut edits = Vec::with_capacity(settlements.len());
             for settlement in settlements {
                 let sent = match settlement {
@@ -149,104 +151,61 @@ impl LocalDb {
                     | Settlement::Conflict { sent, .. }
                     | Settlement::Rejected { sent } => sent,
                 };
-                let unchanged = pending_rev(tx, group, &sent.key)? == Some(sent.rev);
+                let unchanged = g.pending_rev(&sent.key)? == Some(sent.rev);
                 match settlement {
                     Settlement::Accepted { sent, version } => {
                         let doc = Doc { key: sent.key.clone(), version: *version, seq: 0, value: sent.value.clone() };
-                        store_doc(tx, group, &doc)?;
+                        g.store_doc(&doc)?;
                         if unchanged {
-                            delete_pending(tx, group, &sent.key)?;
+                            g.delete_pending(&sent.key)?;
                         } else {
-                            tx.execute(
-                                "UPDATE pending SET base = ?3 WHERE grp = ?1 AND key = ?2",
-                                params![group, sent.key, to_sql_u64(*version)?],
-                            )?;
+                            g.statement("UPDATE pending SET base = ?3 WHERE grp = ?1 AND key = ?2")?
+                                .execute(params![group, sent.key, to_sql_u64(*version)?])?;
                         }
                     }
                     Settlement::Conflict { sent, current, resolution } => {
                         if let Some(current) = current {
-                            store_doc(tx, group, current)?;
+                            g.store_doc(current)?;
                         }
                         if unchanged {
                             match resolution {
-                                None => delete_pending(tx, group, &sent.key)?,
+                                None => g.delete_pending(&sent.key)?,
                                 Some(value) => {
                                     let base = current.as_ref().map_or(0, |doc| doc.version);
-                                    tx.execute(
+                                    let rev = g.take_rev()?;
+                                    g.statement(
                                         "UPDATE pending SET value = ?3, base = ?4, rev = ?5 WHERE grp = ?1 AND key = ?2",
-                                        params![
-                                            group,
-                                            sent.key,
-                                            value.as_bytes(),
-                                            to_sql_u64(base)?,
-                                            take_rev(next_rev)?
-                                        ],
-                                    )?;
+                                    )?
+                                    .execute(params![
+                                        group,
+                                        sent.key,
+                                        value.as_bytes(),
+                                        to_sql_u64(base)?,
+                                        rev
+                                    ])?;
                                 }
                             }
                         }
                     }
                     Settlement::Rejected { sent } => {
                         if unchanged {
-                            delete_pending(tx, group, &sent.key)?;
+                            g.delete_pending(&sent.key)?;
                         }
                     }
                 }
-                edits.push((sent.key.clone(), visible(tx, group, &sent.key)?));
+                edits.push((sent.key.clone(), g.visible(&sent.key)?));
             }
-            finish(tx, group, edits)
+            g.finish(edits)
         })
     }
 }
 
 /// Marks every document of the group stale and restarts its cursor; the mode only grows
 /// (an epoch change pending stays one when a compaction reset comes on top).
-fn begin_reset(tx: &Transaction<'_>, group: &str, mode: ResetMode) -> Result<(), ClientError> {
-    tx.execute("UPDATE docs SET stale = 1 WHERE grp = ?1", [group])?;
-    tx.execute(
-        "UPDATE groups SET cursor = 0, reset = MAX(reset, ?2) WHERE name = ?1",
-        params![group, mode as i64],
-    )?;
-    Ok(())
-}
-
-/// Stores a server document unless the stored one is newer; a stale one is always
-/// replaced (its version belongs to before a reset). Returns whether it was stored.
-fn store_doc(tx: &Transaction<'_>, group: &str, doc: &Doc) -> Result<bool, ClientError> {
-    let stored: Option<(i64, bool)> = tx
-        .query_row(
-            "SELECT version, stale FROM docs WHERE grp = ?1 AND key = ?2",
-            [group, &doc.key],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let version = to_sql_u64(doc.version)?;
-    let newer = stored.is_none_or(|(stored_version, stale)| stale || version > stored_version);
-    if newer {
-        tx.execute(
-            "INSERT OR REPLACE INTO docs (grp, key, version, value, stale) VALUES (?1, ?2, ?3, ?4, 0)",
-            params![group, doc.key, version, doc.value.as_ref().map(Packed::as_bytes)],
-        )?;
-    }
-    Ok(newer)
-}
-
-fn pending_rev(tx: &Transaction<'_>, group: &str, key: &str) -> Result<Option<u64>, ClientError> {
-    let rev: Option<i64> = tx
-        .query_row(
-            "SELECT rev FROM pending WHERE grp = ?1 AND key = ?2",
-            [group, key],
-            |row| row.get(0),
-        )
-        .optional()?;
-    rev.map(|rev| super::from_sql_u64(rev, "pending.rev"))
-        .transpose()
-}
-
-fn delete_pending(tx: &Transaction<'_>, group: &str, key: &str) -> Result<(), ClientError> {
-    tx.execute(
-        "DELETE FROM pending WHERE grp = ?1 AND key = ?2",
-        [group, key],
-    )?;
+fn begin_reset(g: &GroupTx<'_>, mode: ResetMode) -> Result<(), ClientError> {
+    g.statement("UPDATE docs SET stale = 1 WHERE grp = ?1")?
+        .execute([g.group])?;
+    g.statement("UPDATE groups SET cursor = 0, reset = MAX(reset, ?2) WHERE name = ?1")?
+        .execute(params![g.group, mode as i64])?;
     Ok(())
 }

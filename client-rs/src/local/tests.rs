@@ -38,9 +38,11 @@ fn all_pending(db: &LocalDb) -> Vec<PendingChange> {
 #[test]
 fn local_writes_fold_per_key_keeping_the_first_base() {
     let (_dir, db) = open();
-    db.apply_remote(G, &[doc("a", 3, 1, Some(1))], 1).unwrap();
+    db.apply_remote(G, vec![doc("a", 3, 1, Some(1))], 1)
+        .unwrap();
     db.write_local(G, &[set("a", 10)]).unwrap();
-    db.apply_remote(G, &[doc("a", 4, 2, Some(2))], 2).unwrap();
+    db.apply_remote(G, vec![doc("a", 4, 2, Some(2))], 2)
+        .unwrap();
     let applied = db.write_local(G, &[set("a", 11), set("b", 1)]).unwrap();
     assert_eq!(applied.pending, 2);
     let pending = all_pending(&db);
@@ -62,7 +64,7 @@ fn map_and_pending_survive_reopening() {
         db.load(G).unwrap();
         db.apply_remote(
             G,
-            &[doc("server", 1, 1, Some(7)), doc("gone", 2, 2, None)],
+            vec![doc("server", 1, 1, Some(7)), doc("gone", 2, 2, None)],
             2,
         )
         .unwrap();
@@ -98,7 +100,7 @@ fn a_remote_change_never_overwrites_a_pending_key() {
     let applied = db
         .apply_remote(
             G,
-            &[doc("k", 1, 5, Some(1)), doc("other", 1, 6, Some(2))],
+            vec![doc("k", 1, 5, Some(1)), doc("other", 1, 6, Some(2))],
             6,
         )
         .unwrap();
@@ -112,7 +114,7 @@ fn a_remote_change_never_overwrites_a_pending_key() {
     assert!(edits.contains(&("other", Some(Value::from(2)))));
     // An older copy of a document is ignored, and the cursor never goes back.
     let applied = db
-        .apply_remote(G, &[doc("other", 0, 3, Some(9))], 3)
+        .apply_remote(G, vec![doc("other", 0, 3, Some(9))], 3)
         .unwrap();
     assert!(applied.edits.is_empty());
     assert_eq!(applied.cursor, 6);
@@ -181,7 +183,8 @@ fn conflicts_let_the_server_win_or_push_the_resolution() {
 #[test]
 fn a_rejected_change_goes_back_to_the_server_value() {
     let (_dir, db) = open();
-    db.apply_remote(G, &[doc("k", 1, 1, Some(1))], 1).unwrap();
+    db.apply_remote(G, vec![doc("k", 1, 1, Some(1))], 1)
+        .unwrap();
     db.write_local(G, &[set("k", 2)]).unwrap();
     let sent = all_pending(&db).remove(0);
     let applied = db.settle(G, &[Settlement::Rejected { sent }]).unwrap();
@@ -194,7 +197,7 @@ fn a_compaction_reset_drops_what_the_full_pull_did_not_return() {
     let (_dir, db) = open();
     db.apply_remote(
         G,
-        &[
+        vec![
             doc("keep", 1, 1, Some(1)),
             doc("drop", 1, 2, Some(2)),
             doc("mine", 1, 3, Some(3)),
@@ -205,7 +208,7 @@ fn a_compaction_reset_drops_what_the_full_pull_did_not_return() {
     db.write_local(G, &[set("mine", 30)]).unwrap();
     db.begin_compaction_reset(G).unwrap();
     assert_eq!(db.meta(G).unwrap().cursor, 0);
-    db.apply_remote(G, &[doc("keep", 1, 1, Some(1))], 5)
+    db.apply_remote(G, vec![doc("keep", 1, 1, Some(1))], 5)
         .unwrap();
     let applied = db.finish_catch_up(G).unwrap();
     let mut edits = applied.edits;
@@ -225,7 +228,7 @@ fn a_compaction_reset_drops_what_the_full_pull_did_not_return() {
 fn an_epoch_change_restarts_and_rebases_pending_changes() {
     let (_dir, db) = open();
     assert_eq!(db.check_epoch(G, "old").unwrap().0, EpochCheck::First);
-    db.apply_remote(G, &[doc("a", 7, 7, Some(1)), doc("b", 8, 8, Some(2))], 8)
+    db.apply_remote(G, vec![doc("a", 7, 7, Some(1)), doc("b", 8, 8, Some(2))], 8)
         .unwrap();
     db.write_local(G, &[set("a", 10), set("new", 1)]).unwrap();
     assert_eq!(db.check_epoch(G, "old").unwrap().0, EpochCheck::Same);
@@ -235,7 +238,8 @@ fn an_epoch_change_restarts_and_rebases_pending_changes() {
         (EpochCheck::Changed, 0, Some("fresh"))
     );
     // The new database has "a" at version 2 and no "b".
-    db.apply_remote(G, &[doc("a", 2, 1, Some(5))], 1).unwrap();
+    db.apply_remote(G, vec![doc("a", 2, 1, Some(5))], 1)
+        .unwrap();
     let applied = db.finish_catch_up(G).unwrap();
     assert!(applied.edits.contains(&("b".to_owned(), None)));
     let pending = all_pending(&db);

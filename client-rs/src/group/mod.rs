@@ -6,12 +6,26 @@
 //! publish the new map and status, queue the watchers' change, release the lock, deliver
 //! to watchers. Readers never take the write lock: the map is read from a
 //! `tokio::sync::watch` channel, which hands out the current `Arc` cheaply.
+//!
+//! Why the map is persistent ([`imbl::OrdMap`], not `BTreeMap`): a change must cost what
+//! it touches, not the size of the group. With a `BTreeMap` every swap and every applied
+//! change deep-copied the whole map, compared every entry of the old and new copies and
+//! freed the old one: 259 ms per swap at 100,000 documents. A persistent map is cloned in
+//! O(1), a change copies one root-to-leaf path, and [`imbl::OrdMap::diff`] walks only
+//! the nodes the two versions do not share, so finding what a swap changed is
+//! O(changed keys × log n). `imbl` over `rpds`: its `OrdMap` keeps `BTreeMap`'s
+//! `&mut self` API (`insert` and `remove` return the old value, `get_mut`, `entry`), so
+//! the closures applications pass to `swap` compile unchanged, where `rpds`'s
+//! `insert(&self)` returns a new map and would leave a closure's `m.insert(..)` a silent
+//! no-op; its B-tree nodes hold 16 entries (fewer allocations than a red-black tree's
+//! node per entry); and it has the structural diff, which `rpds` lacks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use atomsync_proto::wire::check_key;
 use atomsync_proto::{Limits, Packed, Value};
+use imbl::ordmap::DiffItem;
 use tokio::sync::watch;
 
 use crate::local::{Applied, Loaded, LocalDb};
@@ -105,6 +119,7 @@ impl GroupShared {
                 return Err(ClientError::Closed);
             }
             let base = self.snapshot();
+            // O(1): the copy shares every node with `base` until `change` writes to it.
             let mut next = (*base).clone();
             change(&mut next);
             let edits = diff(&base, &next)?;
@@ -126,25 +141,35 @@ impl GroupShared {
         }
     }
 
-    /// Runs one engine-side transaction and publishes what it changed.
+    /// Runs one engine-side transaction and publishes what it changed. Returns its
+    /// [`Applied`], whose edits have moved into the map (left empty).
     pub(crate) fn apply(
         &self,
         op: impl FnOnce(&LocalDb) -> Result<Applied, ClientError>,
     ) -> Result<Applied, ClientError> {
         let guard = lock(&self.write);
-        let applied = op(&self.db)?;
+        let mut applied = op(&self.db)?;
         let old = self.snapshot();
-        let mut next: Option<Map> = None;
-        for (key, value) in &applied.edits {
-            if old.get(key) != value.as_ref() {
-                let map = next.get_or_insert_with(|| (*old).clone());
-                match value {
-                    Some(value) => map.insert(key.clone(), value.clone()),
-                    None => map.remove(key),
-                };
-            }
+        // O(1): the copy shares every node with `old` until an edit touches it.
+        let mut next = (*old).clone();
+        let mut changed = false;
+        // In order, each against the map as the edits before it left it: a batch may
+        // change one key several times. Moved, not cloned: a first sync hands over
+        // 100,000 values here.
+        for (key, value) in std::mem::take(&mut applied.edits) {
+            changed |= match value {
+                Some(value) => {
+                    // One walk for a key the map lacks (all of a first sync's), a second
+                    // one only to tell an unchanged value from a changed one.
+                    match next.insert(key.clone(), value) {
+                        None => true,
+                        Some(previous) => next.get(&key) != Some(&previous),
+                    }
+                }
+                None => next.remove(&key).is_some(),
+            };
         }
-        if let Some(next) = next {
+        if changed {
             let next = Arc::new(next);
             self.map.send_replace(next.clone());
             self.watchers.enqueue(old, next);
@@ -167,17 +192,20 @@ impl GroupShared {
 }
 
 /// The edits that turn `old` into `new`, each checked against the protocol's default
-/// limits so that the server will not refuse it later.
+/// limits so that the server will not refuse it later. Only the nodes the two maps do
+/// not share are visited: after a swap that changed a few keys of a copy, that is the
+/// paths to those keys.
 fn diff(old: &Map, new: &Map) -> Result<Vec<(String, Option<Packed>)>, ClientError> {
     let mut edits = Vec::new();
-    for key in old.keys() {
-        if !new.contains_key(key) {
-            edits.push((key.clone(), None));
-        }
-    }
-    for (key, value) in new {
-        if old.get(key) != Some(value) {
-            edits.push((key.clone(), Some(checked(key, value)?)));
+    for item in old.diff(new) {
+        match item {
+            DiffItem::Remove(key, _) => edits.push((key.clone(), None)),
+            DiffItem::Add(key, value)
+            | DiffItem::Update {
+                new: (key, value), ..
+            } => {
+                edits.push((key.clone(), Some(checked(key, value)?)));
+            }
         }
     }
     Ok(edits)
@@ -211,3 +239,6 @@ pub(crate) fn checked(key: &str, value: &Value) -> Result<Packed, ClientError> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests;
