@@ -1,6 +1,10 @@
-//! [`StorageError`]: why storage could not do what was asked; nothing was applied.
+//! [`StorageError`]: why storage could not do what was asked; nothing was applied (but for
+//! [`StorageError::CommitUnknown`], which says so).
 
-/// Why storage could not do what was asked. Nothing was applied.
+use std::sync::Arc;
+
+/// Why storage could not do what was asked. Nothing was applied, but for
+/// [`CommitUnknown`](StorageError::CommitUnknown).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -10,6 +14,19 @@ pub enum StorageError {
     /// No read connection could be had in time.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// PostgreSQL failed (the connection lost, the server refusing, ...). Shared, so that
+    /// every push of a failed batch can be told the same.
+    #[error("postgres: {0}")]
+    Postgres(Arc<tokio_postgres::Error>),
+    /// Storage is in a passing state in which it cannot answer (no connection could be had
+    /// in time, ...), said in words.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The connection to the database was lost while a commit was being made, and whether
+    /// it was made could not be learned: it may have been applied. Retrying is safe: a
+    /// retried push comes back as conflicts whose `current` is what the first one wrote.
+    #[error("the commit's outcome is unknown ({0}): it may have been applied; retrying is safe")]
+    CommitUnknown(String),
     /// The writer has stopped (the server is shutting down).
     #[error("the storage writer has stopped")]
     WriterGone,
@@ -21,14 +38,53 @@ pub enum StorageError {
     Task(String),
 }
 
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(e: tokio_postgres::Error) -> StorageError {
+        StorageError::Postgres(Arc::new(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StorageError {
+    fn from(e: deadpool_postgres::PoolError) -> StorageError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StorageError::Unavailable(format!("postgres connection pool: {other}")),
+        }
+    }
+}
+
 impl StorageError {
     /// True when the failure is a passing state of the storage (busy, full, I/O, shutting
     /// down) rather than a bug: the client may retry later (503), versus a 500.
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Sqlite(e) => super::sqlite::is_transient(e),
-            StorageError::Pool(_) | StorageError::WriterGone => true,
+            StorageError::Postgres(e) => super::postgres::is_transient(e),
+            StorageError::Pool(_)
+            | StorageError::Unavailable(_)
+            | StorageError::CommitUnknown(_)
+            | StorageError::WriterGone => true,
             StorageError::Incompatible(_) | StorageError::Task(_) => false,
+        }
+    }
+
+    /// True unless the failure leaves open whether something was applied.
+    pub fn applied_nothing(&self) -> bool {
+        !matches!(self, StorageError::CommitUnknown(_))
+    }
+
+    /// The same failure again, for each push of a batch that failed as one.
+    pub(crate) fn copy(&self) -> StorageError {
+        match self {
+            StorageError::Postgres(e) => StorageError::Postgres(e.clone()),
+            StorageError::Unavailable(m) => StorageError::Unavailable(m.clone()),
+            StorageError::CommitUnknown(m) => StorageError::CommitUnknown(m.clone()),
+            StorageError::WriterGone => StorageError::WriterGone,
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
+                StorageError::Sqlite(rusqlite::Error::SqliteFailure(*f, msg.clone()))
+            }
+            other if other.is_transient() => StorageError::Unavailable(other.to_string()),
+            other => StorageError::Incompatible(other.to_string()),
         }
     }
 

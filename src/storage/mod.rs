@@ -2,13 +2,16 @@
 //! where a database is spoken to (no SQL, no driver type outside this module).
 //!
 //! [`Storage`] is all the rest of the server sees: the push path, the group actors, HTTP
-//! and WebSocket call it without knowing which database engine is underneath. One backend
-//! today:
+//! and WebSocket call it without knowing which database engine is underneath. Two backends:
 //!
-//! - [`sqlite`]: one file in WAL mode; reads on a pool of read connections, on the blocking
-//!   pool; every write on one writer thread that commits whatever is queued, from every
-//!   group, in one transaction, a savepoint per push (group commit: one fsync for many
-//!   requests, and never `SQLITE_BUSY` between groups).
+//! - [`sqlite`] (the default): one file in WAL mode; reads on a pool of read connections,
+//!   on the blocking pool; every write on one writer thread that commits whatever is
+//!   queued, from every group, in one transaction, a savepoint per push (group commit: one
+//!   fsync for many requests, and never `SQLITE_BUSY` between groups).
+//! - [`postgres`]: one database shared by any number of server instances; pooled async
+//!   connections on a runtime of its own; per group one transaction at a time, which locks
+//!   the group's row (the instances serialize there) and `NOTIFY`s its commit; a listening
+//!   connection hears the other instances' commits.
 //!
 //! ## The interface
 //!
@@ -16,13 +19,16 @@
 //!   called* and returns a [`PushTicket`], a future that resolves once the push is durable:
 //!   nothing is acknowledged before. Handing over at call time is what keeps a WebSocket
 //!   connection's pipelined pushes in the order they came. The backend serializes each
-//!   group's version checks and `seq`s (SQLite: its single writer thread).
+//!   group's version checks and `seq`s (SQLite: its single writer thread; PostgreSQL: a
+//!   lock on the group's row, held by one transaction of one instance at a time).
 //! - **Commits.** Once durable, every push that accepted a change is handed as a
 //!   [`Committed`] to the [`CommitSink`] (the group actors' registry), each group's in `seq`
 //!   order, before the pusher hears its outcome. A `Committed` whose documents do not start
 //!   right after the last seq its group actor streamed, or that carries none (another
 //!   writer's commit, known only by its `seq`), tells the actor to read the documents it
-//!   misses from storage: the actor never relies on seeing every commit itself.
+//!   misses from storage: the actor never relies on seeing every commit itself. A backend
+//!   that can miss other writers' notices (PostgreSQL, while its listening connection is
+//!   down) asks for the [`StreamedGroups`] and sends each a notice with its current seq.
 //! - **Reads.** [`pull`](Storage::pull) and [`pull_then`](Storage::pull_then) (a page in
 //!   `seq` order, one consistent snapshot), [`group_seq`](Storage::group_seq),
 //!   [`health`](Storage::health); the [`epoch`](Storage::epoch) is known from opening.
@@ -40,30 +46,17 @@
 //! The backends are an `enum`, not a `dyn` trait: the set is closed (the server ships them
 //! all), an enum dispatches statically with no boxed future per call (an `async fn` in a
 //! trait cannot be called through `dyn` without boxing every future), and the push path's
-//! futures keep their concrete types. A second backend is a module with the same methods,
-//! one variant of `Backend` and one arm per method below.
-//!
-//! ## What a PostgreSQL backend does behind the same methods (to be built)
-//!
-//! - `push`: per group and instance, one transaction at a time, the pushes queued behind it
-//!   joining the next (group commit per group), replying on the ticket's channel as SQLite's
-//!   writer does. The transaction locks the group's row, which holds its `seq`
-//!   (`SELECT seq FROM groups WHERE name = $1 FOR UPDATE`), so two instances writing one
-//!   group serialize there: no gap, no reuse, no lost update. After the commit: `NOTIFY`
-//!   with the group and its new seq.
-//! - Commits: its own to the sink as SQLite does; other instances' from `LISTEN` (one
-//!   dedicated connection) as a `Committed` with no documents. After a lost notification or a
-//!   reconnect, a notice per group with its current seq makes each actor re-read from the
-//!   last seq it streamed.
-//! - Reads: pooled async connections; the epoch in a table, so every instance reports the
-//!   same one. Its connection tasks want a runtime of their own (actix's arbiters are one
-//!   thread each, and a pooled connection must not depend on one worker's event loop).
+//! futures keep their concrete types. A backend is a module with the same methods, one
+//! variant of `Backend` and one arm per method below.
 
 pub mod browse;
 mod error;
+pub mod postgres;
 #[cfg(test)]
 mod push_tests;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 mod ticket;
 
 use std::path::Path;
@@ -75,7 +68,7 @@ pub use browse::{GroupStats, KeyPage, KeyRange};
 pub use error::StorageError;
 pub use ticket::PushTicket;
 
-use crate::config::{Durability, ServerConfig};
+use crate::config::{Database, Durability, ServerConfig};
 
 /// What a push did: one result per change, and the group's seq after it.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +105,11 @@ impl Committed {
 /// commit on, never block.
 pub type CommitSink = Arc<dyn Fn(Committed) + Send + Sync>;
 
+/// The groups whose commits the sink streams (those with a group actor). A backend that may
+/// have missed other writers' commits (PostgreSQL, after its listening connection was
+/// down) calls it and sends each group a notice with its current seq. It must not block.
+pub type StreamedGroups = Arc<dyn Fn() -> Vec<Arc<str>> + Send + Sync>;
+
 /// One page of a pull or a catch-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullPage {
@@ -135,29 +133,56 @@ pub struct Storage {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("Storage");
         match &self.backend {
-            Backend::Sqlite(db) => f
-                .debug_struct("Storage")
-                .field("sqlite", &db.path())
-                .field("epoch", &self.epoch())
-                .finish(),
-        }
+            Backend::Sqlite(db) => s.field("sqlite", &db.path()),
+            Backend::Postgres(db) => s.field("postgres", &db.shown()),
+        };
+        s.field("epoch", &self.epoch()).finish()
     }
 }
 
 impl Storage {
-    /// Opens the database `server` names (created when missing), migrates it, and starts
-    /// what writes to it. The epoch is created with the database and never changes after.
+    /// Opens the database `server` names (an SQLite file, created when missing; or a
+    /// PostgreSQL database, which must exist), migrates it, and starts what writes to it.
+    /// The epoch is created with the database and never changes after.
     pub async fn open(server: &ServerConfig) -> Result<Storage, StorageError> {
-        let (path, durability, pool_size) =
-            (server.db.clone(), server.durability, server.pool_size);
-        tokio::task::spawn_blocking(move || Storage::open_sqlite(&path, durability, pool_size))
-            .await
-            .map_err(StorageError::task)?
+        let (durability, pool_size) = (server.durability, server.pool_size);
+        match server.database() {
+            Database::Sqlite(path) => {
+                let path = path.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    Storage::open_sqlite(&path, durability, pool_size)
+                })
+                .await
+                .map_err(StorageError::task)?
+            }
+            Database::Postgres(url) => {
+                Storage::open_postgres(url, durability, pool_size, server.max_body_bytes).await
+            }
+        }
+    }
+
+    /// Connects to the PostgreSQL database at `url` (which must exist) with `pool_size`
+    /// pooled connections and one listening connection, migrates it, and starts listening
+    /// for other instances' commits. A pull's page holds about `page_bytes` of keys and
+    /// values at most (at least one document).
+    pub async fn open_postgres(
+        url: &str,
+        durability: Durability,
+        pool_size: u32,
+        page_bytes: usize,
+    ) -> Result<Storage, StorageError> {
+        Ok(Storage {
+            backend: Backend::Postgres(
+                postgres::Postgres::open(url, durability, pool_size, page_bytes).await?,
+            ),
+        })
     }
 
     /// Opens (creating when missing) the SQLite database at `path` with `pool_size` read
@@ -176,6 +201,7 @@ impl Storage {
     pub fn epoch(&self) -> &str {
         match &self.backend {
             Backend::Sqlite(db) => db.epoch(),
+            Backend::Postgres(db) => db.epoch(),
         }
     }
 
@@ -183,6 +209,7 @@ impl Storage {
     pub fn epoch_arc(&self) -> Arc<str> {
         match &self.backend {
             Backend::Sqlite(db) => db.epoch().clone(),
+            Backend::Postgres(db) => db.epoch().clone(),
         }
     }
 
@@ -190,6 +217,17 @@ impl Storage {
     pub fn set_commit_sink(&self, sink: CommitSink) {
         match &self.backend {
             Backend::Sqlite(db) => db.set_commit_sink(sink),
+            Backend::Postgres(db) => db.set_commit_sink(sink),
+        }
+    }
+
+    /// Tells the backend which groups the sink streams, for when it must re-read their
+    /// seqs (see [`StreamedGroups`]); replaces the one before, if any.
+    pub fn set_streamed_groups(&self, groups: StreamedGroups) {
+        match &self.backend {
+            // One writer hands over every commit: nothing is ever missed.
+            Backend::Sqlite(_) => drop(groups),
+            Backend::Postgres(db) => db.set_streamed_groups(groups),
         }
     }
 
@@ -199,6 +237,7 @@ impl Storage {
     pub fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
         match &self.backend {
             Backend::Sqlite(db) => db.push(group, changes),
+            Backend::Postgres(db) => db.push(group, changes),
         }
     }
 
@@ -232,6 +271,7 @@ impl Storage {
     {
         match &self.backend {
             Backend::Sqlite(db) => db.pull_then(group, since, limit, upto, then).await,
+            Backend::Postgres(db) => db.pull_then(group, since, limit, upto, then).await,
         }
     }
 
@@ -239,6 +279,7 @@ impl Storage {
     pub async fn group_seq(&self, group: Arc<str>) -> Result<u64, StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.group_seq(group).await,
+            Backend::Postgres(db) => db.group_seq(group).await,
         }
     }
 
@@ -252,6 +293,7 @@ impl Storage {
     ) -> Result<(Vec<GroupStats>, bool), StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.groups(after, limit).await,
+            Backend::Postgres(db) => db.groups(after, limit).await,
         }
     }
 
@@ -259,6 +301,7 @@ impl Storage {
     pub async fn group_stats(&self, group: Arc<str>) -> Result<Option<GroupStats>, StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.group_stats(group).await,
+            Backend::Postgres(db) => db.group_stats(group).await,
         }
     }
 
@@ -267,6 +310,7 @@ impl Storage {
     pub async fn doc(&self, group: Arc<str>, key: String) -> Result<Option<Doc>, StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.doc(group, key).await,
+            Backend::Postgres(db) => db.doc(group, key).await,
         }
     }
 
@@ -279,6 +323,7 @@ impl Storage {
     ) -> Result<Option<KeyPage>, StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.docs_by_key(group, range).await,
+            Backend::Postgres(db) => db.docs_by_key(group, range).await,
         }
     }
 
@@ -286,6 +331,7 @@ impl Storage {
     pub async fn health(&self) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Sqlite(db) => db.health().await,
+            Backend::Postgres(db) => db.health().await,
         }
     }
 
@@ -294,6 +340,16 @@ impl Storage {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(db) => db.close().await,
+            Backend::Postgres(db) => db.close().await,
         }
     }
+}
+
+/// 128 random bits, hex: a new epoch, unique per database, so that a restored or replaced
+/// database is noticed.
+pub(crate) fn new_epoch() -> Result<String, StorageError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StorageError::Incompatible(format!("no randomness for the epoch: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

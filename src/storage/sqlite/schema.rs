@@ -55,18 +55,10 @@ pub fn migrate(conn: &Connection) -> Result<String, StorageError> {
     if let Some(epoch) = existing {
         return Ok(epoch);
     }
-    let epoch = new_epoch()?;
+    let epoch = crate::storage::new_epoch()?;
     conn.execute(
         "INSERT INTO meta (name, value) VALUES ('epoch', ?1)",
         params![epoch],
     )?;
     Ok(epoch)
-}
-
-/// 128 random bits, hex: unique per database, so a restored or replaced database is noticed.
-fn new_epoch() -> Result<String, StorageError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| StorageError::Incompatible(format!("no randomness for the epoch: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

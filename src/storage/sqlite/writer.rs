@@ -192,7 +192,7 @@ impl WriterThread {
                 self.groups.clear();
                 tracing::error!(error = %e, jobs = jobs.len(), "commit failed");
                 for job in jobs {
-                    let _ = job.reply.send(Err(copy_error(&e)));
+                    let _ = job.reply.send(Err(e.copy()));
                 }
                 return;
             }
@@ -352,15 +352,4 @@ fn load_or_create_group(tx: &Transaction<'_>, name: &str) -> Result<GroupRow, St
         id: tx.last_insert_rowid(),
         seq: 0,
     })
-}
-
-/// The same failure for every job of a failed batch (rusqlite errors are not `Clone`).
-fn copy_error(e: &StorageError) -> StorageError {
-    match e {
-        StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
-            StorageError::Sqlite(rusqlite::Error::SqliteFailure(*f, msg.clone()))
-        }
-        StorageError::WriterGone => StorageError::WriterGone,
-        other => StorageError::Incompatible(other.to_string()),
-    }
 }

@@ -1,0 +1,363 @@
+//! The PostgreSQL backend: one database shared by any number of server instances.
+//!
+//! - [`schema`]: the tables (prefixed `atomsync_`) and their migrations, run at start-up
+//!   under an advisory lock so that instances starting together migrate once; the epoch
+//!   lives in `atomsync_meta`, so every instance reports the same one.
+//! - `writer`: per group, one transaction at a time, the pushes queued behind it joining the
+//!   next (group commit); the transaction locks the group's row (`FOR UPDATE`), which holds
+//!   its `seq`, so two instances writing one group serialize there. It `NOTIFY`s the commit.
+//! - `listen`: one dedicated connection that `LISTEN`s for the other instances' commits and
+//!   hands each to the commit sink as a notice (a `Committed` with no documents); after a
+//!   reconnect, and every few seconds, a notice per streamed group with its current seq.
+//! - `read`: pulls, catch-up pages, documents by key, the admin API's counts; each page
+//!   bounded in bytes by the database (a window sum), so no more than about one page is
+//!   ever read into memory for one request.
+//!
+//! ## Why deadpool-postgres over tokio-postgres
+//!
+//! tokio-postgres is the asynchronous driver: a query is a future and no thread waits on
+//! it, which fits [`Storage`](super::Storage)'s async reads and ticketed writes, and it
+//! pipelines, speaks `LISTEN`/`NOTIFY` and takes multi-host URLs with
+//! `target_session_attrs=read-write` for failover. deadpool-postgres pools it with two small
+//! crates (deadpool, deadpool-runtime) and nothing else, and keeps a prepared-statement
+//! cache per connection.
+//! r2d2_postgres would wrap the blocking `postgres` crate, which runs a runtime inside each
+//! call and needs a blocking thread per query in flight: the cost the async interface is
+//! there to avoid. bb8-postgres does what deadpool does with more dependencies.
+//!
+//! ## Its own runtime
+//!
+//! A tokio-postgres connection is a task that owns the socket. Sockets belong to the
+//! runtime that created them, and actix's arbiters are single-threaded runtimes that stop
+//! with the HTTP server, before storage closes. So the backend owns a small multi-threaded
+//! runtime: connections are made and driven there, the per-group writers and the listener
+//! run there, and every call from the server is a task spawned there and awaited (reads also
+//! decode their rows there, off the actix event loops).
+
+mod listen;
+mod read;
+pub mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atomsync_proto::wire::{Change, Doc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::runtime::{Handle, Runtime};
+use tokio_postgres::NoTls;
+
+use self::listen::Listener;
+use self::writer::Writers;
+use super::browse::{GroupStats, KeyPage, KeyRange};
+use super::{CommitSink, PullPage, PushTicket, StorageError, StreamedGroups};
+use crate::config::Durability;
+
+/// How long a call waits for a pooled connection before it reports the pool exhausted.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long connecting to PostgreSQL may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings of every session, readers, writers and listener alike:
+/// - `lock_timeout`: a push waiting longer than this on its group's row (held by another
+///   instance's transaction) fails with 503 rather than hanging;
+/// - `idle_in_transaction_session_timeout`: a transaction left open by an instance that
+///   stopped (a frozen process, a lost machine) releases its group's row after this.
+const SESSION_OPTIONS: &str = "-c lock_timeout=10s -c idle_in_transaction_session_timeout=30s";
+
+/// The opened database: its runtime, pool, per-group writers, listener and epoch. Cheap to
+/// clone.
+#[derive(Clone)]
+pub(crate) struct Postgres {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The URL with its password hidden, for logs.
+    shown: String,
+    epoch: Arc<str>,
+    pool: Pool,
+    writers: Writers,
+    listener: Listener,
+    /// The most bytes of keys and values one page of a pull holds (at least one document).
+    page_bytes: usize,
+    /// Taken out and shut down in the background on drop: a runtime may not be dropped
+    /// where blocking is not allowed, and the last clone can go on an event loop.
+    runtime: Mutex<Option<Runtime>>,
+    handle: Handle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.lock().ok().and_then(|mut r| r.take()) {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Postgres {
+    /// Connects to the database at `url` (which must exist), migrates it, builds the pool of
+    /// `pool_size` connections, and starts listening for other instances' commits.
+    pub(crate) async fn open(
+        url: &str,
+        durability: Durability,
+        pool_size: u32,
+        page_bytes: usize,
+    ) -> Result<Postgres, StorageError> {
+        let shown = crate::config::Database::Postgres(url).redacted();
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StorageError::Incompatible(format!("{shown}: {e}")))?;
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        options.push_str(if options.is_empty() { "" } else { " " });
+        options.push_str(SESSION_OPTIONS);
+        if durability == Durability::Normal {
+            // Commits return before their WAL reaches disk: a crash of the server process
+            // loses nothing (PostgreSQL has it), one of the database machine may lose the
+            // last fraction of a second. `full` keeps the database's own setting.
+            options.push_str(" -c synchronous_commit=off");
+        }
+        config.options(options);
+        if config.get_application_name().is_none() {
+            config.application_name("atomsync");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A database that vanished (a lost machine, a cut network) is noticed within about
+        // half a minute, not the system's default two hours: the listener must not sit on
+        // a dead connection while commits go unheard.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("atomsync-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Incompatible(format!("cannot start a runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        // Every use of the pool runs on `runtime` (see `run`), so the connections it makes
+        // are made and driven there.
+        let pool = Pool::builder(Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(pool_size as usize)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StorageError::Incompatible(format!("connection pool: {e}")))?;
+
+        let setup = {
+            let pool = pool.clone();
+            handle.spawn(async move {
+                let mut client = pool.get().await?;
+                let epoch = schema::migrate(&mut client).await?;
+                if durability == Durability::Full {
+                    schema::warn_when_commits_are_not_durable(&client).await;
+                }
+                Ok::<_, StorageError>(epoch)
+            })
+        };
+        let epoch = match setup.await {
+            Ok(epoch) => epoch?,
+            Err(e) => return Err(StorageError::task(e)),
+        };
+        // Names this instance in its notifications, so that its listener skips its own.
+        let instance = super::new_epoch()?;
+        let writers = Writers::new(pool.clone(), handle.clone(), instance.clone());
+        let listener = Listener::start(config, &handle, pool.clone(), instance);
+        Ok(Postgres {
+            inner: Arc::new(Inner {
+                shown,
+                epoch: epoch.into(),
+                pool,
+                writers,
+                listener,
+                page_bytes,
+                runtime: Mutex::new(Some(runtime)),
+                handle,
+            }),
+        })
+    }
+
+    /// The URL, password hidden.
+    pub(crate) fn shown(&self) -> &str {
+        &self.inner.shown
+    }
+
+    pub(crate) fn epoch(&self) -> &Arc<str> {
+        &self.inner.epoch
+    }
+
+    pub(crate) fn set_commit_sink(&self, sink: CommitSink) {
+        self.inner.writers.set_commit_sink(sink.clone());
+        self.inner.listener.set_commit_sink(sink);
+    }
+
+    pub(crate) fn set_streamed_groups(&self, groups: StreamedGroups) {
+        self.inner.listener.set_streamed_groups(groups);
+    }
+
+    pub(crate) fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
+        self.inner.writers.push(group, changes)
+    }
+
+    pub(crate) async fn pull_then<T, F>(
+        &self,
+        group: Arc<str>,
+        since: u64,
+        limit: usize,
+        upto: u64,
+        then: F,
+    ) -> Result<T, StorageError>
+    where
+        F: FnOnce(PullPage) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let max_bytes = self.inner.page_bytes;
+        self.run(move |pool| async move {
+            let mut client = pool.get().await?;
+            let page = read::pull(&mut client, &group, since, limit, upto, max_bytes).await?;
+            Ok(then(page))
+        })
+        .await
+    }
+
+    pub(crate) async fn group_seq(&self, group: Arc<str>) -> Result<u64, StorageError> {
+        self.run(move |pool| async move { read::group_seq(&pool.get().await?, &group).await })
+            .await
+    }
+
+    pub(crate) async fn groups(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<GroupStats>, bool), StorageError> {
+        self.run(move |pool| async move {
+            read::groups(&pool.get().await?, after.as_deref(), limit).await
+        })
+        .await
+    }
+
+    pub(crate) async fn group_stats(
+        &self,
+        group: Arc<str>,
+    ) -> Result<Option<GroupStats>, StorageError> {
+        self.run(move |pool| async move { read::group_stats(&pool.get().await?, &group).await })
+            .await
+    }
+
+    pub(crate) async fn doc(
+        &self,
+        group: Arc<str>,
+        key: String,
+    ) -> Result<Option<Doc>, StorageError> {
+        self.run(move |pool| async move { read::doc(&pool.get().await?, &group, &key).await })
+            .await
+    }
+
+    pub(crate) async fn docs_by_key(
+        &self,
+        group: Arc<str>,
+        range: KeyRange,
+    ) -> Result<Option<KeyPage>, StorageError> {
+        self.run(move |pool| async move {
+            read::docs_by_key(&mut pool.get().await?, &group, &range).await
+        })
+        .await
+    }
+
+    pub(crate) async fn health(&self) -> Result<(), StorageError> {
+        if self.inner.writers.is_closed() {
+            return Err(StorageError::WriterGone);
+        }
+        self.run(|pool| async move { read::health(&pool.get().await?).await })
+            .await
+    }
+
+    pub(crate) async fn close(&self) {
+        self.inner.writers.close().await;
+        self.inner.listener.stop();
+    }
+
+    /// Runs `call` with the pool as a task on the backend's runtime and awaits it.
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.inner.handle.spawn(call(self.inner.pool.clone())).await {
+            Ok(result) => result,
+            Err(e) => Err(StorageError::task(e)),
+        }
+    }
+}
+
+/// True when PostgreSQL's failure is a passing state (the connection lost, the server
+/// shutting down or out of resources, a lock or serialization timeout) rather than a bug.
+pub(super) fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            // 08: connection exception; 40: transaction rollback (serialization, deadlock);
+            // 53: insufficient resources (disk full, too many connections); 57: operator
+            // intervention (shutdown, cancel); 55P03: lock not available (lock_timeout);
+            // 25006: read-only transaction (a standby, before failover completes).
+            ["08", "40", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "55P03"
+                || code == "25006"
+        }
+        // No SQLSTATE: the driver failed before the server answered (I/O, connect, TLS);
+        // a bug of ours (a type mismatch) would say so in its own words, not as I/O.
+        None => {
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                if s.is::<std::io::Error>() {
+                    return true;
+                }
+                source = s.source();
+            }
+            false
+        }
+    }
+}
+
+/// Converts a stored BIGINT to the wire's u64; a negative one means the table was written
+/// by something else.
+fn unsigned(n: i64, what: &str) -> Result<u64, StorageError> {
+    u64::try_from(n)
+        .map_err(|_| StorageError::Incompatible(format!("a negative {what} ({n}) in the database")))
+}
+
+/// A u64 cursor as a BIGINT: nothing beyond `i64::MAX` can exist, so clamp rather than fail.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Locks one of the backend's std mutexes: each is held for a lookup, an insert or an
+/// assignment, never across an await, so a panic cannot leave one half-changed.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
