@@ -21,7 +21,8 @@ struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:8090 (port 0 picks a free port).
     #[arg(long, env = "ATOMSYNC_BIND", value_name = "ADDR")]
     bind: Option<String>,
-    /// SQLite database file, created when missing.
+    /// SQLite database file, created when missing; or a PostgreSQL URL,
+    /// postgres://user:password@host:port/dbname (the database must exist).
     #[arg(long, env = "ATOMSYNC_DB", value_name = "PATH")]
     db: Option<PathBuf>,
     /// full: fsync before every acknowledgement; normal: survives a process crash, not a power cut.

@@ -6,4 +6,6 @@ mod cli;
 mod client;
 mod common;
 mod http;
+#[path = "../support/postgres.rs"]
+mod pg;
 mod ws;
