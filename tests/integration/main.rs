@@ -8,4 +8,5 @@ mod common;
 mod http;
 #[path = "../support/postgres.rs"]
 mod pg;
+mod scale;
 mod ws;
