@@ -27,6 +27,7 @@
 //! | W6 | 100 groups pushing at once; `SQLITE_BUSY` count | W1 |
 //! | W7 | catch-up of 100,000 documents in pages of 10,000 | raw SQLite reading the same rows |
 //! | Browser | the browser client in headless Chromium: first sync of 50,000 documents into IndexedDB; `swap` on that atom | pull + decode + one-transaction put; a one-record put |
+//! | Scale | batched and 16-client single-change pushes, push-to-delivery latency: one server on PostgreSQL, two servers on one PostgreSQL database | the same on SQLite |
 //!
 //! The table goes to stdout (to stderr with `--json`, where stdout carries the JSON lines);
 //! progress goes to stderr. `--quick` shrinks every count and skips the peer unless `--peer`.
@@ -78,7 +79,7 @@ pub struct Cli {
     /// Do not pin the server and the load generator to separate cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,browser,peer).
+    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,browser,scale,peer).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Internal: the process to run instead of the benchmark.

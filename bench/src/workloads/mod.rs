@@ -6,6 +6,8 @@
 //! - [`catchup`]: W7 catch-up, and its raw-SQLite baseline.
 //! - [`peer`]: pouchdb-server driven with the same data.
 //! - [`browser`]: the browser client's first sync and `swap` in headless Chromium.
+//! - [`scale`]: batched and single pushes and push-to-delivery latency on SQLite, on one
+//!   server over PostgreSQL and on two servers over one PostgreSQL database.
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
 //! (`w1.full.msgpack`, `raw.w1.full`, ...); `main` turns keys into rows.
@@ -13,6 +15,7 @@
 pub mod browser;
 pub mod catchup;
 pub mod peer;
+pub mod scale;
 pub mod stream;
 pub mod write;
 
