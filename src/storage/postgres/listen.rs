@@ -43,6 +43,8 @@ pub(super) struct Listener {
 struct Shared {
     /// This instance's name in notifications.
     instance: String,
+    /// True while `LISTEN` is in place.
+    listening: tokio::sync::watch::Sender<bool>,
     pool: Pool,
     // std Mutexes: set once, cloned out for each use, never held across an await.
     sink: Mutex<Option<CommitSink>>,
@@ -59,6 +61,7 @@ impl Listener {
     ) -> Listener {
         let shared = Arc::new(Shared {
             instance,
+            listening: tokio::sync::watch::Sender::new(false),
             pool,
             sink: Mutex::default(),
             groups: Mutex::default(),
@@ -75,6 +78,14 @@ impl Listener {
         *lock(&self.shared.groups) = Some(groups);
     }
 
+    /// Waits until `LISTEN` is in place, for at most `limit`; false if it was not by then.
+    pub(super) async fn listening(&self, limit: Duration) -> bool {
+        let mut listening = self.shared.listening.subscribe();
+        tokio::time::timeout(limit, listening.wait_for(|on| *on))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+
     /// Stops listening.
     pub(super) fn stop(&self) {
         self.task.abort();
@@ -87,6 +98,7 @@ async fn run(config: tokio_postgres::Config, shared: Arc<Shared>) {
     loop {
         let mut heard = false;
         let ended = listen(&config, &shared, &mut heard).await;
+        shared.listening.send_replace(false);
         if heard {
             backoff = Duration::from_millis(100);
         }
@@ -133,6 +145,7 @@ async fn listen(
     let _stop_driver = AbortOnDrop(driver);
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     *listening = true;
+    shared.listening.send_replace(true);
     tracing::debug!("listening for other instances' commits");
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     loop {

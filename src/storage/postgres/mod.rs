@@ -101,7 +101,8 @@ impl Drop for Inner {
 
 impl Postgres {
     /// Connects to the database at `url` (which must exist), migrates it, builds the pool of
-    /// `pool_size` connections, and starts listening for other instances' commits.
+    /// `pool_size` connections, and starts listening for other instances' commits (it
+    /// returns once it listens, or after [`CONNECT_TIMEOUT`] while it keeps trying).
     pub(crate) async fn open(
         url: &str,
         durability: Durability,
@@ -180,6 +181,13 @@ impl Postgres {
         let instance = super::new_epoch()?;
         let writers = Writers::new(pool.clone(), handle.clone(), instance.clone());
         let listener = Listener::start(config, &handle, pool.clone(), instance);
+        // So that an instance, once open, hears every commit made from then on (a commit
+        // made before it listened is caught up on by its re-read anyway).
+        if !listener.listening(CONNECT_TIMEOUT).await {
+            tracing::warn!(
+                "not yet listening for other instances' commits; retrying in the background"
+            );
+        }
         Ok(Postgres {
             inner: Arc::new(Inner {
                 shown,

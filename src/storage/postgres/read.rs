@@ -7,6 +7,8 @@
 //! fit, and only those carry their value back. So a request never loads much more than
 //! one page, whatever `limit` asks and however large the documents are.
 
+use std::sync::LazyLock;
+
 use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use deadpool_postgres::{Client, Transaction};
@@ -51,29 +53,42 @@ pub(super) async fn group_seq(client: &Client, name: &str) -> Result<u64, Storag
     }
 }
 
-/// Rows of a page with a running byte count. `$4` is `limit`, `$5` the byte budget: a row is
-/// `kept` while within both (the first row always is); the row after the last kept one
-/// comes back without its value, only to say that more remain (it is the second row, or the
-/// first whose bytes before it fit the budget). Rows are `key, version, seq, value, kept`.
-const PULL: &str = "
-    SELECT key, version, seq, CASE WHEN kept THEN value END, kept FROM (
-        SELECT key, version, seq, value, before, n,
-               n <= $4::int8 AND (n = 1 OR before + size <= $5::int8) AS kept
-        FROM (
-            SELECT key, version, seq, value,
-                   octet_length(key) + coalesce(octet_length(value), 0) AS size,
-                   row_number() OVER w AS n,
-                   sum(octet_length(key) + coalesce(octet_length(value), 0)) OVER w
-                     - (octet_length(key) + coalesce(octet_length(value), 0)) AS before
-            FROM atomsync_docs
-            WHERE group_id = $1::int8 AND seq > $2::int8 AND seq <= $3::int8
-            WINDOW w AS (ORDER BY seq ROWS UNBOUNDED PRECEDING)
-            ORDER BY seq
-            LIMIT $4::int8 + 1
-        ) counted
-    ) page
-    WHERE kept OR before <= $5::int8 OR n = 2
-    ORDER BY seq";
+/// A page of `atomsync_docs` in `order`, of the rows `filter` keeps, with a running byte
+/// count: `limit` and `bytes` (SQL expressions) bound it. A row is `kept` while within both
+/// (the first row always is); the row after the last kept one comes back without its value,
+/// only to say that more remain (it is the second row, or the first whose bytes before it
+/// fit the budget). Rows are `key, version, seq, value, kept`.
+fn paged(filter: &str, order: &str, limit: &str, bytes: &str) -> String {
+    let size = "octet_length(key) + coalesce(octet_length(value), 0)";
+    format!(
+        "SELECT key, version, seq, CASE WHEN kept THEN value END, kept FROM (
+             SELECT key, version, seq, value, before, n,
+                    n <= {limit} AND (n = 1 OR before + size <= {bytes}) AS kept
+             FROM (
+                 SELECT key, version, seq, value, {size} AS size,
+                        row_number() OVER w AS n,
+                        sum({size}) OVER w - ({size}) AS before
+                 FROM atomsync_docs
+                 WHERE {filter}
+                 WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)
+                 ORDER BY {order}
+                 LIMIT {limit} + 1
+             ) counted
+         ) page
+         WHERE kept OR before <= {bytes} OR n = 2
+         ORDER BY {order}"
+    )
+}
+
+/// A page in `seq` order: group `$1`, `$2 < seq <= $3`, at most `$4` rows and `$5` bytes.
+static PULL: LazyLock<String> = LazyLock::new(|| {
+    paged(
+        "group_id = $1::int8 AND seq > $2::int8 AND seq <= $3::int8",
+        "seq",
+        "$4::int8",
+        "$5::int8",
+    )
+});
 
 /// Documents of `name` with `since < seq <= upto`, at most `limit` and about `max_bytes`
 /// of keys and values (at least one document when one remains), in one snapshot. A
@@ -97,7 +112,7 @@ pub(super) async fn pull(
     };
     let reset = since > 0 && since < g.floor;
     let since = if reset { 0 } else { since };
-    let stmt = tx.prepare_cached(PULL).await?;
+    let stmt = tx.prepare_cached(&PULL).await?;
     let rows = tx
         .query(
             &stmt,
@@ -179,31 +194,17 @@ pub(super) async fn doc(
     }
 }
 
-/// A page in key order: `$2` the first key (inclusive when `$3`), `$4` the first key past
-/// the prefix (none: NULL), `$5` whether tombstones count, `$6` limit, `$7` the byte budget.
-/// Rows as in [`PULL`].
-const BY_KEY: &str = "
-    SELECT key, version, seq, CASE WHEN kept THEN value END, kept FROM (
-        SELECT key, version, seq, value, before, n,
-               n <= $6::int8 AND (n = 1 OR before + size <= $7::int8) AS kept
-        FROM (
-            SELECT key, version, seq, value,
-                   octet_length(key) + coalesce(octet_length(value), 0) AS size,
-                   row_number() OVER w AS n,
-                   sum(octet_length(key) + coalesce(octet_length(value), 0)) OVER w
-                     - (octet_length(key) + coalesce(octet_length(value), 0)) AS before
-            FROM atomsync_docs
-            WHERE group_id = $1
-              AND (key > $2 OR ($3::bool AND key = $2))
-              AND ($4::bytea IS NULL OR key < $4)
-              AND ($5::bool OR value IS NOT NULL)
-            WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
-            ORDER BY key
-            LIMIT $6::int8 + 1
-        ) counted
-    ) page
-    WHERE kept OR before <= $7::int8 OR n = 2
-    ORDER BY key";
+/// A page in key order: group `$1`, from key `$2` (inclusive when `$3`) to `$4` (the first
+/// key past the prefix; none: NULL), tombstones when `$5`, at most `$6` rows and `$7` bytes.
+static BY_KEY: LazyLock<String> = LazyLock::new(|| {
+    paged(
+        "group_id = $1::int8 AND (key > $2 OR ($3::bool AND key = $2))
+         AND ($4::bytea IS NULL OR key < $4) AND ($5::bool OR value IS NOT NULL)",
+        "key",
+        "$6::int8",
+        "$7::int8",
+    )
+});
 
 /// Documents of `group` in key order, as `range` says, in one snapshot; `None` when the
 /// group has never been written.
@@ -224,7 +225,7 @@ pub(super) async fn docs_by_key(
         _ => (prefix, true),
     };
     let end = prefix_end(prefix);
-    let stmt = tx.prepare_cached(BY_KEY).await?;
+    let stmt = tx.prepare_cached(&BY_KEY).await?;
     let rows = tx
         .query(
             &stmt,
