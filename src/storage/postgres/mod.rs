@@ -4,8 +4,10 @@
 //!   under an advisory lock so that instances starting together migrate once; the epoch
 //!   lives in `atomsync_meta`, so every instance reports the same one.
 //! - `writer`: per group, one transaction at a time, the pushes queued behind it joining the
-//!   next (group commit); the transaction locks the group's row (`FOR UPDATE`), which holds
-//!   its `seq`, so two instances writing one group serialize there. It `NOTIFY`s the commit.
+//!   next (group commit).
+//! - `commit`: one such transaction, in two round trips: it locks the group's row
+//!   (`FOR UPDATE`), which holds its `seq`, so two instances writing one group serialize
+//!   there; version-checks; writes; `NOTIFY`s the commit.
 //! - `listen`: one dedicated connection that `LISTEN`s for the other instances' commits and
 //!   hands each to the commit sink as a notice (a `Committed` with no documents); after a
 //!   reconnect, and every few seconds, a notice per streamed group with its current seq.
@@ -34,6 +36,7 @@
 //! run there, and every call from the server is a task spawned there and awaited (reads also
 //! decode their rows there, off the actix event loops).
 
+mod commit;
 mod listen;
 mod read;
 pub mod schema;

@@ -2,21 +2,10 @@
 //! are committed together in the next one (group commit per group). Groups commit side by
 //! side on pooled connections, so a group waiting on another instance holds up no other.
 //!
-//! A batch's transaction:
-//!
-//! 1. locks the group's row (`SELECT ... FOR UPDATE`, creating the row first for a new
-//!    group). Another instance writing the group waits here until this commit is done, then
-//!    reads the seq it left: that row lock is what keeps every group's `seq`s gapless and
-//!    unique and its version checks exact across instances. The same statement reads the
-//!    transaction's id, to settle a commit whose answer is lost (below);
-//! 2. reads the current state of every key the batch touches, in one statement, then
-//!    version-checks the pushes in order in memory (a later push of the batch sees what an
-//!    earlier one wrote);
-//! 3. writes the final state of each key written, the group's new seq, and
-//!    `pg_notify('atomsync_commits', '<instance> <seq> <group>')`, in one statement;
-//! 4. commits. Only then does each push hear its outcome, after its commit went to the
-//!    commit sink, in `seq` order. The notification reaches the other instances once the
-//!    commit is visible to them.
+//! A batch is one transaction (`commit`): it locks the group's row, which is what orders
+//! two instances' writes to one group, version-checks, writes, notifies and commits. Only
+//! then does each push hear its outcome, after its commit went to the commit sink, in `seq`
+//! order.
 //!
 //! A batch that fails before its commit applied nothing; if one of several pushes made it
 //! fail (not the connection), each push is tried again alone, so that one bad push does not
@@ -31,15 +20,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atomsync_proto::wire::{Change, Doc, Op, PushResult};
-use deadpool_postgres::{Pool, Transaction};
+use atomsync_proto::wire::Change;
+use deadpool_postgres::Pool;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-use super::read::doc_from_row;
-use super::{clamp, lock, unsigned};
+use super::commit::{Applied, Failure, attempt};
+use super::lock;
 use crate::storage::ticket::Reply;
-use crate::storage::{CommitSink, Committed, PushOutcome, PushTicket, StorageError};
+use crate::storage::{CommitSink, PushTicket, StorageError};
 
 /// The channel commits are notified on.
 pub(super) const CHANNEL: &str = "atomsync_commits";
@@ -53,31 +42,6 @@ const MAX_BATCH_CHANGES: usize = 10_000;
 /// How long a commit whose answer was lost is asked after, before the pushes hear that its
 /// outcome is unknown.
 const SETTLE_FOR: Duration = Duration::from_secs(10);
-
-/// Locks the group's row and reads its id, its seq, and this transaction's id.
-const LOCK_GROUP: &str =
-    "SELECT id, seq, txid_current() FROM atomsync_groups WHERE name = $1 FOR UPDATE";
-
-/// Creates a group's row; a concurrent creation by another instance is waited for, then left.
-const CREATE_GROUP: &str =
-    "INSERT INTO atomsync_groups (name, seq) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING";
-
-/// The current state of the keys `$2` of group `$1`.
-const CURRENT: &str = "SELECT key, version, seq, value FROM atomsync_docs
-     WHERE group_id = $1 AND key = ANY($2)";
-
-/// Writes the final state of each key (`$2..$5`: keys, versions, seqs, values or NULL),
-/// the group's seq (`$6`) and the notification (`$7`), in one statement.
-const WRITE: &str = "
-    WITH written AS (
-        INSERT INTO atomsync_docs (group_id, key, version, seq, value)
-        SELECT $1::int8, * FROM unnest($2::bytea[], $3::int8[], $4::int8[], $5::bytea[])
-        ON CONFLICT (group_id, key) DO UPDATE
-        SET version = excluded.version, seq = excluded.seq, value = excluded.value
-    ), bumped AS (
-        UPDATE atomsync_groups SET seq = $6::int8 WHERE id = $1::int8
-    )
-    SELECT pg_notify('atomsync_commits', $7::text)";
 
 /// One push to apply.
 struct PushJob {
@@ -210,45 +174,9 @@ fn take_batch(queue: &mut VecDeque<PushJob>) -> Vec<PushJob> {
     batch
 }
 
-/// What one push did, computed inside the transaction, known durable once it commits.
-struct Applied {
-    outcome: PushOutcome,
-    committed: Committed,
-}
-
-/// Why a batch's transaction did not commit.
-enum Failure {
-    /// Before the commit, or refused by it: nothing was applied.
-    Before(StorageError),
-    /// The connection was lost during the commit: it may have been made.
-    Unknown {
-        error: StorageError,
-        xid: i64,
-        applied: Vec<Applied>,
-    },
-}
-
-impl From<StorageError> for Failure {
-    fn from(e: StorageError) -> Failure {
-        Failure::Before(e)
-    }
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Failure {
-        Failure::Before(e.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Failure {
-    fn from(e: deadpool_postgres::PoolError) -> Failure {
-        Failure::Before(e.into())
-    }
-}
-
 async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
     let sink = lock(&shared.sink).clone();
-    let failure = match attempt(&shared, &group, &batch).await {
+    let failure = match attempt(&shared.pool, &shared.instance, &group, &changes(&batch)).await {
         Ok(applied) => return deliver(batch, applied, sink.as_ref()),
         Err(failure) => failure,
     };
@@ -256,7 +184,7 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
         Failure::Before(e) if batch.len() > 1 && !e.is_transient() => {
             tracing::warn!(group = %group, error = %e, pushes = batch.len(), "a batch failed; committing its pushes one by one");
             for job in batch {
-                match attempt(&shared, &group, std::slice::from_ref(&job)).await {
+                match attempt(&shared.pool, &shared.instance, &group, &[&job.changes]).await {
                     Ok(applied) => deliver(vec![job], applied, sink.as_ref()),
                     Err(Failure::Before(e)) => {
                         let _ = job.reply.send(Err(e));
@@ -292,6 +220,11 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
             applied,
         } => settled(&shared, &group, batch, error, xid, applied, sink.as_ref()).await,
     }
+}
+
+/// Each push's changes.
+fn changes(batch: &[PushJob]) -> Vec<&[Change]> {
+    batch.iter().map(|job| job.changes.as_slice()).collect()
 }
 
 /// Hands each committed push to the sink, then answers it.
@@ -358,149 +291,4 @@ pub(super) async fn settle(pool: &Pool, xid: i64) -> Option<bool> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     None
-}
-
-/// One transaction for `jobs`: lock, read, check, write, commit.
-async fn attempt(
-    shared: &Shared,
-    group: &Arc<str>,
-    jobs: &[PushJob],
-) -> Result<Vec<Applied>, Failure> {
-    let mut client = shared.pool.get().await?;
-    let tx = client.transaction().await?;
-    let (group_id, seq, xid) = lock_group(&tx, group).await?;
-    let (applied, writes) = check(&tx, group, group_id, seq, jobs).await?;
-    if let Some(last) = applied.last()
-        && last.outcome.seq != seq
-    {
-        let notice = format!("{} {} {}", shared.instance, last.outcome.seq, group);
-        let keys: Vec<&[u8]> = writes.keys.iter().map(|k| k.as_bytes()).collect();
-        let values: Vec<Option<&[u8]>> = (writes.values.iter())
-            .map(|v| v.as_ref().map(|v| v.as_bytes()))
-            .collect();
-        let stmt = tx.prepare_cached(WRITE).await?;
-        tx.query_one(
-            &stmt,
-            &[
-                &group_id,
-                &keys,
-                &writes.versions,
-                &writes.seqs,
-                &values,
-                &clamp(last.outcome.seq),
-                &notice,
-            ],
-        )
-        .await?;
-    }
-    match tx.commit().await {
-        Ok(()) => Ok(applied),
-        // The server answered: the commit was refused, so nothing of it was made.
-        Err(e) if e.as_db_error().is_some() => Err(Failure::Before(e.into())),
-        Err(e) => Err(Failure::Unknown {
-            error: e.into(),
-            xid,
-            applied,
-        }),
-    }
-}
-
-/// Locks the group's row, creating it when new: its id, its seq, and the transaction's id.
-async fn lock_group(tx: &Transaction<'_>, group: &str) -> Result<(i64, u64, i64), StorageError> {
-    let stmt = tx.prepare_cached(LOCK_GROUP).await?;
-    let row = match tx.query_opt(&stmt, &[&group]).await? {
-        Some(row) => row,
-        None => {
-            let create = tx.prepare_cached(CREATE_GROUP).await?;
-            tx.execute(&create, &[&group]).await?;
-            tx.query_one(&stmt, &[&group]).await?
-        }
-    };
-    Ok((row.get(0), unsigned(row.get(1), "seq")?, row.get(2)))
-}
-
-/// The final state of every key written by a batch, as the arrays `WRITE` takes.
-#[derive(Default)]
-struct Writes {
-    keys: Vec<String>,
-    versions: Vec<i64>,
-    seqs: Vec<i64>,
-    values: Vec<Option<atomsync_proto::Packed>>,
-}
-
-/// Version-checks every change of `jobs` in order against the keys' current state (as
-/// stored, then as earlier changes of the batch left them): each is accepted iff its base
-/// is the key's current version. Returns each push's outcome and what to write.
-async fn check(
-    tx: &Transaction<'_>,
-    group: &Arc<str>,
-    group_id: i64,
-    mut seq: u64,
-    jobs: &[PushJob],
-) -> Result<(Vec<Applied>, Writes), StorageError> {
-    let mut keys: Vec<&[u8]> = jobs
-        .iter()
-        .flat_map(|job| job.changes.iter().map(|c| c.key.as_bytes()))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let stmt = tx.prepare_cached(CURRENT).await?;
-    let mut current: HashMap<String, Doc> = HashMap::with_capacity(keys.len());
-    for row in tx.query(&stmt, &[&group_id, &keys]).await? {
-        let doc = doc_from_row(&row)?;
-        current.insert(doc.key.clone(), doc);
-    }
-    let mut written: Vec<String> = Vec::new();
-    let mut applied = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let mut results = Vec::with_capacity(job.changes.len());
-        let mut docs = Vec::new();
-        for change in &job.changes {
-            let version = current.get(&change.key).map_or(0, |d| d.version);
-            if change.base != version {
-                results.push(PushResult::Conflict {
-                    key: change.key.clone(),
-                    current: current.get(&change.key).cloned(),
-                });
-                continue;
-            }
-            seq += 1;
-            let doc = Doc {
-                key: change.key.clone(),
-                version: version + 1,
-                seq,
-                value: match &change.op {
-                    Op::Set(value) => Some(value.clone()),
-                    Op::Delete => None,
-                },
-            };
-            results.push(PushResult::Accepted {
-                key: doc.key.clone(),
-                version: doc.version,
-                seq,
-            });
-            current.insert(doc.key.clone(), doc.clone());
-            written.push(doc.key.clone());
-            docs.push(doc);
-        }
-        applied.push(Applied {
-            outcome: PushOutcome { results, seq },
-            committed: Committed {
-                group: group.clone(),
-                docs,
-                seq,
-            },
-        });
-    }
-    written.sort_unstable();
-    written.dedup();
-    let mut writes = Writes::default();
-    for key in written {
-        let doc = &current[&key];
-        writes.versions.push(clamp(doc.version));
-        writes.seqs.push(clamp(doc.seq));
-        writes.values.push(doc.value.clone());
-        writes.keys.push(key);
-    }
-    Ok((applied, writes))
 }

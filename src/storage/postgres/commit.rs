@@ -1,0 +1,266 @@
+//! One batch's transaction: lock the group's row, read the keys, version-check, write,
+//! notify, commit, in two round trips to the database.
+//!
+//! 1. `BEGIN`, the lock on the group's row (`SELECT ... FOR UPDATE`, which also reads the
+//!    group's `seq` and the transaction's id) and the read of every key the batch touches
+//!    go out together (tokio-postgres pipelines requests sent before their answers come).
+//!    The server runs them in order, and in `READ COMMITTED` each statement sees what was
+//!    committed when it starts: the read starts once the lock is granted, so it sees the
+//!    commit of whoever held the lock before. Another instance writing the group waits at the
+//!    lock until this transaction ends; that wait is what keeps a group's `seq`s gapless and
+//!    unique and its version checks exact across instances. A new group's row is created
+//!    first, then locked and read again.
+//! 2. The pushes are version-checked in order, in memory (a later push of the batch sees
+//!    what an earlier one wrote).
+//! 3. One statement writes the final state of each key written, the group's new seq and
+//!    `pg_notify('atomsync_commits', '<instance> <seq> <group>')`; `COMMIT` goes with it.
+//!    If the write fails, the server turns that `COMMIT` into a rollback.
+//!
+//! A failure before the commit applied nothing, and the connection goes back to the pool
+//! with no transaction open. A connection lost while the commit was in flight leaves its
+//! outcome unknown: the caller asks the database about the transaction's id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use atomsync_proto::Packed;
+use atomsync_proto::wire::{Change, Doc, Op, PushResult};
+use deadpool_postgres::{Client, Pool};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::read::doc_from_row;
+use super::{clamp, unsigned};
+use crate::storage::{Committed, PushOutcome, StorageError};
+
+/// Locks the group's row and reads its id, its seq, and this transaction's id.
+const LOCK_GROUP: &str =
+    "SELECT id, seq, txid_current() FROM atomsync_groups WHERE name = $1 FOR UPDATE";
+
+/// Creates a group's row; a concurrent creation by another instance is waited for, then left.
+const CREATE_GROUP: &str =
+    "INSERT INTO atomsync_groups (name, seq) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING";
+
+/// The current state of the keys `$2` of the group named `$1`.
+const CURRENT: &str = "SELECT key, version, seq, value FROM atomsync_docs
+     WHERE group_id = (SELECT id FROM atomsync_groups WHERE name = $1) AND key = ANY($2)";
+
+/// Writes the final state of each key (`$2..$5`: keys, versions, seqs, values or NULL),
+/// the group's seq (`$6`) and the notification (`$7`), in one statement.
+const WRITE: &str = "
+    WITH written AS (
+        INSERT INTO atomsync_docs (group_id, key, version, seq, value)
+        SELECT $1::int8, * FROM unnest($2::bytea[], $3::int8[], $4::int8[], $5::bytea[])
+        ON CONFLICT (group_id, key) DO UPDATE
+        SET version = excluded.version, seq = excluded.seq, value = excluded.value
+    ), bumped AS (
+        UPDATE atomsync_groups SET seq = $6::int8 WHERE id = $1::int8
+    )
+    SELECT pg_notify('atomsync_commits', $7::text)";
+
+/// What one push did, computed inside the transaction, known durable once it commits.
+pub(super) struct Applied {
+    pub(super) outcome: PushOutcome,
+    pub(super) committed: Committed,
+}
+
+/// Why a batch's transaction did not commit.
+pub(super) enum Failure {
+    /// Before the commit, or refused by it: nothing was applied.
+    Before(StorageError),
+    /// The connection was lost while the commit was in flight: it may have been made.
+    Unknown {
+        error: StorageError,
+        /// The transaction's id, for `txid_status`.
+        xid: i64,
+        /// What the pushes did, if it was.
+        applied: Vec<Applied>,
+    },
+}
+
+impl<E: Into<StorageError>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Before(e.into())
+    }
+}
+
+/// Applies `pushes` (each a push's changes) to `group` in one transaction and commits it;
+/// `instance` names this server in the notification.
+pub(super) async fn attempt(
+    pool: &Pool,
+    instance: &str,
+    group: &Arc<str>,
+    pushes: &[&[Change]],
+) -> Result<Vec<Applied>, Failure> {
+    let client = pool.get().await?;
+    let result = transact(&client, instance, group, pushes).await;
+    if matches!(result, Err(Failure::Before(_)))
+        && !client.is_closed()
+        && client.batch_execute("ROLLBACK").await.is_err()
+    {
+        // A connection that cannot even roll back must not go back to the pool.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+async fn transact(
+    client: &Client,
+    instance: &str,
+    group: &Arc<str>,
+    pushes: &[&[Change]],
+) -> Result<Vec<Applied>, Failure> {
+    let mut keys: Vec<&[u8]> = pushes
+        .iter()
+        .flat_map(|changes| changes.iter().map(|c| c.key.as_bytes()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (lock, current) = futures_util::try_join!(
+        client.prepare_cached(LOCK_GROUP),
+        client.prepare_cached(CURRENT)
+    )?;
+    let name: &str = group;
+    let (by_name, by_keys): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+        (&[&name], &[&name, &keys]);
+    let (_, locked, mut rows) = futures_util::try_join!(
+        client.batch_execute("BEGIN"),
+        client.query_opt(&lock, by_name),
+        client.query(&current, by_keys),
+    )?;
+    let locked = match locked {
+        Some(row) => row,
+        None => {
+            let create = client.prepare_cached(CREATE_GROUP).await?;
+            client.execute(&create, &[&name]).await?;
+            // Read again under the lock: another instance may have created the group,
+            // and written to it, since the first read.
+            let (locked, again) = futures_util::try_join!(
+                client.query_one(&lock, by_name),
+                client.query(&current, by_keys),
+            )?;
+            rows = again;
+            locked
+        }
+    };
+    let (group_id, seq, xid): (i64, u64, i64) = (
+        locked.get(0),
+        unsigned(locked.get(1), "seq")?,
+        locked.get(2),
+    );
+    let (applied, writes) = check(group, seq, pushes, &rows)?;
+    let last = applied.last().map_or(seq, |a| a.outcome.seq);
+    let committed = if last == seq {
+        // Only conflicts: nothing to write (the group's row may be new).
+        client.batch_execute("COMMIT").await
+    } else {
+        let write = client.prepare_cached(WRITE).await?;
+        let notice = format!("{instance} {last} {group}");
+        let keys: Vec<&[u8]> = writes.keys.iter().map(|k| k.as_bytes()).collect();
+        let values: Vec<Option<&[u8]>> = (writes.values.iter())
+            .map(|v| v.as_ref().map(Packed::as_bytes))
+            .collect();
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &group_id,
+            &keys,
+            &writes.versions,
+            &writes.seqs,
+            &values,
+            &clamp(last),
+            &notice,
+        ];
+        futures_util::try_join!(
+            client.query_one(&write, &params),
+            client.batch_execute("COMMIT")
+        )
+        .map(|_| ())
+    };
+    match committed {
+        Ok(()) => Ok(applied),
+        // The server answered: the write or the commit was refused, so nothing was made.
+        Err(e) if e.as_db_error().is_some() => Err(Failure::Before(e.into())),
+        Err(e) => Err(Failure::Unknown {
+            error: e.into(),
+            xid,
+            applied,
+        }),
+    }
+}
+
+/// The final state of every key written by a batch, as the arrays `WRITE` takes.
+#[derive(Default)]
+struct Writes {
+    keys: Vec<String>,
+    versions: Vec<i64>,
+    seqs: Vec<i64>,
+    values: Vec<Option<Packed>>,
+}
+
+/// Version-checks every change of `pushes` in order against the keys' current state
+/// (`rows` as stored, then as earlier changes of the batch left them): each is accepted
+/// iff its base is the key's current version. Returns each push's outcome and what to write.
+fn check(
+    group: &Arc<str>,
+    mut seq: u64,
+    pushes: &[&[Change]],
+    rows: &[Row],
+) -> Result<(Vec<Applied>, Writes), StorageError> {
+    let mut current: HashMap<String, Doc> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let doc = doc_from_row(row)?;
+        current.insert(doc.key.clone(), doc);
+    }
+    let mut written: Vec<String> = Vec::new();
+    let mut applied = Vec::with_capacity(pushes.len());
+    for changes in pushes {
+        let mut results = Vec::with_capacity(changes.len());
+        let mut docs = Vec::new();
+        for change in changes.iter() {
+            let version = current.get(&change.key).map_or(0, |d| d.version);
+            if change.base != version {
+                results.push(PushResult::Conflict {
+                    key: change.key.clone(),
+                    current: current.get(&change.key).cloned(),
+                });
+                continue;
+            }
+            seq += 1;
+            let doc = Doc {
+                key: change.key.clone(),
+                version: version + 1,
+                seq,
+                value: match &change.op {
+                    Op::Set(value) => Some(value.clone()),
+                    Op::Delete => None,
+                },
+            };
+            results.push(PushResult::Accepted {
+                key: doc.key.clone(),
+                version: doc.version,
+                seq,
+            });
+            current.insert(doc.key.clone(), doc.clone());
+            written.push(doc.key.clone());
+            docs.push(doc);
+        }
+        applied.push(Applied {
+            outcome: PushOutcome { results, seq },
+            committed: Committed {
+                group: group.clone(),
+                docs,
+                seq,
+            },
+        });
+    }
+    written.sort_unstable();
+    written.dedup();
+    let mut writes = Writes::default();
+    for key in written {
+        let doc = &current[&key];
+        writes.versions.push(clamp(doc.version));
+        writes.seqs.push(clamp(doc.seq));
+        writes.values.push(doc.value.clone());
+        writes.keys.push(key);
+    }
+    Ok((applied, writes))
+}
