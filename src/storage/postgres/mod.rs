@@ -319,8 +319,10 @@ impl Postgres {
     }
 }
 
-/// True when PostgreSQL's failure is a passing state (the connection lost, the server
-/// shutting down or out of resources, a lock or serialization timeout) rather than a bug.
+/// True when PostgreSQL's failure is a state of the database or its operation (the
+/// connection lost, the server shutting down or out of resources, a lock or serialization
+/// timeout, a login, database or table taken away) rather than a bug of ours (a statement
+/// or value the server refuses): 503, which a client retries, versus 500.
 pub(super) fn is_transient(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
@@ -328,27 +330,23 @@ pub(super) fn is_transient(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         Some(code) => {
             let code = code.code();
-            // 08: connection exception; 40: transaction rollback (serialization, deadlock);
+            // 08: connection exception; 28: invalid authorization (a password changed);
+            // 3D: the database is gone; 40: transaction rollback (serialization, deadlock);
             // 53: insufficient resources (disk full, too many connections); 57: operator
-            // intervention (shutdown, cancel); 55P03: lock not available (lock_timeout);
-            // 25006: read-only transaction (a standby, before failover completes).
-            ["08", "40", "53", "57"]
+            // intervention (shutdown, cancel); 58: system error (I/O); 55P03: lock not
+            // available (lock_timeout); 25006: read-only transaction (a standby, before a
+            // failover completes); 42501, 42P01: a privilege or a table taken away.
+            ["08", "28", "3D", "40", "53", "57", "58"]
                 .iter()
                 .any(|class| code.starts_with(class))
-                || code == "55P03"
-                || code == "25006"
+                || ["55P03", "25006", "42501", "42P01"].contains(&code)
         }
-        // No SQLSTATE: the driver failed before the server answered (I/O, connect, TLS);
-        // a bug of ours (a type mismatch) would say so in its own words, not as I/O.
+        // No SQLSTATE: the driver failed to reach or hear the server (I/O, a connect
+        // timeout, TLS), which passes; or to convert a value, which is our bug. The error's
+        // kind is not public: its words say which.
         None => {
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                if s.is::<std::io::Error>() {
-                    return true;
-                }
-                source = s.source();
-            }
-            false
+            let shown = e.to_string();
+            !(shown.starts_with("error serializing") || shown.starts_with("error deserializing"))
         }
     }
 }

@@ -349,3 +349,24 @@ async fn instances_starting_together_migrate_once_and_share_the_epoch() {
     assert!(opened.iter().all(|s| s.epoch() == epoch));
     assert_eq!(db.open(1).await.epoch(), epoch, "and keep it");
 }
+
+/// A database taken away under a running instance makes its pushes, pulls and health
+/// answer "unavailable" (503, nothing applied), never "internal" (500).
+#[actix_rt::test]
+async fn a_database_taken_away_is_unavailable_not_a_bug() {
+    let (db, s) = instances(1).await;
+    s[0].push("g".into(), vec![set("a", 0, 1)]).await.unwrap();
+    let database = cluster::Cluster::database_of(db.postgres_url().unwrap());
+    cluster::cluster()
+        .psql(
+            "postgres",
+            &format!("DROP DATABASE {database} WITH (FORCE)"),
+        )
+        .unwrap();
+    let pushed = s[0].push("g".into(), vec![set("b", 0, 1)]).await;
+    let e = pushed.expect_err("the database is gone");
+    assert!(e.is_transient() && e.applied_nothing(), "{e}");
+    let e = s[0].pull("g".into(), 0, 10, u64::MAX).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(s[0].health().await.unwrap_err().is_transient());
+}
