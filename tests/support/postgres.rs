@@ -112,8 +112,10 @@ impl Cluster {
         if as_root {
             run(Command::new("chown").arg("postgres:").arg(&dir))?;
         }
+        // Run from the cluster's folder: the postgres user may not enter the current one.
         let mut initdb = as_postgres(as_root, &bin.join("initdb"));
         initdb
+            .current_dir(&dir)
             .args([
                 "-U",
                 "postgres",
@@ -165,6 +167,7 @@ impl Cluster {
         );
         let mut watchdog = Command::new("sh")
             .args(["-c", &script])
+            .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
