@@ -215,3 +215,42 @@ async fn a_killed_instance_loses_no_acknowledged_write_and_its_clients_fail_over
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_cut_off_from_the_database_reconnect_and_miss_nothing() {
+    let (one, two) = two_instances();
+    let mut subscriber = ws::Client::connect(&one).await;
+    subscriber.subscribe("cut", 0, Encoding::Json).await;
+    let http = http();
+    ws::http_push(&http, &two, "cut", ws::new_keys(&["a"])).await;
+    assert_eq!(subscriber.changes("cut").await[0].seq, 1);
+    // Every connection both instances hold to the database: pools and listeners.
+    let database = pg::Cluster::database_of(one.db());
+    let cut = pg::cluster()
+        .psql(
+            database,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+    assert!(cut.parse::<u32>().unwrap() >= 4, "{cut} connections cut");
+    // Read and pushed at once, before the instances could notice: each goes through (a dead
+    // pooled connection is found, and the request goes again on a new one), and the
+    // subscriber on the other instance gets both pushes, though its listener was down.
+    for server in [&one, &two] {
+        let pulled = http
+            .get(server.url("/sync?group=cut&since=0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pulled.status(), 200);
+    }
+    ws::http_push(&http, &two, "cut", ws::new_keys(&["b"])).await;
+    ws::http_push(&http, &one, "cut", ws::new_keys(&["c"])).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.extend(subscriber.changes("cut").await.iter().map(|d| d.seq));
+    }
+    assert_eq!(seen, [2, 3]);
+    subscriber.quiet().await;
+}

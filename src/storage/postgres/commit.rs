@@ -175,15 +175,18 @@ async fn transact(
         )
         .map(|_| ())
     };
-    match committed {
+    match committed.map_err(StorageError::from) {
         Ok(()) => Ok(applied),
-        // The server answered: the write or the commit was refused, so nothing was made.
-        Err(e) if e.as_db_error().is_some() => Err(Failure::Before(e.into())),
-        Err(e) => Err(Failure::Unknown {
-            error: e.into(),
+        // The connection went (even with a word from the server, such as "terminating
+        // connection"): the commit may have been made just before.
+        Err(e) if super::lost_connection(&e) => Err(Failure::Unknown {
+            error: e,
             xid,
             applied,
         }),
+        // Otherwise the server answered: the write or the commit was refused, so nothing
+        // was made.
+        Err(e) => Err(Failure::Before(e)),
     }
 }
 

@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atomsync_proto::wire::{Change, Doc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::NoTls;
 
@@ -240,17 +240,19 @@ impl Postgres {
         T: Send + 'static,
     {
         let max_bytes = self.inner.page_bytes;
-        self.run(move |pool| async move {
-            let mut client = pool.get().await?;
-            let page = read::pull(&mut client, &group, since, limit, upto, max_bytes).await?;
-            Ok(then(page))
-        })
-        .await
+        let pull = move |mut client: Client| {
+            let group = group.clone();
+            async move { read::pull(&mut client, &group, since, limit, upto, max_bytes).await }
+        };
+        self.read_then(pull, then).await
     }
 
     pub(crate) async fn group_seq(&self, group: Arc<str>) -> Result<u64, StorageError> {
-        self.run(move |pool| async move { read::group_seq(&pool.get().await?, &group).await })
-            .await
+        self.read(move |client| {
+            let group = group.clone();
+            async move { read::group_seq(&client, &group).await }
+        })
+        .await
     }
 
     pub(crate) async fn groups(
@@ -258,8 +260,9 @@ impl Postgres {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<GroupStats>, bool), StorageError> {
-        self.run(move |pool| async move {
-            read::groups(&pool.get().await?, after.as_deref(), limit).await
+        self.read(move |client| {
+            let after = after.clone();
+            async move { read::groups(&client, after.as_deref(), limit).await }
         })
         .await
     }
@@ -268,8 +271,11 @@ impl Postgres {
         &self,
         group: Arc<str>,
     ) -> Result<Option<GroupStats>, StorageError> {
-        self.run(move |pool| async move { read::group_stats(&pool.get().await?, &group).await })
-            .await
+        self.read(move |client| {
+            let group = group.clone();
+            async move { read::group_stats(&client, &group).await }
+        })
+        .await
     }
 
     pub(crate) async fn doc(
@@ -277,8 +283,11 @@ impl Postgres {
         group: Arc<str>,
         key: String,
     ) -> Result<Option<Doc>, StorageError> {
-        self.run(move |pool| async move { read::doc(&pool.get().await?, &group, &key).await })
-            .await
+        self.read(move |client| {
+            let (group, key) = (group.clone(), key.clone());
+            async move { read::doc(&client, &group, &key).await }
+        })
+        .await
     }
 
     pub(crate) async fn docs_by_key(
@@ -286,8 +295,9 @@ impl Postgres {
         group: Arc<str>,
         range: KeyRange,
     ) -> Result<Option<KeyPage>, StorageError> {
-        self.run(move |pool| async move {
-            read::docs_by_key(&mut pool.get().await?, &group, &range).await
+        self.read(move |mut client| {
+            let (group, range) = (group.clone(), range.clone());
+            async move { read::docs_by_key(&mut client, &group, &range).await }
         })
         .await
     }
@@ -296,7 +306,7 @@ impl Postgres {
         if self.inner.writers.is_closed() {
             return Err(StorageError::WriterGone);
         }
-        self.run(|pool| async move { read::health(&pool.get().await?).await })
+        self.read(|client| async move { read::health(&client).await })
             .await
     }
 
@@ -305,14 +315,37 @@ impl Postgres {
         self.inner.listener.stop();
     }
 
-    /// Runs `call` with the pool as a task on the backend's runtime and awaits it.
-    async fn run<T, F, Fut>(&self, call: F) -> Result<T, StorageError>
+    /// [`read_then`](Postgres::read_then) with nothing after.
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, StorageError>
     where
-        F: FnOnce(Pool) -> Fut,
-        Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, StorageError>> + Send,
         T: Send + 'static,
     {
-        match self.inner.handle.spawn(call(self.inner.pool.clone())).await {
+        self.read_then(read, |done| done).await
+    }
+
+    /// Runs `read` on a pooled connection, then `then` on what it read, as one task on the
+    /// backend's runtime. A connection found lost (a pooled one the database closed in the
+    /// meantime) is replaced and the read run again: a read changes nothing.
+    async fn read_then<R, T, F, Fut, G>(&self, read: F, then: G) -> Result<T, StorageError>
+    where
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, StorageError>> + Send,
+        R: Send,
+        G: FnOnce(R) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.inner.pool.clone();
+        let task = self.inner.handle.spawn(async move {
+            let first = read(pool.get().await?).await;
+            let read = match first {
+                Err(e) if lost_connection(&e) => read(pool.get().await?).await,
+                done => done,
+            };
+            Ok(then(read?))
+        });
+        match task.await {
             Ok(result) => result,
             Err(e) => Err(StorageError::task(e)),
         }
@@ -342,13 +375,32 @@ pub(super) fn is_transient(e: &tokio_postgres::Error) -> bool {
                 || ["55P03", "25006", "42501", "42P01"].contains(&code)
         }
         // No SQLSTATE: the driver failed to reach or hear the server (I/O, a connect
-        // timeout, TLS), which passes; or to convert a value, which is our bug. The error's
-        // kind is not public: its words say which.
-        None => {
-            let shown = e.to_string();
-            !(shown.starts_with("error serializing") || shown.starts_with("error deserializing"))
-        }
+        // timeout, TLS), which passes; or to convert a value, which is our bug.
+        None => !conversion(e),
     }
+}
+
+/// True when `e` says the connection itself was lost (closed, failed, or its backend ended
+/// by a shutdown or an administrator): the request may go again on another connection,
+/// and a commit in flight may or may not have been made.
+fn lost_connection(e: &StorageError) -> bool {
+    let StorageError::Postgres(e) = e else {
+        return false;
+    };
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code)
+        }
+        None => !conversion(e),
+    }
+}
+
+/// True for the driver's own failure to convert a value (our bug), as opposed to one of
+/// reaching the server. The error's kind is not public: its words say which.
+fn conversion(e: &tokio_postgres::Error) -> bool {
+    let shown = e.to_string();
+    shown.starts_with("error serializing") || shown.starts_with("error deserializing")
 }
 
 /// Converts a stored BIGINT to the wire's u64; a negative one means the table was written

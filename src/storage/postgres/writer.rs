@@ -176,7 +176,17 @@ fn take_batch(queue: &mut VecDeque<PushJob>) -> Vec<PushJob> {
 
 async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
     let sink = lock(&shared.sink).clone();
-    let failure = match attempt(&shared.pool, &shared.instance, &group, &changes(&batch)).await {
+    let mut attempted = attempt(&shared.pool, &shared.instance, &group, &changes(&batch)).await;
+    if let Err(Failure::Before(e)) = &attempted
+        && super::lost_connection(e)
+    {
+        // A pooled connection the database closed (a restart, a failover, a terminated
+        // backend) is found dead only when used. Nothing was applied: once more, on a
+        // fresh connection.
+        tracing::info!(group = %group, error = %e, "a pooled connection was lost; trying the batch again");
+        attempted = attempt(&shared.pool, &shared.instance, &group, &changes(&batch)).await;
+    }
+    let failure = match attempted {
         Ok(applied) => return deliver(batch, applied, sink.as_ref()),
         Err(failure) => failure,
     };
