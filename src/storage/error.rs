@@ -16,7 +16,7 @@ pub enum StorageError {
     Pool(#[from] r2d2::Error),
     /// PostgreSQL failed (the connection lost, the server refusing, ...). Shared, so that
     /// every push of a failed batch can be told the same.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", with_causes(.0.as_ref()))]
     Postgres(Arc<tokio_postgres::Error>),
     /// Storage is in a passing state in which it cannot answer (no connection could be had
     /// in time, ...), said in words.
@@ -36,6 +36,22 @@ pub enum StorageError {
     /// A storage task ended without an answer (it panicked): a bug.
     #[error("storage task: {0}")]
     Task(String),
+}
+
+/// `e` and each of its causes, `: `-separated: the driver's own words say only what kind of
+/// failure it was ("db error", "error connecting to server"); its causes say which.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !shown.ends_with(&text) {
+            shown.push_str(": ");
+            shown.push_str(&text);
+        }
+        cause = c.source();
+    }
+    shown
 }
 
 impl From<tokio_postgres::Error> for StorageError {

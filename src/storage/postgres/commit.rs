@@ -45,8 +45,11 @@ const CREATE_GROUP: &str =
 const CURRENT: &str = "SELECT key, version, seq, value FROM atomsync_docs
      WHERE group_id = (SELECT id FROM atomsync_groups WHERE name = $1) AND key = ANY($2)";
 
+/// The channel commits are notified on.
+pub(super) const CHANNEL: &str = "atomsync_commits";
+
 /// Writes the final state of each key (`$2..$5`: keys, versions, seqs, values or NULL),
-/// the group's seq (`$6`) and the notification (`$7`), in one statement.
+/// the group's seq (`$6`) and the notification (`$8` on channel `$7`), in one statement.
 const WRITE: &str = "
     WITH written AS (
         INSERT INTO atomsync_docs (group_id, key, version, seq, value)
@@ -56,7 +59,7 @@ const WRITE: &str = "
     ), bumped AS (
         UPDATE atomsync_groups SET seq = $6::int8 WHERE id = $1::int8
     )
-    SELECT pg_notify('atomsync_commits', $7::text)";
+    SELECT pg_notify($7::text, $8::text)";
 
 /// What one push did, computed inside the transaction, known durable once it commits.
 pub(super) struct Applied {
@@ -160,13 +163,14 @@ async fn transact(
         let values: Vec<Option<&[u8]>> = (writes.values.iter())
             .map(|v| v.as_ref().map(Packed::as_bytes))
             .collect();
-        let params: [&(dyn ToSql + Sync); 7] = [
+        let params: [&(dyn ToSql + Sync); 8] = [
             &group_id,
             &keys,
             &writes.versions,
             &writes.seqs,
             &values,
             &clamp(last),
+            &CHANNEL,
             &notice,
         ];
         futures_util::try_join!(

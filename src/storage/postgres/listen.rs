@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::writer::CHANNEL;
+use super::commit::CHANNEL;
 use super::{lock, unsigned};
 use crate::storage::{CommitSink, Committed, StorageError, StreamedGroups};
 

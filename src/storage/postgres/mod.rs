@@ -10,12 +10,12 @@
 //!   there; version-checks; writes; `NOTIFY`s the commit.
 //! - `listen`: one dedicated connection that `LISTEN`s for the other instances' commits and
 //!   hands each to the commit sink as a notice (a `Committed` with no documents); after a
-//!   reconnect, and every few seconds, a notice per streamed group with its current seq.
+//!   reconnect, and every 10 s, a notice per streamed group with its current seq.
 //! - `read`: pulls, catch-up pages, documents by key, the admin API's counts; each page
 //!   bounded in bytes by the database (a window sum), so no more than about one page is
 //!   ever read into memory for one request.
 //!
-//! ## Why deadpool-postgres over tokio-postgres
+//! ## Why tokio-postgres, pooled by deadpool-postgres
 //!
 //! tokio-postgres is the asynchronous driver: a query is a future and no thread waits on
 //! it, which fits [`Storage`](super::Storage)'s async reads and ticketed writes, and it
@@ -26,6 +26,9 @@
 //! r2d2_postgres would wrap the blocking `postgres` crate, which runs a runtime inside each
 //! call and needs a blocking thread per query in flight: the cost the async interface is
 //! there to avoid. bb8-postgres does what deadpool does with more dependencies.
+//!
+//! Connections are made without TLS (`NoTls`) for now: a database reached over an
+//! untrusted network needs a private network or a Unix socket (`?host=/run/postgresql`).
 //!
 //! ## Its own runtime
 //!
@@ -88,15 +91,19 @@ struct Inner {
     listener: Listener,
     /// The most bytes of keys and values one page of a pull holds (at least one document).
     page_bytes: usize,
-    /// Taken out and shut down in the background on drop: a runtime may not be dropped
-    /// where blocking is not allowed, and the last clone can go on an event loop.
-    runtime: Mutex<Option<Runtime>>,
     handle: Handle,
+    /// Last, so that it shuts down after everything that runs on it is dropped.
+    _runtime: OwnedRuntime,
 }
 
-impl Drop for Inner {
+/// A runtime shut down in the background when dropped: dropping a runtime otherwise blocks,
+/// which panics on an event loop, where the last clone of the backend (or an open that
+/// failed) lets go of it.
+struct OwnedRuntime(Option<Runtime>);
+
+impl Drop for OwnedRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.lock().ok().and_then(|mut r| r.take()) {
+        if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
     }
@@ -148,6 +155,7 @@ impl Postgres {
             .build()
             .map_err(|e| StorageError::Incompatible(format!("cannot start a runtime: {e}")))?;
         let handle = runtime.handle().clone();
+        let runtime = OwnedRuntime(Some(runtime));
         // Every use of the pool runs on `runtime` (see `run`), so the connections it makes
         // are made and driven there.
         let pool = Pool::builder(Manager::from_config(
@@ -199,8 +207,8 @@ impl Postgres {
                 writers,
                 listener,
                 page_bytes,
-                runtime: Mutex::new(Some(runtime)),
                 handle,
+                _runtime: runtime,
             }),
         })
     }

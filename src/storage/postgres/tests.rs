@@ -370,3 +370,15 @@ async fn a_database_taken_away_is_unavailable_not_a_bug() {
     assert!(e.is_transient(), "{e}");
     assert!(s[0].health().await.unwrap_err().is_transient());
 }
+
+/// A database that cannot be reached at start-up is an error that says where, with no
+/// password, and a passing one (the server exits and is restarted), never a panic.
+#[actix_rt::test]
+async fn an_unreachable_database_is_an_error_not_a_panic() {
+    let url = "postgres://atomsync:s3cret@127.0.0.1:1/nowhere";
+    let e = Storage::open_postgres(url, crate::config::Durability::Full, 2, 1 << 20)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(e.is_transient(), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}

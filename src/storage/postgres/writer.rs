@@ -30,9 +30,6 @@ use super::lock;
 use crate::storage::ticket::Reply;
 use crate::storage::{CommitSink, PushTicket, StorageError};
 
-/// The channel commits are notified on.
-pub(super) const CHANNEL: &str = "atomsync_commits";
-
 /// The most pushes committed in one transaction: bounds the latency one batch adds.
 const MAX_BATCH: usize = 512;
 
