@@ -191,9 +191,10 @@ async fn commits_racing_subscribes_are_each_seen_exactly_once() {
     const WRITERS: usize = 4;
     const PUSHES: usize = 60;
     let f = Arc::new(open().await);
+    let (started_tx, mut started) = mpsc::channel(WRITERS);
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
-        let f = f.clone();
+        let (f, started_tx) = (f.clone(), started_tx.clone());
         writers.push(actix_rt::spawn(async move {
             for i in 0..PUSHES {
                 // One or two changes per push: commits of different sizes.
@@ -201,10 +202,17 @@ async fn commits_racing_subscribes_are_each_seen_exactly_once() {
                     .map(|k| format!("w{writer}-{i}-{k}"))
                     .collect();
                 push(&f, "race", &keys).await;
+                if i == 5 {
+                    let _ = started_tx.send(()).await;
+                }
             }
         }));
     }
-    // Subscribers arrive while the writers run, each at a different point.
+    // Subscribers arrive while the writers run (each well under way, on any backend), each
+    // at a different point.
+    for _ in 0..WRITERS {
+        started.recv().await.unwrap();
+    }
     let mut subs = Vec::new();
     for conn_id in 0..8u64 {
         tokio::time::sleep(Duration::from_millis(3 * conn_id)).await;
