@@ -155,7 +155,8 @@ pub struct AtomsyncServer {
     pub addr: SocketAddr,
     /// The process.
     pub process: Process,
-    /// The database file (read in place by the catch-up baseline).
+    /// The database file (read in place by the catch-up baseline); a PostgreSQL URL for a
+    /// server on PostgreSQL.
     pub db: PathBuf,
 }
 
@@ -168,23 +169,40 @@ impl AtomsyncServer {
         core: Option<usize>,
     ) -> Result<AtomsyncServer> {
         let db = dir.join(format!("atomsync-{}.db", durability.name()));
-        let config = dir.join(format!("atomsync-{}.toml", durability.name()));
+        let name = durability.name();
+        AtomsyncServer::start_on(bin, dir, name, &db.display().to_string(), durability, core)
+    }
+
+    /// Starts `bin` on the database `db` (an SQLite path or a PostgreSQL URL), its config
+    /// and log in `dir` named after `name`, pinned to `core` when given.
+    pub fn start_on(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        db: &str,
+        durability: Durability,
+        core: Option<usize>,
+    ) -> Result<AtomsyncServer> {
+        let config = dir.join(format!("atomsync-{name}.toml"));
         let toml = format!(
-            "[server]\nbind = \"127.0.0.1:0\"\ndb = {:?}\ndurability = {:?}\n",
-            db.display().to_string(),
+            "[server]\nbind = \"127.0.0.1:0\"\ndb = {db:?}\ndurability = {:?}\n",
             durability.name()
         );
         std::fs::write(&config, toml)
             .map_err(|e| BenchError::io("writing the server config", e))?;
         let mut cmd = system::pinned_command(bin, core);
         cmd.arg("--config").arg(&config).env("ATOMSYNC_LOG", "info");
-        let log = dir.join(format!("server-{}.log", durability.name()));
+        let log = dir.join(format!("server-{name}.log"));
         let (process, addr) = Process::start(cmd, &log, "listening on http://", "atomsync-server")?;
         let addr = addr.parse().map_err(|e| {
             BenchError::Setup(format!("the server said it listens on {addr:?}: {e}"))
         })?;
         wait_until_serving(addr)?;
-        Ok(AtomsyncServer { addr, process, db })
+        Ok(AtomsyncServer {
+            addr,
+            process,
+            db: PathBuf::from(db),
+        })
     }
 
     /// `http://ADDR` + `path`.

@@ -7,5 +7,8 @@ mod client;
 mod common;
 mod hostile;
 mod http;
+#[path = "../support/postgres.rs"]
+mod pg;
 mod safety;
+mod scale;
 mod ws;

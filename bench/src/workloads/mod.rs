@@ -7,6 +7,8 @@
 //! - [`peer`]: pouchdb-server driven with the same data.
 //! - [`browser`]: the browser client's first sync and `swap` in headless Chromium.
 //! - [`client`]: the native client (issue 10): `swap`, first sync, live apply.
+//! - [`scale`]: batched and single pushes and push-to-delivery latency on SQLite, on one
+//!   server over PostgreSQL and on two servers over one PostgreSQL database.
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
 //! (`w1.full.msgpack`, `raw.w1.full`, ...); `main` turns keys into rows.
@@ -15,6 +17,7 @@ pub mod browser;
 pub mod catchup;
 pub mod client;
 pub mod peer;
+pub mod scale;
 pub mod stream;
 pub mod write;
 
