@@ -35,13 +35,12 @@ pub fn push(
         let ticket = state.storage.push(group.clone(), request.changes);
         (group, ticket)
     });
-    let epoch = state.storage.epoch_arc();
     async move {
         let (group, ticket) = submitted?;
         let outcome = ticket.await?;
         Ok(PushResponse {
             group: group.to_string(),
-            epoch: epoch.to_string(),
+            epoch: outcome.epoch.to_string(),
             results: outcome.results,
             seq: outcome.seq,
         })

@@ -427,6 +427,7 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
             group: "g".into(),
             docs,
             seq,
+            epoch_changed: false,
         })
     };
     addr.send(late(docs[1..].to_vec(), 3)).await.unwrap();
@@ -461,6 +462,7 @@ async fn commits_by_another_writer_are_read_from_storage_in_order() {
             group: "g".into(),
             docs: Vec::new(),
             seq,
+            epoch_changed: false,
         })
     };
 

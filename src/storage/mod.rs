@@ -84,13 +84,16 @@ pub use ticket::PushTicket;
 
 use crate::config::{Database, Durability, ServerConfig};
 
-/// What a push did: one result per change, and the group's seq after it.
+/// What a push did: one result per change, and the group's seq after it, under which epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushOutcome {
     /// One result per change, in request order.
     pub results: Vec<PushResult>,
     /// The group's sequence right after this push.
     pub seq: u64,
+    /// The database's epoch the push was committed under (on PostgreSQL, read inside its
+    /// transaction): the answer names it, so that its seqs are never named with another.
+    pub epoch: Arc<str>,
 }
 
 /// A durable commit of one group, handed to the [`CommitSink`] for streaming.
@@ -104,6 +107,12 @@ pub struct Committed {
     pub docs: Vec<Doc>,
     /// The group's sequence after this commit.
     pub seq: u64,
+    /// Not a commit but word that the database's epoch changed (it went back in time, and
+    /// this server or another gave it a new epoch): `seq` is the group's sequence under the
+    /// new epoch and `docs` is empty. Every subscription of the group must end (1013), so
+    /// that its client subscribes again and learns the new epoch; the actor streams from
+    /// `seq` on.
+    pub epoch_changed: bool,
 }
 
 impl Committed {

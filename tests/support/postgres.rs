@@ -233,6 +233,36 @@ impl Cluster {
         }
     }
 
+    /// Runs the PostgreSQL client tool `tool` (`pg_dump`, `pg_restore`, ...) against this
+    /// server with `args`; its standard output, or why it failed.
+    pub fn tool(&self, tool: &str, args: &[&str]) -> Result<Vec<u8>, String> {
+        let program = match &self.bin {
+            Some(bin) => bin.join(tool),
+            None => PathBuf::from(tool),
+        };
+        let out = Command::new(program)
+            .args([
+                "-h",
+                &self.host,
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                &self.user,
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{tool}: {e}"))?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!(
+                "{tool}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
     /// The database name of a URL that [`new_database`](Cluster::new_database) returned.
     pub fn database_of(url: &str) -> &str {
         url.rsplit('/').next().unwrap_or(url)

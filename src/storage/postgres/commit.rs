@@ -2,7 +2,9 @@
 //! notify, commit, in two round trips to the database.
 //!
 //! 1. `BEGIN`, the lock on the group's row (`SELECT ... FOR UPDATE`, which also reads the
-//!    group's `seq` and the transaction's id) and the read of every key the batch touches
+//!    group's `seq`, the transaction's id, and the database's epoch and table oid, which
+//!    must be those this server serves: else the batch is rolled back, the epoch checked
+//!    again (`epoch`) and the batch tried anew) and the read of every key the batch touches
 //!    go out together (tokio-postgres pipelines requests sent before their answers come).
 //!    The server runs them in order, and in `READ COMMITTED` each statement sees what was
 //!    committed when it starts: the read starts once the lock is granted, so it sees the
@@ -16,7 +18,9 @@
 //!    nothing; the others of the batch go on.
 //! 3. One statement writes the final state of each key written, the group's new seq and
 //!    `pg_notify('atomsync_commits', '<instance> <seq> <group>')`; `COMMIT` goes with it.
-//!    If the write fails, the server turns that `COMMIT` into a rollback.
+//!    If the write fails, the server turns that `COMMIT` into a rollback. With a state file,
+//!    the WAL position flushed after the commit is read in the same round trip, for the
+//!    server's lineage record.
 //!
 //! A failure before the commit applied nothing, and the connection goes back to the pool
 //! with no transaction open. A connection lost while the commit was in flight leaves its
@@ -35,9 +39,16 @@ use super::read::doc_from_row;
 use super::{clamp, unsigned};
 use crate::storage::{Committed, PushOutcome, StorageError};
 
-/// Locks the group's row and reads its id, its seq, and this transaction's id.
-const LOCK_GROUP: &str =
-    "SELECT id, seq, txid_current() FROM atomsync_groups WHERE name = $1 FOR UPDATE";
+/// Locks the group's row and reads its id, its seq, this transaction's id, the database's
+/// epoch and the oid of `atomsync_groups` (which a restore with `--clean` changes).
+const LOCK_GROUP: &str = "
+    SELECT id, seq, txid_current(), (SELECT value FROM atomsync_meta WHERE name = 'epoch'),
+           'atomsync_groups'::regclass::oid::int8
+    FROM atomsync_groups WHERE name = $1 FOR UPDATE";
+
+/// The WAL position flushed to disk, read after a commit: at or past the commit's own
+/// record when the commit waited for its flush.
+const FLUSHED: &str = "SELECT (pg_current_wal_flush_lsn() - '0/0')::int8";
 
 /// Creates a group's row; a concurrent creation by another instance is waited for, then left.
 const CREATE_GROUP: &str =
@@ -78,10 +89,19 @@ pub(super) struct Applied {
 /// SQLite).
 const CONFLICT_OVERHEAD: usize = 64;
 
+/// A batch's commit: what each push did, and the WAL position flushed after it (when asked).
+pub(super) struct Done {
+    pub(super) applied: Vec<Applied>,
+    pub(super) flushed: Option<u64>,
+}
+
 /// Why a batch's transaction did not commit.
 pub(super) enum Failure {
     /// Before the commit, or refused by it: nothing was applied.
     Before(StorageError),
+    /// The database's epoch (or its tables) is not the one this server serves: nothing was
+    /// applied; check the epoch and try again.
+    Stale,
     /// The connection was lost while the commit was in flight: it may have been made.
     Unknown {
         error: StorageError,
@@ -107,13 +127,17 @@ pub(super) struct Batch<'a> {
     pub(super) pushes: &'a [&'a [Change]],
     /// The most bytes of conflicting documents one push answers with.
     pub(super) max_answer_bytes: usize,
+    /// The epoch this server serves and the oid of `atomsync_groups` it knows.
+    pub(super) known: &'a (Arc<str>, i64),
+    /// Read the WAL position flushed after the commit (for the state file).
+    pub(super) flushed: bool,
 }
 
 /// Applies the batch's pushes to its group in one transaction and commits it.
-pub(super) async fn attempt(pool: &Pool, batch: &Batch<'_>) -> Result<Vec<Applied>, Failure> {
+pub(super) async fn attempt(pool: &Pool, batch: &Batch<'_>) -> Result<Done, Failure> {
     let client = pool.get().await?;
     let result = transact(&client, batch).await;
-    if matches!(result, Err(Failure::Before(_)))
+    if matches!(result, Err(Failure::Before(_) | Failure::Stale))
         && !client.is_closed()
         && client.batch_execute("ROLLBACK").await.is_err()
     {
@@ -123,12 +147,14 @@ pub(super) async fn attempt(pool: &Pool, batch: &Batch<'_>) -> Result<Vec<Applie
     result
 }
 
-async fn transact(client: &Client, batch: &Batch<'_>) -> Result<Vec<Applied>, Failure> {
+async fn transact(client: &Client, batch: &Batch<'_>) -> Result<Done, Failure> {
     let Batch {
         instance,
         group,
         pushes,
         max_answer_bytes,
+        known,
+        flushed,
     } = *batch;
     let mut keys: Vec<&[u8]> = pushes
         .iter()
@@ -168,8 +194,13 @@ async fn transact(client: &Client, batch: &Batch<'_>) -> Result<Vec<Applied>, Fa
         unsigned(locked.get(1), "seq")?,
         locked.get(2),
     );
-    let (applied, writes) = check(group, seq, pushes, &rows, max_answer_bytes)?;
+    let (epoch, groups_oid): (Option<&str>, i64) = (locked.get(3), locked.get(4));
+    if epoch != Some(&*known.0) || groups_oid != known.1 {
+        return Err(Failure::Stale);
+    }
+    let (applied, writes) = check(group, seq, pushes, &rows, max_answer_bytes, &known.0)?;
     let last = applied.last().map_or(seq, |a| a.committed.seq);
+    let mut lsn = None;
     let committed = if last == seq {
         // Only conflicts: nothing to write (the group's row may be new).
         client.batch_execute("COMMIT").await
@@ -190,14 +221,24 @@ async fn transact(client: &Client, batch: &Batch<'_>) -> Result<Vec<Applied>, Fa
             &CHANNEL,
             &notice,
         ];
+        let after = async {
+            match flushed {
+                true => client.query_one(FLUSHED, &[]).await.map(Some),
+                false => Ok(None),
+            }
+        };
         futures_util::try_join!(
             client.query_one(&write, &params),
-            client.batch_execute("COMMIT")
+            client.batch_execute("COMMIT"),
+            after,
         )
-        .map(|_| ())
+        .map(|(_, _, flushed)| lsn = flushed.map(|row| row.get::<_, i64>(0)))
     };
     match committed.map_err(StorageError::from) {
-        Ok(()) => Ok(applied),
+        Ok(()) => Ok(Done {
+            applied,
+            flushed: lsn.map(|n| n.max(0) as u64),
+        }),
         // The connection went (even with a word from the server, such as "terminating
         // connection"): the commit may have been made just before.
         Err(e) if super::lost_connection(&e) => Err(Failure::Unknown {
@@ -232,6 +273,7 @@ fn check(
     pushes: &[&[Change]],
     rows: &[Row],
     max_answer_bytes: usize,
+    epoch: &Arc<str>,
 ) -> Result<(Vec<Applied>, Writes), StorageError> {
     let mut current: HashMap<String, Doc> = HashMap::with_capacity(rows.len());
     for row in rows {
@@ -250,6 +292,7 @@ fn check(
                     group: group.clone(),
                     docs: Vec::new(),
                     seq,
+                    epoch_changed: false,
                 },
             });
             continue;
@@ -285,11 +328,16 @@ fn check(
             docs.push(doc);
         }
         applied.push(Applied {
-            outcome: Ok(PushOutcome { results, seq }),
+            outcome: Ok(PushOutcome {
+                results,
+                seq,
+                epoch: epoch.clone(),
+            }),
             committed: Committed {
                 group: group.clone(),
                 docs,
                 seq,
+                epoch_changed: false,
             },
         });
     }

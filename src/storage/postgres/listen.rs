@@ -10,11 +10,14 @@
 //! behind it catches up from the last seq it streamed, an actor already there ignores it.
 //! The listener's own instance's commits reach the sink from its writers, with their
 //! documents, and are skipped here.
+//!
+//! The listener also watches the epoch (see `epoch`): each time it connects, before it
+//! listens, and at every re-read, it checks the database's epoch on its connection; and a
+//! notification that another instance gave the database a new epoch makes it check at once.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -22,17 +25,15 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::commit::CHANNEL;
-use super::{lock, unsigned};
-use crate::storage::{CommitSink, Committed, StorageError, StreamedGroups};
+use super::epoch::Epochs;
+use super::streams::Streams;
+use crate::storage::{Committed, StorageError};
 
 /// How often the streamed groups' seqs are read again, whatever was heard.
 pub(super) const RESYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// The longest wait between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// The most group names read in one statement.
-const NAMES_PER_READ: usize = 10_000;
 
 /// The listener's task, and what it hands notices to.
 pub(super) struct Listener {
@@ -45,10 +46,8 @@ struct Shared {
     instance: String,
     /// True while `LISTEN` is in place.
     listening: tokio::sync::watch::Sender<bool>,
-    pool: Pool,
-    // std Mutexes: set once, cloned out for each use, never held across an await.
-    sink: Mutex<Option<CommitSink>>,
-    groups: Mutex<Option<StreamedGroups>>,
+    streams: Arc<Streams>,
+    epochs: Arc<Epochs>,
 }
 
 impl Listener {
@@ -56,26 +55,25 @@ impl Listener {
     pub(super) fn start(
         config: tokio_postgres::Config,
         handle: &Handle,
-        pool: Pool,
         instance: String,
+        streams: Arc<Streams>,
+        epochs: Arc<Epochs>,
     ) -> Listener {
         let shared = Arc::new(Shared {
             instance,
             listening: tokio::sync::watch::Sender::new(false),
-            pool,
-            sink: Mutex::default(),
-            groups: Mutex::default(),
+            streams,
+            epochs,
         });
+        // Named apart in `pg_stat_activity`, for operators (and tests) to tell it.
+        let mut config = config;
+        let name = format!(
+            "{} listener",
+            config.get_application_name().unwrap_or("atomsync")
+        );
+        config.application_name(&name);
         let task = handle.spawn(run(config, shared.clone()));
         Listener { shared, task }
-    }
-
-    pub(super) fn set_commit_sink(&self, sink: CommitSink) {
-        *lock(&self.shared.sink) = Some(sink);
-    }
-
-    pub(super) fn set_streamed_groups(&self, groups: StreamedGroups) {
-        *lock(&self.shared.groups) = Some(groups);
     }
 
     /// Waits until `LISTEN` is in place, for at most `limit`; false if it was not by then.
@@ -113,9 +111,9 @@ async fn run(config: tokio_postgres::Config, shared: Arc<Shared>) {
     }
 }
 
-/// One connection's life: `LISTEN`, re-read the streamed groups, then hand on notifications
-/// (and re-read every [`RESYNC_EVERY`]) until the connection ends. `listening` is set
-/// once `LISTEN` is in place.
+/// One connection's life: `LISTEN`, check the epoch, re-read the streamed groups, then hand
+/// on notifications (and check and re-read every [`RESYNC_EVERY`]) until the connection
+/// ends. `listening` is set once `LISTEN` is in place.
 async fn listen(
     config: &tokio_postgres::Config,
     shared: &Shared,
@@ -144,6 +142,9 @@ async fn listen(
     });
     let _stop_driver = AbortOnDrop(driver);
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    // A new connection may reach a database that went back in time (a failover, a
+    // restore): the epoch is settled before anything else is read.
+    shared.epochs.check(&client).await?;
     *listening = true;
     shared.listening.send_replace(true);
     tracing::debug!("listening for other instances' commits");
@@ -151,21 +152,34 @@ async fn listen(
     loop {
         tokio::select! {
             n = notifications.recv() => match n {
-                Some(n) => notice(shared, n.payload()),
+                Some(n) => match notice(shared, n.payload()) {
+                    Heard::Commit => {}
+                    Heard::Epoch => shared.epochs.check(&client).await?,
+                },
                 None => return Ok(()),
             },
             // The first tick is at once: the re-read after (re)connecting.
             _ = resync.tick() => {
-                if let Err(e) = resync_groups(shared).await {
-                    tracing::warn!(error = %e, "cannot re-read the streamed groups' seqs");
+                let checked = shared.epochs.check(&client).await;
+                if let Err(e) = checked.and(shared.streams.notice_all(&client, false).await) {
+                    tracing::warn!(error = %e, "cannot check the epoch or re-read the streamed groups' seqs");
                 }
             }
         }
     }
 }
 
-/// Hands on another instance's commit, `<instance> <seq> <group>`, as a notice.
-fn notice(shared: &Shared, payload: &str) {
+/// What a notification was.
+enum Heard {
+    /// A commit (handed on), or nothing to act on.
+    Commit,
+    /// Another instance gave the database a new epoch.
+    Epoch,
+}
+
+/// Hands on another instance's commit, `<instance> <seq> <group>`, as a notice; or says
+/// that it renewed the epoch, `<instance> epoch <epoch>`.
+fn notice(shared: &Shared, payload: &str) -> Heard {
     let mut parts = payload.splitn(3, ' ');
     let (Some(instance), Some(seq), Some(group)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -173,52 +187,27 @@ fn notice(shared: &Shared, payload: &str) {
             payload,
             "a notification not from Atomsync on its channel; ignored"
         );
-        return;
+        return Heard::Commit;
     };
     if instance == shared.instance {
-        return;
+        return Heard::Commit;
+    }
+    if seq == "epoch" {
+        return Heard::Epoch;
     }
     let Ok(seq) = seq.parse::<u64>() else {
         tracing::warn!(payload, "a notification with a bad seq; ignored");
-        return;
+        return Heard::Commit;
     };
-    let sink = lock(&shared.sink).clone();
-    if let Some(sink) = sink {
+    if let Some(sink) = shared.streams.sink() {
         sink(Committed {
             group: group.into(),
             docs: Vec::new(),
             seq,
+            epoch_changed: false,
         });
     }
-}
-
-/// Sends a notice with its current seq for every group the sink streams.
-async fn resync_groups(shared: &Shared) -> Result<(), StorageError> {
-    let groups = lock(&shared.groups).clone();
-    let sink = lock(&shared.sink).clone();
-    let (Some(groups), Some(sink)) = (groups, sink) else {
-        return Ok(());
-    };
-    let names = groups();
-    if names.is_empty() {
-        return Ok(());
-    }
-    let client = shared.pool.get().await?;
-    let stmt = client
-        .prepare_cached("SELECT name, seq FROM atomsync_groups WHERE name = ANY($1)")
-        .await?;
-    for chunk in names.chunks(NAMES_PER_READ) {
-        let chunk: Vec<&str> = chunk.iter().map(|n| &**n).collect();
-        for row in client.query(&stmt, &[&chunk]).await? {
-            let name: &str = row.get(0);
-            sink(Committed {
-                group: name.into(),
-                docs: Vec::new(),
-                seq: unsigned(row.get(1), "seq")?,
-            });
-        }
-    }
-    Ok(())
+    Heard::Commit
 }
 
 /// Aborts a task when dropped, so that a connection's driver never outlives its client.

@@ -1,8 +1,16 @@
 //! The PostgreSQL backend: one database shared by any number of server instances.
 //!
 //! - [`schema`]: the tables (prefixed `atomsync_`) and their migrations, run at start-up
-//!   under an advisory lock so that instances starting together migrate once; the epoch
-//!   lives in `atomsync_meta`, so every instance reports the same one.
+//!   under an advisory lock so that instances starting together migrate once, refusing
+//!   tables of ours that are not ours; the epoch lives in `atomsync_meta`, so every
+//!   instance reports the same one.
+//! - `connect`: the sessions' settings, the backend's runtime, and the pool, whose every
+//!   new connection has the epoch checked before use.
+//! - `epoch`: the database's epoch and history mark, checked on every new connection and
+//!   in every commit, renewed when the database went back in time (a point-in-time
+//!   recovery, a failover, a restore), with an optional state file of this instance.
+//! - `streams`: the commit sink and the streamed groups, shared by writers, listener and
+//!   epoch checks.
 //! - `writer`: per group, one transaction at a time, the pushes queued behind it joining the
 //!   next (group commit).
 //! - `commit`: one such transaction, in two round trips: it locks the group's row
@@ -43,43 +51,37 @@
 
 mod commit;
 mod compact;
+mod connect;
+mod epoch;
+#[cfg(test)]
+mod epoch_tests;
 mod listen;
 mod read;
 pub mod schema;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use atomsync_proto::wire::{Change, Doc};
-use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Client, Pool};
 use tokio::runtime::{Handle, Runtime};
-use tokio_postgres::NoTls;
 
+use self::epoch::Epochs;
 use self::listen::Listener;
+use self::streams::Streams;
 use self::writer::Writers;
 use super::browse::{GroupStats, KeyPage, KeyRange};
+use super::lineage::Lineage;
 use super::{
     CommitSink, Compacted, OpenOptions, PageEnd, PageQuery, PageSink, PushTicket, StorageError,
     StreamedGroups,
 };
 use crate::config::{Database, Durability};
-
-/// How long a call waits for a pooled connection before it reports the pool exhausted.
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long connecting to PostgreSQL may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The settings of every session, readers, writers and listener alike:
-/// - `lock_timeout`: a push waiting longer than this on its group's row (held by another
-///   instance's transaction) fails with 503 rather than hanging;
-/// - `idle_in_transaction_session_timeout`: a transaction left open by an instance that
-///   stopped (a frozen process, a lost machine) releases its group's row after this.
-const SESSION_OPTIONS: &str = "-c lock_timeout=10s -c idle_in_transaction_session_timeout=30s";
 
 /// The opened database: its runtime, pool, per-group writers, listener and epoch. Cheap to
 /// clone.
@@ -91,7 +93,8 @@ pub(crate) struct Postgres {
 struct Inner {
     /// The URL with its password hidden, for logs.
     shown: String,
-    epoch: Arc<str>,
+    epochs: Arc<Epochs>,
+    streams: Arc<Streams>,
     pool: Pool,
     writers: Writers,
     listener: Listener,
@@ -114,92 +117,69 @@ impl Drop for OwnedRuntime {
 }
 
 impl Postgres {
-    /// Connects to the database at `url` (which must exist), migrates it, builds the pool of
+    /// Connects to the database at `url` (which must exist), migrates it, settles its epoch
+    /// (renewed if it went back in time; see `epoch`), builds the pool of
     /// `options.pool_size` connections, and starts listening for other instances' commits
-    /// (it returns once it listens, or after [`CONNECT_TIMEOUT`] while it keeps trying).
+    /// (it returns once it listens, or after a connect timeout while it keeps trying).
     pub(crate) async fn open(url: &str, options: &OpenOptions) -> Result<Postgres, StorageError> {
-        let (durability, pool_size) = (options.durability, options.pool_size);
+        let durability = options.durability;
         let shown = Database::Postgres(url).redacted();
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StorageError::Incompatible(format!("{shown}: {e}")))?;
-        let mut session = config.get_options().unwrap_or_default().to_owned();
-        session.push_str(if session.is_empty() { "" } else { " " });
-        session.push_str(SESSION_OPTIONS);
-        if durability == Durability::Normal {
-            // Commits return before their WAL reaches disk: a crash of the server process
-            // loses nothing (PostgreSQL has it), one of the database machine may lose the
-            // last fraction of a second. `full` keeps the database's own setting.
-            session.push_str(" -c synchronous_commit=off");
-        }
-        config.options(&session);
-        if config.get_application_name().is_none() {
-            config.application_name("atomsync");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        // A database that vanished (a lost machine, a cut network) is noticed within about
-        // half a minute, not the system's default two hours: the listener must not sit on
-        // a dead connection while commits go unheard.
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10))
-            .keepalives_interval(Duration::from_secs(5))
-            .keepalives_retries(3);
-
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("atomsync-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Incompatible(format!("cannot start a runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let runtime = OwnedRuntime(Some(runtime));
-        // Every use of the pool runs on `runtime` (see `run`), so the connections it makes
-        // are made and driven there.
-        let pool = Pool::builder(Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        ))
-        .max_size(pool_size as usize)
-        .wait_timeout(Some(POOL_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(POOL_TIMEOUT))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| StorageError::Incompatible(format!("connection pool: {e}")))?;
-
+        let config = connect::config(url, durability)?;
+        // This instance's own record, and its lock: two instances need two state files.
+        let lineage = options
+            .state_file
+            .as_deref()
+            .map(Lineage::open)
+            .transpose()?;
+        // Names this instance in its notifications, so that its listener skips its own.
+        let instance = super::new_epoch()?;
+        let streams = Arc::new(Streams::default());
+        let epochs = Arc::new(Epochs::new(instance.clone(), lineage, streams.clone()));
+        let runtime = OwnedRuntime(Some(connect::runtime()?));
+        let handle = runtime
+            .0
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| StorageError::Incompatible("the backend's runtime is gone".into()))?;
+        let pool = connect::pool(config.clone(), options.pool_size, epochs.clone())?;
         let setup = {
-            let pool = pool.clone();
+            let (pool, epochs) = (pool.clone(), epochs.clone());
             handle.spawn(async move {
                 let mut client = pool.get().await?;
-                let epoch = schema::migrate(&mut client).await?;
+                schema::migrate(&mut client).await?;
+                epochs.check(&client).await?;
                 if durability == Durability::Full {
                     schema::warn_when_commits_are_not_durable(&client).await;
                 }
-                Ok::<_, StorageError>(epoch)
+                Ok::<_, StorageError>(())
             })
         };
-        let epoch = match setup.await {
-            Ok(epoch) => epoch?,
+        match setup.await {
+            Ok(done) => done?,
             Err(e) => return Err(StorageError::task(e)),
-        };
-        // Names this instance in its notifications, so that its listener skips its own.
-        let instance = super::new_epoch()?;
-        let writers = Writers::new(
-            pool.clone(),
-            handle.clone(),
-            instance.clone(),
-            options.max_answer_bytes,
-        );
-        let listener = Listener::start(config, &handle, pool.clone(), instance);
+        }
+        if epochs.has_lineage() {
+            let epochs = epochs.clone();
+            handle.spawn(async move {
+                let mut every = tokio::time::interval(super::lineage::SYNC_INTERVAL);
+                loop {
+                    every.tick().await;
+                    epochs.sync_lineage().await;
+                }
+            });
+        }
+        let writers = Writers::new(writer::Setup {
+            pool: pool.clone(),
+            handle: handle.clone(),
+            instance: instance.clone(),
+            max_answer_bytes: options.max_answer_bytes,
+            epochs: epochs.clone(),
+            streams: streams.clone(),
+        });
+        let listener = Listener::start(config, &handle, instance, streams.clone(), epochs.clone());
         // So that an instance, once open, hears every commit made from then on (a commit
         // made before it listened is caught up on by its re-read anyway).
-        if !listener.listening(CONNECT_TIMEOUT).await {
+        if !listener.listening(connect::CONNECT_TIMEOUT).await {
             tracing::warn!(
                 "not yet listening for other instances' commits; retrying in the background"
             );
@@ -207,7 +187,8 @@ impl Postgres {
         Ok(Postgres {
             inner: Arc::new(Inner {
                 shown,
-                epoch: epoch.into(),
+                epochs,
+                streams,
                 pool,
                 writers,
                 listener,
@@ -222,21 +203,21 @@ impl Postgres {
         &self.inner.shown
     }
 
-    pub(crate) fn epoch(&self) -> &Arc<str> {
-        &self.inner.epoch
+    /// The epoch served: it changes only when the database went back in time (see `epoch`).
+    pub(crate) fn epoch(&self) -> &'static str {
+        self.inner.epochs.epoch()
     }
 
     pub(crate) fn epoch_arc(&self) -> Arc<str> {
-        self.inner.epoch.clone()
+        self.inner.epochs.epoch_arc()
     }
 
     pub(crate) fn set_commit_sink(&self, sink: CommitSink) {
-        self.inner.writers.set_commit_sink(sink.clone());
-        self.inner.listener.set_commit_sink(sink);
+        self.inner.streams.set_sink(sink);
     }
 
     pub(crate) fn set_streamed_groups(&self, groups: StreamedGroups) {
-        self.inner.listener.set_streamed_groups(groups);
+        self.inner.streams.set_groups(groups);
     }
 
     pub(crate) fn push(&self, group: Arc<str>, changes: Vec<Change>) -> PushTicket {
@@ -350,6 +331,12 @@ impl Postgres {
     pub(crate) async fn close(&self) {
         self.inner.writers.close().await;
         self.inner.listener.stop();
+        let epochs = self.inner.epochs.clone();
+        let _ = self
+            .inner
+            .handle
+            .spawn(async move { epochs.sync_lineage().await })
+            .await;
     }
 
     /// Runs `read` on a pooled connection, as one task on the backend's runtime. A

@@ -1,6 +1,7 @@
 //! The tables, and the migrations that create them (tracked in `atomsync_meta`).
 //!
-//! - `atomsync_meta`: the schema version and the database's epoch.
+//! - `atomsync_meta`: the schema version, the database's epoch and its history mark (see
+//!   `epoch`).
 //! - `atomsync_groups`: one row per group that has been written: its sequence and
 //!   compaction floor. A push locks its group's row for the length of its transaction:
 //!   that lock is what orders two instances' writes to one group.
@@ -15,8 +16,13 @@
 //! ASCII, are `text` in the "C" collation, for the same byte order.
 //!
 //! Migrations run in one transaction holding an advisory lock, so that instances started
-//! together wait for the first to finish instead of racing it; the epoch is inserted once
-//! and read back by every instance.
+//! together wait for the first to finish instead of racing it; the epoch and its history
+//! mark are inserted once, and read by every instance (`epoch`).
+//!
+//! Tables named like ours that are not ours (no `atomsync_meta` saying which schema, or one
+//! of another shape) are another application's, or damaged: the server refuses to start
+//! ([`StorageError::Foreign`]) and leaves them untouched. Other tables in the database are
+//! none of its business.
 
 use deadpool_postgres::Client;
 
@@ -55,9 +61,10 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
-/// Checks the server's version, brings the schema up to date and returns the epoch,
-/// creating it with a new database.
-pub(super) async fn migrate(client: &mut Client) -> Result<String, StorageError> {
+/// Checks the server's version and that the database holds no one else's tables under our
+/// names, brings the schema up to date, and creates the epoch and its history mark with a
+/// new database.
+pub(super) async fn migrate(client: &mut Client) -> Result<(), StorageError> {
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await?
@@ -70,6 +77,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<String, StorageError>
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    inspect(&tx).await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS atomsync_meta (
              name  TEXT PRIMARY KEY,
@@ -108,12 +116,71 @@ pub(super) async fn migrate(client: &mut Client) -> Result<String, StorageError>
         &[&crate::storage::new_epoch()?],
     )
     .await?;
-    let epoch: String = tx
-        .query_one("SELECT value FROM atomsync_meta WHERE name = 'epoch'", &[])
-        .await?
-        .get(0);
+    // A database of the first schema had no mark: the one it has now is adopted.
+    tx.execute(
+        &format!(
+            "INSERT INTO atomsync_meta (name, value) SELECT 'history', {}
+             ON CONFLICT (name) DO NOTHING",
+            super::epoch::MARK
+        ),
+        &[],
+    )
+    .await?;
     tx.commit().await?;
-    Ok(epoch)
+    Ok(())
+}
+
+/// Our tables, found in the schema they are made in (the first of the `search_path`).
+const OURS: &str = "
+    SELECT c.relname::text FROM pg_class c
+    WHERE c.relnamespace = current_schema()::regnamespace
+      AND c.relname IN ('atomsync_meta', 'atomsync_groups', 'atomsync_docs')";
+
+/// Refuses tables named like ours that are not ours.
+async fn inspect(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StorageError> {
+    let found: Vec<String> = tx
+        .query(OURS, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let foreign = |why: String| {
+        StorageError::Foreign(format!(
+            "the database holds {} but {why}: not Atomsync's tables, or damaged ones; Atomsync \
+             leaves them untouched: give it a database of its own",
+            found.join(", ")
+        ))
+    };
+    if !found.iter().any(|t| t == "atomsync_meta") {
+        return Err(foreign("no atomsync_meta".into()));
+    }
+    let columns: Vec<String> = tx
+        .query(
+            "SELECT attname::text FROM pg_attribute
+             WHERE attrelid = 'atomsync_meta'::regclass AND attnum > 0 AND NOT attisdropped
+             ORDER BY attnum",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if columns != ["name", "value"] {
+        return Err(foreign(format!(
+            "its atomsync_meta has the columns ({})",
+            columns.join(", ")
+        )));
+    }
+    let schema = tx
+        .query_opt("SELECT value FROM atomsync_meta WHERE name = 'schema'", &[])
+        .await?;
+    if schema.is_none() {
+        return Err(foreign("its atomsync_meta names no schema version".into()));
+    }
+    Ok(())
 }
 
 /// Logs a warning when the database acknowledges commits before they are on disk, which

@@ -16,7 +16,7 @@ use crate::actors::{Registry, Subscribe, Subscriber};
 use crate::storage::testing::{Backend, TestDb, cluster};
 use crate::storage::{Committed, KeyRange, OpenOptions, PageQuery, Storage};
 
-fn set(key: &str, base: u64, value: impl Into<Value>) -> Change {
+pub(super) fn set(key: &str, base: u64, value: impl Into<Value>) -> Change {
     Change {
         key: key.into(),
         base,
@@ -25,7 +25,7 @@ fn set(key: &str, base: u64, value: impl Into<Value>) -> Change {
 }
 
 /// A PostgreSQL database and `n` instances (storages) on it.
-async fn instances(n: usize) -> (TestDb, Vec<Storage>) {
+pub(super) async fn instances(n: usize) -> (TestDb, Vec<Storage>) {
     let db = TestDb::on(Backend::Postgres);
     let mut storages = Vec::new();
     for _ in 0..n {
@@ -161,7 +161,7 @@ async fn a_cut_listener_reconnects_and_sends_a_notice_per_streamed_group() {
         .psql(
             database,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+             WHERE datname = current_database() AND application_name LIKE '% listener'",
         )
         .unwrap();
     assert_eq!(cut, "2", "both instances' listeners");

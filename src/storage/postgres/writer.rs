@@ -25,8 +25,10 @@ use deadpool_postgres::Pool;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-use super::commit::{Applied, Batch, Failure, attempt};
+use super::commit::{Applied, Batch, Done, Failure, attempt};
+use super::epoch::Epochs;
 use super::lock;
+use super::streams::Streams;
 use crate::storage::ticket::Reply;
 use crate::storage::{CommitSink, PushTicket, StorageError};
 
@@ -47,6 +49,18 @@ struct PushJob {
     reply: Reply,
 }
 
+/// What the writers commit with.
+pub(super) struct Setup {
+    pub(super) pool: Pool,
+    pub(super) handle: Handle,
+    /// This instance's name in notifications.
+    pub(super) instance: String,
+    /// The most bytes of conflicting documents one push answers with.
+    pub(super) max_answer_bytes: usize,
+    pub(super) epochs: Arc<Epochs>,
+    pub(super) streams: Arc<Streams>,
+}
+
 /// The per-group queues and what they commit with. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct Writers {
@@ -60,9 +74,12 @@ struct Shared {
     instance: String,
     /// The most bytes of conflicting documents one push answers with.
     max_answer_bytes: usize,
-    // std Mutexes: held for a lookup or an insert, never across an await.
+    /// The epoch served, and the state file.
+    epochs: Arc<Epochs>,
+    /// Where commits go.
+    streams: Arc<Streams>,
+    // A std Mutex: held for a lookup or an insert, never across an await.
     state: Mutex<State>,
-    sink: Mutex<Option<CommitSink>>,
     /// Woken when the last queue empties (what `close` waits for).
     idle: Notify,
 }
@@ -75,20 +92,16 @@ struct State {
 }
 
 impl Writers {
-    pub(super) fn new(
-        pool: Pool,
-        handle: Handle,
-        instance: String,
-        max_answer_bytes: usize,
-    ) -> Writers {
+    pub(super) fn new(setup: Setup) -> Writers {
         Writers {
             shared: Arc::new(Shared {
-                pool,
-                handle,
-                instance,
-                max_answer_bytes,
+                pool: setup.pool,
+                handle: setup.handle,
+                instance: setup.instance,
+                max_answer_bytes: setup.max_answer_bytes,
+                epochs: setup.epochs,
+                streams: setup.streams,
                 state: Mutex::default(),
-                sink: Mutex::default(),
                 idle: Notify::new(),
             }),
         }
@@ -112,10 +125,6 @@ impl Writers {
             }
         }
         ticket
-    }
-
-    pub(super) fn set_commit_sink(&self, sink: CommitSink) {
-        *lock(&self.shared.sink) = Some(sink);
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -180,21 +189,10 @@ fn take_batch(queue: &mut VecDeque<PushJob>) -> Vec<PushJob> {
 }
 
 async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
-    let sink = lock(&shared.sink).clone();
+    let sink = shared.streams.sink();
     let pushes = changes(&batch);
-    let whole = shared.batch(&group, &pushes);
-    let mut attempted = attempt(&shared.pool, &whole).await;
-    if let Err(Failure::Before(e)) = &attempted
-        && super::lost_connection(e)
-    {
-        // A pooled connection the database closed (a restart, a failover, a terminated
-        // backend) is found dead only when used. Nothing was applied: once more, on a
-        // fresh connection.
-        tracing::info!(group = %group, error = %e, "a pooled connection was lost; trying the batch again");
-        attempted = attempt(&shared.pool, &whole).await;
-    }
-    let failure = match attempted {
-        Ok(applied) => return deliver(batch, applied, sink.as_ref()),
+    let failure = match attempt_fresh(&shared, &group, &pushes).await {
+        Ok(done) => return deliver(&shared, batch, done, sink.as_ref()),
         Err(failure) => failure,
     };
     match failure {
@@ -202,10 +200,13 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
             tracing::warn!(group = %group, error = %e, pushes = batch.len(), "a batch failed; committing its pushes one by one");
             for job in batch {
                 let alone = [job.changes.as_slice()];
-                match attempt(&shared.pool, &shared.batch(&group, &alone)).await {
-                    Ok(applied) => deliver(vec![job], applied, sink.as_ref()),
+                match attempt_fresh(&shared, &group, &alone).await {
+                    Ok(done) => deliver(&shared, vec![job], done, sink.as_ref()),
                     Err(Failure::Before(e)) => {
                         let _ = job.reply.send(Err(e));
+                    }
+                    Err(Failure::Stale) => {
+                        let _ = job.reply.send(Err(changing()));
                     }
                     Err(Failure::Unknown {
                         error,
@@ -232,6 +233,11 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
                 let _ = job.reply.send(Err(e.copy()));
             }
         }
+        Failure::Stale => {
+            for job in batch {
+                let _ = job.reply.send(Err(changing()));
+            }
+        }
         Failure::Unknown {
             error,
             xid,
@@ -240,15 +246,65 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
     }
 }
 
+/// Commits `pushes` to `group`, once more on a fresh connection when a pooled one was found
+/// dead, and once more after checking the epoch when the batch found it changed (nothing
+/// was applied in either case).
+async fn attempt_fresh(
+    shared: &Shared,
+    group: &Arc<str>,
+    pushes: &[&[Change]],
+) -> Result<Done, Failure> {
+    let mut known = shared.known()?;
+    let mut attempted = attempt(&shared.pool, &shared.batch(group, pushes, &known)).await;
+    if let Err(Failure::Before(e)) = &attempted
+        && super::lost_connection(e)
+    {
+        // A pooled connection the database closed (a restart, a failover, a terminated
+        // backend) is found dead only when used. Nothing was applied: once more, on a
+        // fresh connection (which the pool's hook checks).
+        tracing::info!(group = %group, error = %e, "a pooled connection was lost; trying the batch again");
+        known = shared.known()?;
+        attempted = attempt(&shared.pool, &shared.batch(group, pushes, &known)).await;
+    }
+    if let Err(Failure::Stale) = &attempted {
+        tracing::info!(group = %group, "the database's epoch changed under a batch; checking it, then trying again");
+        let client = shared.pool.get().await?;
+        shared.epochs.check(&client).await?;
+        drop(client);
+        known = shared.known()?;
+        attempted = attempt(&shared.pool, &shared.batch(group, pushes, &known)).await;
+    }
+    attempted
+}
+
+/// A batch that found the epoch changed twice in a row.
+fn changing() -> StorageError {
+    StorageError::Unavailable("the database's epoch is changing; nothing was applied".into())
+}
+
 impl Shared {
-    /// `pushes` to `group` as one batch of this instance.
-    fn batch<'a>(&'a self, group: &'a Arc<str>, pushes: &'a [&'a [Change]]) -> Batch<'a> {
+    /// `pushes` to `group` as one batch of this instance, for the epoch it `known`s.
+    fn batch<'a>(
+        &'a self,
+        group: &'a Arc<str>,
+        pushes: &'a [&'a [Change]],
+        known: &'a (Arc<str>, i64),
+    ) -> Batch<'a> {
         Batch {
             instance: &self.instance,
             group,
             pushes,
             max_answer_bytes: self.max_answer_bytes,
+            known,
+            flushed: self.epochs.has_lineage(),
         }
+    }
+
+    /// The epoch served, which a batch must find.
+    fn known(&self) -> Result<(Arc<str>, i64), StorageError> {
+        self.epochs
+            .known()
+            .ok_or_else(|| StorageError::Unavailable("the database is not open yet".into()))
     }
 }
 
@@ -257,14 +313,28 @@ fn changes(batch: &[PushJob]) -> Vec<&[Change]> {
     batch.iter().map(|job| job.changes.as_slice()).collect()
 }
 
-/// Hands each committed push to the sink, then answers it.
-fn deliver(batch: Vec<PushJob>, applied: Vec<Applied>, sink: Option<&CommitSink>) {
-    for (job, Applied { outcome, committed }) in batch.into_iter().zip(applied) {
+/// Records the commit in the state file (if any), hands each committed push to the sink,
+/// then answers it. A commit the state file could not record is streamed (it is in the
+/// database) but not acknowledged: its pushers hear that its outcome is unknown, and a
+/// retry comes back as conflicts carrying what it wrote.
+fn deliver(shared: &Shared, batch: Vec<PushJob>, done: Done, sink: Option<&CommitSink>) {
+    let recorded = match done.flushed {
+        Some(lsn) => shared.epochs.committed(lsn),
+        None => Ok(()),
+    };
+    if let Err(e) = &recorded {
+        tracing::error!(error = %e, "a commit could not be recorded in the state file; not acknowledged");
+    }
+    for (job, Applied { outcome, committed }) in batch.into_iter().zip(done.applied) {
         if let Some(sink) = sink
             && !committed.docs.is_empty()
         {
             sink(committed);
         }
+        let outcome = match &recorded {
+            Ok(()) => outcome,
+            Err(e) => Err(StorageError::CommitUnknown(e.to_string())),
+        };
         let _ = job.reply.send(outcome);
     }
 }
@@ -282,7 +352,13 @@ async fn settled(
     match settle(&shared.pool, xid).await {
         Some(true) => {
             tracing::warn!(group, error = %error, "the connection was lost while committing; the commit was made");
-            deliver(batch, applied, sink)
+            // Its flushed WAL position went with the connection: the state file keeps the
+            // one before, which only makes it see less.
+            let done = Done {
+                applied,
+                flushed: None,
+            };
+            deliver(shared, batch, done, sink)
         }
         Some(false) => {
             for job in batch {

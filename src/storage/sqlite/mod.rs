@@ -85,7 +85,7 @@ impl Sqlite {
             .transpose()?;
         let conn = Connection::open(path)?;
         prepare_connection(&conn, options.durability)?;
-        let epoch = settle_epoch(&conn, path, lineage.as_mut())?;
+        let epoch: Arc<str> = settle_epoch(&conn, path, lineage.as_mut())?.into();
         let commits = schema::commits(&conn)?;
         let identity = Arc::new(FileIdentity::of(path)?);
         let manager = SqliteConnectionManager::file(path)
@@ -109,11 +109,12 @@ impl Sqlite {
             identity: identity.clone(),
             commits,
             max_answer_bytes: options.max_answer_bytes,
+            epoch: epoch.clone(),
         })?;
         Ok(Sqlite {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                epoch: epoch.into(),
+                epoch,
                 pool,
                 writer,
                 identity,

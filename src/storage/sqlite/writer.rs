@@ -78,6 +78,8 @@ pub(super) struct Setup {
     pub(super) commits: u64,
     /// The most bytes of conflicting documents one push answers with.
     pub(super) max_answer_bytes: usize,
+    /// The database's epoch, which every outcome names.
+    pub(super) epoch: Arc<str>,
 }
 
 /// One push to apply.
@@ -132,6 +134,7 @@ impl Writer {
                     identity: setup.identity,
                     commits: setup.commits,
                     max_answer_bytes: setup.max_answer_bytes,
+                    epoch: setup.epoch,
                     requeue,
                 }
                 .run(queue)
@@ -232,6 +235,7 @@ struct WriterThread {
     /// The database's commit count, as last committed.
     commits: u64,
     max_answer_bytes: usize,
+    epoch: Arc<str>,
     /// Puts a compaction's next step behind the pushes queued meanwhile.
     requeue: Sender<Job>,
 }
@@ -435,7 +439,11 @@ impl WriterThread {
         let mut wrote = false;
         for job in batch {
             let before = self.groups.get(&job.group).copied();
-            let result = apply_in_savepoint(&tx, &mut self.groups, &job, self.max_answer_bytes);
+            let result = apply_in_savepoint(&tx, &mut self.groups, &job, self.max_answer_bytes)
+                .map(|(mut outcome, committed)| {
+                    outcome.epoch = self.epoch.clone();
+                    (outcome, committed)
+                });
             match &result {
                 Ok((_, committed)) => wrote |= !committed.docs.is_empty(),
                 Err(_) => {
@@ -585,11 +593,14 @@ fn apply_push(
         PushOutcome {
             results,
             seq: group.seq,
+            // Named by the caller, which knows the epoch.
+            epoch: Arc::from(""),
         },
         Committed {
             group: job.group.clone(),
             docs,
             seq: group.seq,
+            epoch_changed: false,
         },
     ))
 }
