@@ -171,7 +171,7 @@ pub trait PageSink: Send + 'static {
 }
 
 /// How a page ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageEnd {
     /// The cursor after the page: the last document's seq, or `since` (0 after a reset).
     pub seq: u64,
@@ -181,6 +181,11 @@ pub struct PageEnd {
     pub reset: bool,
     /// The group's floor in the page's snapshot (0: nothing compacted).
     pub floor: u64,
+    /// The epoch the page was read under (on PostgreSQL, read in the page's snapshot). A
+    /// caller that named the page with another epoch before reading it (the database went
+    /// back in time meanwhile, and got a new one) must not send it: its seqs belong to the
+    /// new epoch.
+    pub epoch: Arc<str>,
 }
 
 /// One page of a pull or a catch-up, collected.

@@ -28,6 +28,7 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     /// `[server] db`: the SQLite file, or a PostgreSQL URL.
     db: String,
+    durability: &'static str,
     extra_toml: String,
     child: Option<Child>,
     log: PathBuf,
@@ -49,6 +50,15 @@ impl TestServer {
     /// A server on the database `db` (a PostgreSQL URL, or an SQLite path; `""`: a new
     /// SQLite file of its own), its config file with `extra_toml` appended.
     pub fn start_on(db: &str, extra_toml: &str) -> TestServer {
+        TestServer::start_as(db, "normal", extra_toml)
+    }
+
+    /// [`start_on`](TestServer::start_on) with `durability = "full"`.
+    pub fn start_durable_on(db: &str, extra_toml: &str) -> TestServer {
+        TestServer::start_as(db, "full", extra_toml)
+    }
+
+    fn start_as(db: &str, durability: &'static str, extra_toml: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("server.log");
         let db = match db {
@@ -59,6 +69,7 @@ impl TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             db,
+            durability,
             extra_toml: extra_toml.to_owned(),
             child: None,
             log,
@@ -183,8 +194,8 @@ impl TestServer {
     fn write_config(&self, bind: &str) -> PathBuf {
         let config = self.dir.path().join("atomsync.toml");
         let toml = format!(
-            "[server]\nbind = {bind:?}\ndb = {:?}\ndurability = \"normal\"\n{}\n",
-            self.db, self.extra_toml
+            "[server]\nbind = {bind:?}\ndb = {:?}\ndurability = {:?}\n{}\n",
+            self.db, self.durability, self.extra_toml
         );
         std::fs::write(&config, toml).expect("write config");
         config

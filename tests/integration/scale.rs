@@ -3,8 +3,11 @@
 //! the suite runs on. Native clients on different instances converge live; writers split
 //! over two instances give every subscriber on either one each seq once, in order; an
 //! instance killed with SIGKILL loses no acknowledged write, and its clients reconnect to the
-//! other through a load balancer ([`proxy`]).
+//! other through a load balancer ([`proxy`]). A database that goes back in time under
+//! running instances (a failover to a lagging replica, a data directory put back) gets a new
+//! epoch on every instance ([`epoch`]).
 
+mod epoch;
 mod proxy;
 
 use std::time::Duration;

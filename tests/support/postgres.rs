@@ -30,8 +30,47 @@ pub struct Cluster {
     host: String,
     port: u16,
     user: String,
-    /// Held until the process exits: its closing stops the cluster.
-    _watchdog: Option<Mutex<(Child, ChildStdin)>>,
+    /// A cluster of its own: its folder and how it runs; `None` for an external server.
+    own: Option<Own>,
+}
+
+/// A cluster this process started: its folder (removed when the process exits, however it
+/// exits) and its server, which a test may stop and start again.
+struct Own {
+    dir: PathBuf,
+    data: PathBuf,
+    options: Vec<(&'static str, String)>,
+    /// The running server; its closing stops it. Before the folder: dropped first.
+    server: Option<Watchdog>,
+    /// Held until the process exits (or the cluster is dropped): its closing removes the
+    /// folder, once the server has stopped.
+    _folder: Watchdog,
+}
+
+/// A shell that waits for its standard input, a pipe this process holds, to close, then
+/// does its job (stops a server, removes a folder).
+struct Watchdog(Mutex<(Child, ChildStdin)>);
+
+impl Watchdog {
+    fn spawn(script: &str, dir: &Path) -> Result<Watchdog, String> {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("sh: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        Ok(Watchdog(Mutex::new((child, stdin))))
+    }
+
+    /// Lets it do its job now, and waits until it is done.
+    fn finish(self) {
+        let (mut child, stdin) = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        drop(stdin);
+        let _ = child.wait();
+    }
 }
 
 /// How long the cluster gets to accept connections.
@@ -97,7 +136,7 @@ impl Cluster {
             host: host.to_owned(),
             port: port.parse().expect("ATOMSYNC_TEST_POSTGRES: a port number"),
             user: user.split(':').next().unwrap_or(user).to_owned(),
-            _watchdog: None,
+            own: None,
         }
     }
 
@@ -105,13 +144,8 @@ impl Cluster {
     pub fn start(settings: &Settings) -> Result<Cluster, String> {
         let bin = find_bin()?;
         let as_root = is_root();
-        let dir =
-            std::env::temp_dir().join(format!("atomsync-pg-{}-{}", std::process::id(), nanos()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let dir = new_folder(as_root)?;
         let data = dir.join("data");
-        if as_root {
-            run(Command::new("chown").arg("postgres:").arg(&dir))?;
-        }
         // Run from the cluster's folder: the postgres user may not enter the current one.
         let mut initdb = as_postgres(as_root, &bin.join("initdb"));
         initdb
@@ -126,71 +160,115 @@ impl Cluster {
                 "-D",
             ])
             .arg(&data);
+        let folder = folder_guard(&dir, &data)?;
         run(&mut initdb)?;
-        let port = free_port()?;
-        let mut postgres = vec![
-            bin.join("postgres").display().to_string(),
-            "-D".into(),
-            data.display().to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-c".into(),
-            "listen_addresses=127.0.0.1".into(),
-            "-c".into(),
-            format!("unix_socket_directories={}", dir.display()),
-        ];
-        for (name, value) in &settings.options {
-            postgres.push("-c".into());
-            postgres.push(format!("{name}={value}"));
-        }
-        let postgres = postgres
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let runner = if as_root {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        };
-        let log = dir.join("postgres.log");
-        // Waits for its standard input to close (this process exiting), then stops the
-        // cluster (fast shutdown: SIGINT to the postmaster itself, as runuser does not pass
-        // SIGINT on) and removes its folder.
-        let script = format!(
-            "{runner}{postgres} >{log} 2>&1 & pid=$!; cat >/dev/null; \
-             kill -INT \"$(head -n 1 {pidfile})\" 2>/dev/null || kill $pid; \
-             wait $pid; rm -rf {dir}",
-            log = shell_quote(&log.display().to_string()),
-            pidfile = shell_quote(&data.join("postmaster.pid").display().to_string()),
-            dir = shell_quote(&dir.display().to_string()),
-        );
-        let mut watchdog = Command::new("sh")
-            .args(["-c", &script])
+        Cluster::launch(bin, dir, data, folder, free_port()?, settings)
+    }
+
+    /// A standby made from a base backup of this cluster (a cluster of its own, listening on
+    /// `port`), as this one is now: it follows nothing, so it stays at that point (a replica
+    /// that lags) until [`promote`](Cluster::promote)d.
+    pub fn standby(&self, port: u16, settings: &Settings) -> Result<Cluster, String> {
+        let bin = self.bin.clone().ok_or("no PostgreSQL binaries")?;
+        let as_root = is_root();
+        let dir = new_folder(as_root)?;
+        let data = dir.join("data");
+        let folder = folder_guard(&dir, &data)?;
+        let mut backup = as_postgres(as_root, &bin.join("pg_basebackup"));
+        backup
             .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("sh: {e}"))?;
-        let stdin = watchdog.stdin.take().ok_or("no stdin")?;
+            .args([
+                "-h",
+                &self.host,
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                &self.user,
+            ])
+            // A fast checkpoint: the default spreads it over minutes.
+            .args(["-X", "stream", "--checkpoint=fast", "--no-sync", "-D"])
+            .arg(&data);
+        run(&mut backup)?;
+        run(as_postgres(as_root, Path::new("touch"))
+            .current_dir(&dir)
+            .arg(data.join("standby.signal")))?;
+        Cluster::launch(bin, dir, data, folder, port, settings)
+    }
+
+    /// Promotes a standby: it ends recovery on a new timeline and takes writes.
+    pub fn promote(&self) -> Result<(), String> {
+        match self.psql("postgres", "SELECT pg_promote()")?.as_str() {
+            "t" => Ok(()),
+            other => Err(format!("pg_promote: {other}")),
+        }
+    }
+
+    /// Stops the server (fast shutdown), keeping its data.
+    pub fn stop_server(&mut self) {
+        if let Some(server) = self.own.as_mut().and_then(|own| own.server.take()) {
+            server.finish();
+        }
+    }
+
+    /// Starts the stopped server again on its data and port.
+    pub fn start_server(&mut self) -> Result<(), String> {
+        let own = self.own.as_mut().ok_or("not a cluster of this process")?;
+        let bin = self.bin.as_deref().ok_or("no PostgreSQL binaries")?;
+        own.server = Some(serve(bin, own, self.port)?);
+        let log = own_log(own);
+        self.wait_ready(&log)
+    }
+
+    /// The data folder of a cluster of this process (to copy it, or put a copy back).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.own.as_ref().map(|own| own.data.as_path())
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs `postgres` on `data` under a watchdog, and waits for it.
+    fn launch(
+        bin: PathBuf,
+        dir: PathBuf,
+        data: PathBuf,
+        folder: Watchdog,
+        port: u16,
+        settings: &Settings,
+    ) -> Result<Cluster, String> {
+        let mut own = Own {
+            dir,
+            data,
+            options: settings.options.clone(),
+            server: None,
+            _folder: folder,
+        };
+        own.server = Some(serve(&bin, &own, port)?);
+        let log = own_log(&own);
         let cluster = Cluster {
             base: format!("postgres://postgres@127.0.0.1:{port}"),
             bin: Some(bin),
             host: "127.0.0.1".into(),
             port,
             user: "postgres".into(),
-            _watchdog: Some(Mutex::new((watchdog, stdin))),
+            own: Some(own),
         };
+        cluster.wait_ready(&log)?;
+        Ok(cluster)
+    }
+
+    fn wait_ready(&self, log: &Path) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
-        while cluster.psql("postgres", "SELECT 1").is_err() {
+        while self.psql("postgres", "SELECT 1").is_err() {
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let log = std::fs::read_to_string(log).unwrap_or_default();
                 return Err(format!("postgres did not start in time:\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// A new empty database; its URL.
@@ -269,6 +347,69 @@ impl Cluster {
     }
 }
 
+/// A new folder for a cluster, which the postgres user owns when this process is root.
+fn new_folder(as_root: bool) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("atomsync-pg-{}-{}", std::process::id(), nanos()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if as_root {
+        run(Command::new("chown").arg("postgres:").arg(&dir))?;
+    }
+    Ok(dir)
+}
+
+/// Removes `dir` once this process exits (after the server on `data` has stopped).
+fn folder_guard(dir: &Path, data: &Path) -> Result<Watchdog, String> {
+    let script = format!(
+        "cat >/dev/null; n=0; while [ -e {pidfile} ] && [ $n -lt 100 ]; do sleep 0.1; \
+         n=$((n+1)); done; rm -rf {dir}",
+        pidfile = shell_quote(&data.join("postmaster.pid").display().to_string()),
+        dir = shell_quote(&dir.display().to_string()),
+    );
+    Watchdog::spawn(&script, dir)
+}
+
+fn own_log(own: &Own) -> PathBuf {
+    own.dir.join("postgres.log")
+}
+
+/// Runs `postgres` on `own`'s data and `port` under a watchdog that stops it (fast
+/// shutdown: SIGINT to the postmaster itself, as runuser does not pass SIGINT on) once its
+/// standard input closes.
+fn serve(bin: &Path, own: &Own, port: u16) -> Result<Watchdog, String> {
+    let mut postgres = vec![
+        bin.join("postgres").display().to_string(),
+        "-D".into(),
+        own.data.display().to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-c".into(),
+        "listen_addresses=127.0.0.1".into(),
+        "-c".into(),
+        format!("unix_socket_directories={}", own.dir.display()),
+    ];
+    for (name, value) in &own.options {
+        postgres.push("-c".into());
+        postgres.push(format!("{name}={value}"));
+    }
+    let postgres = postgres
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let runner = if is_root() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let script = format!(
+        "{runner}{postgres} >>{log} 2>&1 & pid=$!; cat >/dev/null; \
+         kill -INT \"$(head -n 1 {pidfile})\" 2>/dev/null || kill $pid; wait $pid",
+        log = shell_quote(&own_log(own).display().to_string()),
+        pidfile = shell_quote(&own.data.join("postmaster.pid").display().to_string()),
+    );
+    Watchdog::spawn(&script, &own.dir)
+}
+
 /// The folder of the PostgreSQL binaries.
 fn find_bin() -> Result<PathBuf, String> {
     if let Ok(bin) = std::env::var("ATOMSYNC_PG_BIN")
@@ -329,7 +470,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// A loopback port nothing listens on now (for a cluster started later).
+pub fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }

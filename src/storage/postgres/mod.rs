@@ -230,6 +230,7 @@ impl Postgres {
         query: PageQuery,
         mut sink: S,
     ) -> Result<(S, PageEnd), StorageError> {
+        let epochs = self.inner.epochs.clone();
         self.run(async move |pool: Pool| {
             let mut offered = 0;
             let mut end = read::pull_into(
@@ -255,7 +256,14 @@ impl Postgres {
                 )
                 .await;
             }
-            Ok((sink, end?))
+            let end = end?;
+            if end.epoch != epochs.epoch_arc() {
+                // Another instance renewed the epoch and this one has not adopted it yet:
+                // adopt it now, so that the caller, which named its page with the old one
+                // and must not send it, reads again under the new one.
+                epochs.check(&*pool.get().await?).await?;
+            }
+            Ok((sink, end))
         })
         .await
     }

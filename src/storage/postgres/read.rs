@@ -10,7 +10,7 @@
 //! request never loads much more than one page, whatever `limit` asks and however large
 //! the documents are.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
@@ -46,6 +46,12 @@ pub(super) async fn group(
 }
 
 const SELECT_GROUP: &str = "SELECT id, seq, floor FROM atomsync_groups WHERE name = $1";
+
+/// The database's epoch, and the group's row if it has been written, in one snapshot.
+const EPOCH_AND_GROUP: &str = "
+    SELECT m.value, g.id, g.seq, g.floor
+    FROM atomsync_meta m LEFT JOIN atomsync_groups g ON g.name = $1
+    WHERE m.name = 'epoch'";
 
 /// The group's current sequence (0 for a group never written).
 pub(super) async fn group_seq(client: &Client, name: &str) -> Result<u64, StorageError> {
@@ -100,7 +106,8 @@ const CHUNK_BYTES: i64 = 1 << 20;
 
 /// A page of `name` as `query` says, in one snapshot, each document handed to `sink` as
 /// it is read until it refuses one; `offered` counts the documents it took. A `since`
-/// below the group's floor (unless `full`) reads from 0 and says `reset`.
+/// below the group's floor (unless `full`) reads from 0 and says `reset`. The page ends
+/// with the epoch of its snapshot.
 pub(super) async fn pull_into<S: PageSink>(
     client: &mut Client,
     name: &str,
@@ -109,13 +116,22 @@ pub(super) async fn pull_into<S: PageSink>(
     offered: &mut usize,
 ) -> Result<PageEnd, StorageError> {
     let tx = snapshot(client).await?;
-    let Some(g) = group(&tx, name).await? else {
+    let stmt = tx.prepare_cached(EPOCH_AND_GROUP).await?;
+    let row = tx.query_one(&stmt, &[&name]).await?;
+    let epoch: Arc<str> = row.get::<_, &str>(0).into();
+    let Some(id) = row.get::<_, Option<i64>>(1) else {
         return Ok(PageEnd {
             seq: query.since,
             more: false,
             reset: false,
             floor: 0,
+            epoch,
         });
+    };
+    let g = StoredGroup {
+        id,
+        seq: unsigned(row.get(2), "seq")?,
+        floor: unsigned(row.get(3), "floor")?,
     };
     let reset = !query.full && query.since > 0 && query.since < g.floor;
     let mut seq = if reset { 0 } else { query.since };
@@ -159,6 +175,7 @@ pub(super) async fn pull_into<S: PageSink>(
         more,
         reset,
         floor: g.floor,
+        epoch,
     })
 }
 

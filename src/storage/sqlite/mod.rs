@@ -150,8 +150,9 @@ impl Sqlite {
         query: PageQuery,
         mut sink: S,
     ) -> Result<(S, PageEnd), StorageError> {
+        let epoch = self.inner.epoch.clone();
         self.read(move |conn| {
-            let end = read::pull_into(conn, &group, &query, &mut |doc| sink.offer(doc))?;
+            let end = read::pull_into(conn, &group, &query, &epoch, &mut |doc| sink.offer(doc))?;
             Ok((sink, end))
         })
         .await

@@ -15,10 +15,11 @@ use crate::common::{TestServer, sqlite_only};
 /// (epoch, seq) → key of every document a client pulled: two different keys for one pair
 /// is the fault this file guards against.
 #[derive(Default)]
-struct Seen(HashMap<(String, u64), String>);
+pub struct Seen(HashMap<(String, u64), String>);
 
 impl Seen {
-    async fn pull(&mut self, server: &TestServer, group: &str) -> String {
+    /// Pulls all of `group` from `server`, checking every (epoch, seq); the epoch.
+    pub async fn pull(&mut self, server: &TestServer, group: &str) -> String {
         let (docs, last) = pull_all(server, group, 0).await;
         for doc in docs {
             let key = (last.epoch.clone(), doc.seq);
@@ -30,7 +31,8 @@ impl Seen {
     }
 }
 
-async fn put(server: &TestServer, group: &str, keys: &[&str]) -> Vec<u64> {
+/// Creates `keys` in `group`; their seqs.
+pub async fn put(server: &TestServer, group: &str, keys: &[&str]) -> Vec<u64> {
     let changes: Vec<_> = keys
         .iter()
         .map(|k| (*k, 0, Some(Value::from(*k))))
