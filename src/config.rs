@@ -35,6 +35,34 @@ pub struct Config {
     /// `[admin]`: the operator's token for the admin API (`/admin/...`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[metrics]`: whether the server counts what it does (`GET /metrics`).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Count requests, commits, connections... and serve them at `GET /metrics` (behind
+    /// the admin token when one is configured). On by default; off, `/metrics` is 404.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+/// `[server.tls]`: serve HTTPS (and `wss://`) with this certificate chain and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file: the server's certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The `[server]` table.
@@ -59,6 +87,8 @@ pub struct ServerConfig {
     pub max_changes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// `[server.tls]`: when set, the server speaks HTTPS only.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +104,7 @@ impl Default for ServerConfig {
             max_depth: limits.max_depth,
             max_changes: limits.max_changes,
             workers: 0,
+            tls: None,
         }
     }
 }
@@ -280,6 +311,23 @@ mod tests {
             !shown.contains("s3cret") && !shown.contains("r00t"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn metrics_and_tls_tables() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.metrics.enabled && c.server.tls.is_none());
+        let c = Config::from_toml(
+            "[server.tls]\ncert = \"/etc/a.pem\"\nkey = \"/etc/k.pem\"\n[metrics]\nenabled = false\n",
+        )
+        .unwrap();
+        assert!(!c.metrics.enabled);
+        let tls = c.server.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/a.pem"));
+        let err = Config::from_toml("[server.tls]\ncert = \"a\"\n").unwrap_err();
+        assert!(err.contains("key"), "{err}");
+        let err = Config::from_toml("[metrics]\nenable = true\n").unwrap_err();
+        assert!(err.contains("enable"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! - [`actors`]: one actor per subscribed group, streaming its commits in order.
 //! - [`storage`]: one interface over the database, whichever engine; today SQLite in WAL
 //!   mode, with a single writer thread and a pool of readers.
+//! - [`metrics`]: what the server counts, exported at `GET /metrics` for Prometheus.
+//! - [`tls`]: HTTPS (`[server.tls]`) through rustls.
+//! - [`logging`]: log lines as text or JSON, one per request.
 //!
 //! ## How a push travels
 //!
@@ -44,8 +47,11 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod push;
 pub mod storage;
+pub mod tls;
 pub mod ws;
 
 use std::future::Future;
@@ -96,6 +102,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let s = &config.server;
+    metrics::set_enabled(config.metrics.enabled);
+    let tls = s.tls.as_ref().map(tls::server_config).transpose()?;
     let storage = Storage::open(s)
         .await
         .map_err(|source| ServerError::Storage {
@@ -136,19 +144,29 @@ pub async fn run(
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(http::access::access))
             .configure(http::configure)
     })
     .disable_signals()
     // Small frames (a pushed answer, a live change) must leave at once, not wait for
     // Nagle's algorithm to collect more: latency is the product.
     .tcp_nodelay(true)
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-    .listen(listener)?;
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    let scheme = match tls {
+        Some(tls) => {
+            server = server.listen_rustls_0_23(listener, tls)?;
+            "https"
+        }
+        None => {
+            server = server.listen(listener)?;
+            "http"
+        }
+    };
     if s.workers > 0 {
         server = server.workers(s.workers);
     }
     let server = server.run();
-    tracing::info!("listening on http://{addr}");
+    tracing::info!("listening on {scheme}://{addr}");
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown.await;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use atomsync::Config;
 use atomsync::config::Durability;
+use atomsync::logging::LogFormat;
 use clap::Parser;
 
 /// The Atomsync sync server. With no options it serves on 127.0.0.1:8090 with the database
@@ -57,6 +58,9 @@ struct Cli {
     /// Log filter, e.g. info, debug, atomsync=trace.
     #[arg(long, env = "ATOMSYNC_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (for people) or JSON (one object per line, for log shippers).
+    #[arg(long, env = "ATOMSYNC_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 impl Cli {
@@ -91,11 +95,7 @@ impl Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    atomsync::logging::init(&cli.log, cli.log_format)?;
     let config = cli.config()?;
     let listener = TcpListener::bind(&config.server.bind)
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;

@@ -89,6 +89,8 @@ pub struct GroupActor {
     /// The seq of the last commit handed to subscribers (or in storage at start).
     streamed_seq: u64,
     subscribers: HashMap<u64, Subscriber>,
+    /// `subscribers.len()` as last added to the subscriptions gauge.
+    counted: usize,
 }
 
 impl GroupActor {
@@ -99,6 +101,19 @@ impl GroupActor {
             storage,
             streamed_seq: 0,
             subscribers: HashMap::new(),
+            counted: 0,
+        }
+    }
+
+    /// Brings the subscriptions gauge in line with the subscribers held: called after
+    /// every change of them, whichever way they change (subscribe, unsubscribe, too slow).
+    fn recount(&mut self) {
+        let now = self.subscribers.len();
+        if now != self.counted {
+            if let Some(m) = crate::metrics::get() {
+                m.subscriptions.add(now as i64 - self.counted as i64);
+            }
+            self.counted = now;
         }
     }
 
@@ -154,6 +169,7 @@ impl GroupActor {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        self.recount();
     }
 }
 
@@ -175,6 +191,13 @@ impl Actor for GroupActor {
                 ctx.stop();
             }
         }));
+    }
+}
+
+impl Drop for GroupActor {
+    fn drop(&mut self) {
+        self.subscribers.clear();
+        self.recount();
     }
 }
 
@@ -221,6 +244,7 @@ impl Handler<Stream> for GroupActor {
                 for (_, sub) in actor.subscribers.drain() {
                     sub.overflow.notify_one();
                 }
+                actor.recount();
                 actor.streamed_seq = committed.seq;
             }
         }));
@@ -233,6 +257,7 @@ impl Handler<Subscribe> for GroupActor {
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> SubscribeAck {
         self.subscribers
             .insert(msg.subscriber.conn_id, msg.subscriber);
+        self.recount();
         SubscribeAck {
             seq: self.streamed_seq,
         }
@@ -244,6 +269,7 @@ impl Handler<Unsubscribe> for GroupActor {
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
         self.subscribers.remove(&msg.conn_id);
+        self.recount();
     }
 }
 

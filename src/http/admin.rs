@@ -57,7 +57,7 @@ impl std::fmt::Debug for AdminToken {
 }
 
 /// Admits the admin, or says why not (403 API off, 401 no or unknown token, 403 a user's).
-fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Result<(), ApiError> {
+pub(crate) fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Result<(), ApiError> {
     let Some(admin) = &state.admin_token else {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -168,6 +168,7 @@ pub async fn group(
     let enc = response_encoding(&req);
     admit(&req, &state, enc)?;
     let name = group_of(&path, enc)?;
+    super::access::note(&req, &name, None);
     let found = state
         .storage
         .group_stats(name.as_str().into())
@@ -188,6 +189,7 @@ pub async fn docs(
     let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
     admit(&req, &state, enc)?;
     let name = group_of(&path, enc)?;
+    super::access::note(&req, &name, None);
     let pairs = query_pairs(&req).map_err(bad)?;
     let after = param(&pairs, "after").map(str::to_owned);
     if let Some(after) = &after {
@@ -221,10 +223,13 @@ pub async fn docs(
         .more
         .then(|| page.docs.last().map(|d| d.key.clone()))
         .flatten();
+    super::access::note(&req, &name, Some(page.docs.len()));
     let body = DocsPage {
         group: name,
         docs: page.docs,
         next,
-    };
-    Ok(ok(enc, body.encode(enc)))
+    }
+    .encode(enc);
+    super::access::note_bytes(&req, body.len());
+    Ok(ok(enc, body))
 }

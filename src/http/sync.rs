@@ -11,6 +11,7 @@ use atomsync_proto::wire::{PullResponse, UncheckedPush, check_group, encode_valu
 use atomsync_proto::{Encoding, ErrorCode, Value};
 
 use super::AppState;
+use super::access::{note, note_bytes};
 use super::error::ApiError;
 use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
 
@@ -26,6 +27,7 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
     let pairs = query_pairs(&req).map_err(bad)?;
     let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;
+    note(&req, group, None);
     let since = match param(&pairs, "since") {
         None => 0,
         Some(s) => s
@@ -52,6 +54,7 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
         .pull(group.into(), since, limit, u64::MAX)
         .await
         .map_err(|e| ApiError::from_request(e, enc))?;
+    note(&req, group, Some(page.docs.len()));
 
     let response = PullResponse {
         group: group.to_owned(),
@@ -61,7 +64,9 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
         more: page.more,
         reset: page.reset,
     };
-    Ok(ok(enc, response.encode(enc)))
+    let body = response.encode(enc);
+    note_bytes(&req, body.len());
+    Ok(ok(enc, body))
 }
 
 /// `POST /sync`: the transport's checks (token, content type, body size, shape), then the
@@ -78,6 +83,7 @@ pub async fn push(
     let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)
         .map_err(|error| ApiError::from_request(error, enc))?;
     drop(body);
+    note(&req, &unchecked.group, Some(unchecked.changes.len()));
     let response = crate::push::push(&state, identity, unchecked)
         .await
         .map_err(|error| ApiError::from_request(error, enc))?;

@@ -35,6 +35,7 @@ mod outbox;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod stats;
 mod subscription;
 
 use std::pin::Pin;

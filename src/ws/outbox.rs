@@ -19,6 +19,7 @@ use bytestring::ByteString;
 use tokio::sync::Notify;
 
 use super::session::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
+use super::stats::Tally;
 
 /// Why a session ends, and the close frame it sends.
 #[derive(Debug)]
@@ -32,6 +33,17 @@ pub(super) enum End {
 }
 
 impl End {
+    /// The close code the session ends with, as a client sees it: the code sent or echoed,
+    /// 1005 for a client's close without one, 1006 for a connection that just went away.
+    pub(super) fn code(&self) -> u16 {
+        match self {
+            End::ClientClosed(Some(reason)) => reason.code.into(),
+            End::ClientClosed(None) => 1005,
+            End::Close(code, _) => (*code).into(),
+            End::Gone => 1006,
+        }
+    }
+
     /// 1013: the client cannot keep up; it resumes from its cursor.
     pub(super) fn too_slow() -> End {
         End::Close(
@@ -50,12 +62,18 @@ impl End {
 pub(super) struct Outbox {
     socket: actix_ws::Session,
     overflow: Arc<Notify>,
+    /// Text and binary frames written so far (pings and pongs are not counted).
+    pub(super) sent: Tally,
 }
 
 impl Outbox {
     /// Writes to `socket`; gives up when `overflow` is notified.
     pub(super) fn new(socket: actix_ws::Session, overflow: Arc<Notify>) -> Outbox {
-        Outbox { socket, overflow }
+        Outbox {
+            socket,
+            overflow,
+            sent: Tally::default(),
+        }
     }
 
     /// Encodes and sends a frame.
@@ -70,7 +88,12 @@ impl Outbox {
 
     /// Sends an encoded frame: MessagePack as a binary frame, JSON as a text frame.
     pub(super) async fn bytes(&mut self, encoding: Encoding, bytes: Bytes) -> Result<(), End> {
-        let Outbox { socket, overflow } = self;
+        let Outbox {
+            socket,
+            overflow,
+            sent,
+        } = self;
+        sent.add(bytes.len());
         match encoding {
             Encoding::MsgPack => guarded(socket.binary(bytes), overflow).await,
             // The JSON writer only writes UTF-8; checking it keeps the shared bytes uncopied.
@@ -86,13 +109,17 @@ impl Outbox {
 
     /// Sends a ping.
     pub(super) async fn ping(&mut self) -> Result<(), End> {
-        let Outbox { socket, overflow } = self;
+        let Outbox {
+            socket, overflow, ..
+        } = self;
         guarded(socket.ping(b""), overflow).await
     }
 
     /// Answers a ping.
     pub(super) async fn pong(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Outbox { socket, overflow } = self;
+        let Outbox {
+            socket, overflow, ..
+        } = self;
         guarded(socket.pong(payload), overflow).await
     }
 

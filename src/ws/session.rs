@@ -28,6 +28,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
 use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
+use super::stats::SessionStats;
 use super::subscription::{Handover, RoundEnd, Subscription};
 use crate::actors::{GroupActor, LiveFrame, Subscribe, SubscribeAck, Subscriber, Unsubscribe};
 use crate::auth::Identity;
@@ -111,6 +112,8 @@ struct Session {
     generations: u64,
     last_heard: Instant,
     oversized: Arc<AtomicBool>,
+    /// For the session's access-log line and the metrics.
+    stats: SessionStats,
 }
 
 /// Runs a session to its end, then unregisters it from every group.
@@ -138,6 +141,7 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
         generations: 0,
         last_heard: Instant::now(),
         oversized: start.oversized,
+        stats: SessionStats::open(),
     };
     tracing::debug!(conn_id, "websocket open");
     serve(session, messages, live_rx, overflow, shutdown, heartbeat)
@@ -227,6 +231,7 @@ async fn catch_up_event(
 
 impl Session {
     async fn heartbeat(&mut self) -> Result<(), End> {
+        self.stats.flush(self.out.sent);
         if self.last_heard.elapsed() >= CLIENT_TIMEOUT {
             let reason = format!("no message for {} s", CLIENT_TIMEOUT.as_secs());
             return Err(End::Close(CloseCode::Policy, reason));
@@ -246,9 +251,11 @@ impl Session {
         self.last_heard = Instant::now();
         match message {
             Ok(AggregatedMessage::Text(text)) => {
+                self.stats.received.add(text.len());
                 self.on_frame(text.into_bytes(), Encoding::Json, busy).await
             }
             Ok(AggregatedMessage::Binary(bytes)) => {
+                self.stats.received.add(bytes.len());
                 self.on_frame(bytes, Encoding::MsgPack, busy).await
             }
             Ok(AggregatedMessage::Ping(payload)) => {
@@ -343,6 +350,7 @@ impl Session {
             return self.error(encoding, None, Some(group), error).await;
         }
         let name: Arc<str> = group.into();
+        self.stats.subscribed(&name);
         if let Some(mut old) = self.subscriptions.remove(&name) {
             // The registration below replaces the old one at the actor (same connection).
             old.stop();
@@ -390,6 +398,7 @@ impl Session {
     /// (see [`run`]).
     fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
+        self.stats.push(push.changes.len());
         let answer = crate::push::push(&self.state, self.identity, push);
         Box::pin(async move {
             let frame = match answer.await {
@@ -575,25 +584,21 @@ impl Session {
         for group in groups {
             self.drop_subscription(&group);
         }
-        match &end {
-            End::Close(CloseCode::Again, _) => {
-                tracing::info!(
-                    conn_id = self.conn_id,
-                    "websocket too slow: closing with 1013"
-                )
-            }
-            End::Close(code, reason) => {
-                tracing::debug!(
-                    conn_id = self.conn_id,
-                    code = u16::from(*code),
-                    reason,
-                    "websocket closing"
-                )
-            }
-            End::ClientClosed(_) | End::Gone => {
-                tracing::debug!(conn_id = self.conn_id, "websocket closed")
-            }
+        if let End::Close(code, reason) = &end {
+            tracing::debug!(
+                conn_id = self.conn_id,
+                code = u16::from(*code),
+                reason,
+                "websocket closing"
+            );
         }
-        self.out.close(end).await;
+        let Session {
+            conn_id,
+            out,
+            stats,
+            ..
+        } = self;
+        stats.close(conn_id, out.sent, &end);
+        out.close(end).await;
     }
 }
