@@ -53,6 +53,7 @@ mod local;
 mod options;
 mod status;
 mod store;
+mod tls;
 mod watchers;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,7 @@ pub use error::ClientError;
 pub use options::{Options, Resolver};
 pub use status::{Connection, Status};
 pub use store::Store;
+pub use tls::RootCertificate;
 pub use watchers::WatchGuard;
 
 /// The map a synced atom holds: document key to value.

@@ -6,4 +6,5 @@ mod cli;
 mod client;
 mod common;
 mod http;
+mod ops;
 mod ws;
