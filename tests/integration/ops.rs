@@ -268,6 +268,20 @@ struct TestCa {
     key_pem: String,
 }
 
+/// A server on HTTPS with a certificate signed by a CA made here; and that CA, in PEM.
+pub(crate) fn tls_server() -> (TestServer, String) {
+    let ca = make_ca();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &ca.key_pem).unwrap();
+    let toml = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\n",
+        dir.path().join("cert.pem").display().to_string(),
+        dir.path().join("key.pem").display().to_string()
+    );
+    (TestServer::start_in(dir, &toml, &[]), ca.ca_pem)
+}
+
 fn make_ca() -> TestCa {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
@@ -292,20 +306,11 @@ fn make_ca() -> TestCa {
 /// trust the CA, and refuses the server when not.
 #[tokio::test]
 async fn tls_serves_the_native_client_over_https_and_wss() {
-    let ca = make_ca();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &ca.cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &ca.key_pem).unwrap();
-    let toml = format!(
-        "[server.tls]\ncert = {:?}\nkey = {:?}\n",
-        dir.path().join("cert.pem").display().to_string(),
-        dir.path().join("key.pem").display().to_string()
-    );
-    let server = TestServer::start_in(dir, &toml, &[]);
+    let (server, ca_pem) = tls_server();
     assert!(server.url("/sync").starts_with("https://"));
     assert!(server.log().contains("listening on https://"));
 
-    let root = RootCertificate::from_pem(ca.ca_pem.as_bytes()).unwrap();
+    let root = RootCertificate::from_pem(ca_pem.as_bytes()).unwrap();
     let trusted = |url: String| Options::new(url).add_root_certificate(root.clone());
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
