@@ -318,5 +318,5 @@ fn ca_cert_reaches_a_tls_server_over_https_and_wss() {
         &["--ca-cert", "/nonexistent.pem", "get", "tls", "a"],
     )
     .run()
-    .fails(2, "--ca-cert");
+    .fails(1, "--ca-cert");
 }
