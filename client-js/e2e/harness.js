@@ -19,7 +19,7 @@ const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 /** The client files the server embeds at build time (src/http/assets.rs). */
 const EMBEDDED = [
   ...["client-js/atomsync.js", "client-js/demo/index.html", "client-js/demo/sw.js"].map((path) => join(REPO, path)),
-  ...readdirSync(join(REPO, "client-js", "atomsync")).map((name) => join(REPO, "client-js", "atomsync", name)),
+  ...["atomsync", "inspect"].flatMap((dir) => readdirSync(join(REPO, "client-js", dir)).map((name) => join(REPO, "client-js", dir, name))),
 ];
 
 /**
@@ -53,10 +53,11 @@ function freePort() {
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
 /**
- * Starts the server. `users`: `{name: {token, groups}}` turns auth on.
+ * Starts the server. `users`: `{name: {token, groups}}` turns auth on; `admin`: the
+ * `[admin] token` (the admin API and the inspector).
  * @returns {Promise<TestServer>}
  */
-export async function startServer({ users } = {}) {
+export async function startServer({ users, admin } = {}) {
   ensureBinary();
   const dir = mkdtempSync(join(tmpdir(), "atomsync-e2e-"));
   const args = ["--bind", `127.0.0.1:${await freePort()}`, "--db", join(dir, "atomsync.db"), "--durability", "normal", "--log", "warn"];
@@ -64,6 +65,7 @@ export async function startServer({ users } = {}) {
     writeUsers(dir, users);
     args.push("--config", join(dir, "atomsync.toml"));
   }
+  if (admin) args.push("--admin-token", admin);
   const server = new TestServer(dir, args);
   await server.start();
   return server;

@@ -56,6 +56,17 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// True when the request carries the configured admin token (header or `?token=`): what
+/// lets the inspector page load the browser client and tail a group read-only over the
+/// WebSocket, besides the admin API.
+pub(crate) fn is_admin(req: &HttpRequest, state: &AppState) -> bool {
+    let Some(admin) = &state.admin_token else {
+        return false;
+    };
+    let pairs = query_pairs(req).unwrap_or_default();
+    token(req, &pairs).is_some_and(|given| admin.matches(given))
+}
+
 /// Admits the admin, or says why not (403 API off, 401 no or unknown token, 403 a user's).
 pub(crate) fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Result<(), ApiError> {
     let Some(admin) = &state.admin_token else {

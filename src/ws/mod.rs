@@ -61,7 +61,14 @@ pub async fn upgrade(
     state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let encoding = response_encoding(&req);
-    let identity = identify(&req, &state.auth, encoding)?;
+    // The admin token subscribes to any group, read-only (the inspector's live tail): it
+    // reads every document through the admin API already; its pushes are refused.
+    let read_only = crate::http::admin::is_admin(&req, &state) && state.auth.is_on();
+    let identity = if read_only {
+        crate::auth::Identity::Open
+    } else {
+        identify(&req, &state.auth, encoding)?
+    };
     if *state.shutdown.borrow() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
@@ -95,6 +102,7 @@ pub async fn upgrade(
         state: state.clone(),
         identity,
         oversized,
+        read_only,
     };
     actix_web::rt::spawn(session::run(start));
     Ok(response)

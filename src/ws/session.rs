@@ -88,6 +88,8 @@ pub(super) struct Start {
     pub(super) state: Data<AppState>,
     /// Who authenticated at the upgrade.
     pub(super) identity: Identity,
+    /// The admin token's session: it may subscribe to any group, never push.
+    pub(super) read_only: bool,
     /// Set when the client declared a frame over the limit. Shared (an `Arc` of an atomic)
     /// with the payload adapter that actix-ws's decoder owns, the only one that can tell.
     pub(super) oversized: Arc<AtomicBool>,
@@ -112,6 +114,8 @@ struct Session {
     generations: u64,
     last_heard: Instant,
     oversized: Arc<AtomicBool>,
+    /// Pushes are refused (403): the admin token reads only.
+    read_only: bool,
     /// For the session's access-log line and the metrics.
     stats: SessionStats,
 }
@@ -141,6 +145,7 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
         generations: 0,
         last_heard: Instant::now(),
         oversized: start.oversized,
+        read_only: start.read_only,
         stats: SessionStats::open(),
     };
     tracing::debug!(conn_id, "websocket open");
@@ -399,6 +404,18 @@ impl Session {
     fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
         self.stats.push(push.changes.len());
+        if self.read_only {
+            let error = WireError::new(
+                ErrorCode::Forbidden,
+                "token: the admin token reads only; push with a user's token",
+            );
+            let frame = ServerFrame::Error {
+                id: Some(id),
+                group: Some(group),
+                error,
+            };
+            return Box::pin(std::future::ready((encoding, frame)));
+        }
         let answer = crate::push::push(&self.state, self.identity, push);
         Box::pin(async move {
             let frame = match answer.await {

@@ -357,3 +357,87 @@ async fn tls_serves_the_native_client_over_https_and_wss() {
         store.close().await;
     }
 }
+
+/// The inspector's needs with auth on: its page without a token, the browser client with
+/// the admin token, and a read-only WebSocket: it subscribes to any group, its pushes are
+/// refused and apply nothing.
+#[tokio::test]
+async fn the_admin_token_loads_the_inspector_and_tails_any_group_read_only() {
+    let server = TestServer::start_with(
+        "[users.alice]\ntoken = \"alice-t\"\ngroups = [\"todo\"]\n[admin]\ntoken = \"root-t\"\n",
+    );
+    let get = |path: &str| client().get(server.url(path)).send();
+    let page = get("/inspect").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Atomsync inspector"));
+    assert_eq!(get("/inspect/inspect.js").await.unwrap().status(), 401);
+    let module = get("/inspect/inspect.js?token=root-t").await.unwrap();
+    assert_eq!(module.status(), 200);
+    assert!(
+        module
+            .text()
+            .await
+            .unwrap()
+            .contains("\"../atomsync.js?token=root-t\"")
+    );
+    assert_eq!(
+        get("/atomsync.js?token=root-t").await.unwrap().status(),
+        200
+    );
+    assert_eq!(get("/atomsync.js?token=nope").await.unwrap().status(), 401);
+    assert_eq!(
+        get("/sync?group=todo&token=root-t").await.unwrap().status(),
+        401
+    );
+
+    push(
+        &server,
+        Some("alice-t"),
+        json!({"group": "todo", "changes": [{"key": "a", "base": 0, "value": 1}]}),
+    )
+    .await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/sync/ws?token=root-t"))
+        .await
+        .unwrap();
+    let mut send = async |frame: Json| {
+        socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    };
+    send(json!({"type": "subscribe", "group": "todo", "since": 0})).await;
+    send(json!({"type": "push", "id": 7, "group": "todo",
+                "changes": [{"key": "b", "base": 0, "value": 2}]}))
+    .await;
+    let (mut caught_up, mut refused) = (false, false);
+    let deadline = Instant::now() + WAIT;
+    while !(caught_up && refused) {
+        assert!(
+            Instant::now() < deadline,
+            "caught up {caught_up}, refused {refused}"
+        );
+        let Some(Ok(Message::Text(text))) = socket.next().await else {
+            continue;
+        };
+        let frame: Json = serde_json::from_str(&text).unwrap();
+        match frame["type"].as_str() {
+            Some("changes") => caught_up = frame["changes"][0]["key"] == "a",
+            Some("error") => {
+                assert_eq!(frame["id"], 7);
+                assert_eq!(frame["error"], "forbidden");
+                refused = true;
+            }
+            _ => {}
+        }
+    }
+    let doc = client()
+        .get(server.url("/sync/doc?group=todo&key=b"))
+        .bearer_auth("alice-t")
+        .send()
+        .await
+        .unwrap()
+        .json::<Json>()
+        .await
+        .unwrap();
+    assert_eq!(doc["doc"], Json::Null, "the refused push wrote nothing");
+}
