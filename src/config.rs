@@ -314,6 +314,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c = Config::from_toml(include_str!("../config/atomsync.toml")).unwrap();
+        c.validate().unwrap();
+        assert!(c.metrics.enabled);
+    }
+
+    #[test]
     fn metrics_and_tls_tables() {
         let c = Config::from_toml("").unwrap();
         assert!(c.metrics.enabled && c.server.tls.is_none());

@@ -240,5 +240,40 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
         ));
     }
     rows.extend(crate::workloads::browser::rows(plan));
+    rows.extend(overhead_rows(&modes));
+    rows
+}
+
+/// What metrics and the access log cost: each server's rate over the one without the
+/// thing measured (see `workloads::overhead`). 1.0 is free; the target, at most 5% less.
+fn overhead_rows(modes: &[&str]) -> Vec<RowSpec> {
+    use crate::workloads::overhead::key;
+    let mut rows = Vec::new();
+    for d in modes {
+        for (phase, what) in [
+            ("w1", "W1 batched push, msgpack"),
+            ("w2seq", "W2 single-change pushes, 1 client"),
+            ("w2conc", "W2 single-change pushes, concurrent clients"),
+        ] {
+            rows.push(row(
+                "Overhead",
+                format!("{what}, metrics on, {d}"),
+                "changes/s",
+                key(d, phase, "metrics"),
+                format!("the same, metrics off, {d}"),
+                Some(key(d, phase, "bare")),
+                Some(Target::RatioAtLeast(0.95)),
+            ));
+            rows.push(row(
+                "Overhead",
+                format!("{what}, metrics + access log, {d}"),
+                "changes/s",
+                key(d, phase, "logged"),
+                format!("the same, metrics, no access log, {d}"),
+                Some(key(d, phase, "metrics")),
+                None,
+            ));
+        }
+    }
     rows
 }

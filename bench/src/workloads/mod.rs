@@ -6,12 +6,14 @@
 //! - [`catchup`]: W7 catch-up, and its raw-SQLite baseline.
 //! - [`peer`]: pouchdb-server driven with the same data.
 //! - [`browser`]: the browser client's first sync and `swap` in headless Chromium.
+//! - [`overhead`]: what metrics and the access log cost on the push path (W1, W2).
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
 //! (`w1.full.msgpack`, `raw.w1.full`, ...); `main` turns keys into rows.
 
 pub mod browser;
 pub mod catchup;
+pub mod overhead;
 pub mod peer;
 pub mod stream;
 pub mod write;
