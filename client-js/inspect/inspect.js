@@ -221,6 +221,7 @@ function applyLive(doc) {
   const group = state.groups.find((g) => g.name === state.selected);
   if (group && doc.seq > group.seq) {
     group.seq = doc.seq;
+    renderGroups();
     renderHead();
   }
 }

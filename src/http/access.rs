@@ -82,7 +82,7 @@ pub async fn access(
                     });
             let line = Line {
                 method: method.as_str(),
-                route: route.as_deref().unwrap_or("other"),
+                route: route_label(route.as_deref()),
                 status: res.status().as_u16(),
                 note: &note,
                 bytes_in,
@@ -108,6 +108,18 @@ pub async fn access(
         }
     }
     response
+}
+
+/// The route as logged and counted: the matched pattern; the browser client's modules
+/// as one route each (`/atomsync/{module}.js`, `/inspect/{module}.js`), not one per file;
+/// `other` for a path no route matched.
+fn route_label(pattern: Option<&str>) -> &str {
+    match pattern {
+        None => "other",
+        Some(p) if p.starts_with("/atomsync/") => "/atomsync/{module}.js",
+        Some(p) if p.starts_with("/inspect/") => "/inspect/{module}.js",
+        Some(p) => p,
+    }
 }
 
 /// One request, as logged and counted.
@@ -151,5 +163,29 @@ impl Line<'_> {
         } else {
             line!(info);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn routes_are_patterns_and_modules_share_one() {
+        assert_eq!(
+            route_label(Some("/admin/groups/{group}")),
+            "/admin/groups/{group}"
+        );
+        assert_eq!(
+            route_label(Some("/atomsync/atom.js")),
+            "/atomsync/{module}.js"
+        );
+        assert_eq!(route_label(Some("/atomsync.js")), "/atomsync.js");
+        assert_eq!(
+            route_label(Some("/inspect/render.js")),
+            "/inspect/{module}.js"
+        );
+        assert_eq!(route_label(Some("/inspect")), "/inspect");
+        assert_eq!(route_label(None), "other");
     }
 }
