@@ -120,6 +120,11 @@ impl SessionStats {
             groups.push_str(&format!(",+{} more", self.more_groups));
         }
         let secs = (self.opened.elapsed().as_millis() as f64) / 1000.0;
+        // Why the server closed it ("too slow: ...", "server shutting down"), if it did.
+        let reason = match end {
+            End::Close(_, reason) => Some(reason.as_str()),
+            _ => None,
+        };
         tracing::info!(
             target: "atomsync::access",
             route = "/sync/ws",
@@ -133,6 +138,7 @@ impl SessionStats {
             bytes_out = sent.bytes,
             secs,
             close = code,
+            reason,
             "websocket session ended"
         );
     }
