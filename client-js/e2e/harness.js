@@ -3,7 +3,8 @@
 // database when a test needs the server down), and headless Debian Chromium driven by
 // playwright-core. Nothing is downloaded: the browser is /usr/bin/chromium.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { get as httpsGet } from "node:https";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -54,36 +55,74 @@ const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
 /**
  * Starts the server. `users`: `{name: {token, groups}}` turns auth on; `admin`: the
- * `[admin] token` (the admin API and the inspector).
+ * `[admin] token` (the admin API and the inspector); `tls`: `{cert, key}`, PEM files for
+ * `[server.tls]` (the server then speaks HTTPS only; see {@link makeCertificate}).
  * @returns {Promise<TestServer>}
  */
-export async function startServer({ users, admin } = {}) {
+export async function startServer({ users, admin, tls } = {}) {
   ensureBinary();
   const dir = mkdtempSync(join(tmpdir(), "atomsync-e2e-"));
   const args = ["--bind", `127.0.0.1:${await freePort()}`, "--db", join(dir, "atomsync.db"), "--durability", "normal", "--log", "warn"];
-  if (users) {
-    writeUsers(dir, users);
+  if (users || tls) {
+    writeUsers(dir, users ?? {}, tls);
     args.push("--config", join(dir, "atomsync.toml"));
   }
   if (admin) args.push("--admin-token", admin);
-  const server = new TestServer(dir, args);
+  const server = new TestServer(dir, args, tls);
   await server.start();
   return server;
 }
 
-/** Writes the server's config file (its users) into `dir`. */
-function writeUsers(dir, users) {
+/** Writes the server's config file (its users, its TLS files) into `dir`. */
+function writeUsers(dir, users, tls) {
+  const server = tls ? `[server.tls]\ncert = ${JSON.stringify(tls.cert)}\nkey = ${JSON.stringify(tls.key)}\n\n` : "";
   const toml = Object.entries(users)
     .map(([name, { token, groups }]) => `[users.${name}]\ntoken = ${JSON.stringify(token)}\ngroups = ${JSON.stringify(groups)}\n`)
     .join("\n");
-  writeFileSync(join(dir, "atomsync.toml"), toml);
+  writeFileSync(join(dir, "atomsync.toml"), server + toml);
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost, made with openssl into a new
+ * temporary folder: `{cert, key, dir}` (paths; `cert` is also its own CA).
+ */
+export function makeCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), "atomsync-tls-"));
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  const made = spawnSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=atomsync test",
+    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+  ], { encoding: "utf8" });
+  if (made.status !== 0) throw new Error(`openssl could not make a certificate: ${made.stderr}`);
+  return { cert, key, dir };
+}
+
+/**
+ * The status of `GET url`; over https, trusting `ca` (PEM text).
+ * @param {string} url
+ * @param {string | undefined} ca
+ * @returns {Promise<number>}
+ */
+function statusOf(url, ca) {
+  if (!url.startsWith("https:")) return fetch(url).then((response) => response.status);
+  return new Promise((resolve, reject) => {
+    const request = httpsGet(url, { ca }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on("error", reject);
+  });
 }
 
 export class TestServer {
-  constructor(dir, args) {
+  constructor(dir, args, tls) {
     this.dir = dir;
     this.args = args;
-    this.origin = `http://${args[1]}`;
+    this.tls = tls;
+    this.ca = tls ? readFileSync(tls.cert, "utf8") : undefined;
+    this.origin = `${tls ? "https" : "http"}://${args[1]}`;
     this.process = null;
     this.log = "";
   }
@@ -100,8 +139,7 @@ export class TestServer {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`atomsync-server exited with ${child.exitCode}:\n${this.log}`);
       try {
-        const response = await fetch(`${this.origin}/healthz`);
-        if (response.ok) return;
+        if ((await statusOf(`${this.origin}/healthz`, this.ca)) === 200) return;
       } catch {
         // Not listening yet.
       }
@@ -138,7 +176,7 @@ export class TestServer {
    */
   setUsers(users) {
     if (!this.args.includes("--config")) throw new Error("setUsers: this server was started without users");
-    writeUsers(this.dir, users);
+    writeUsers(this.dir, users, this.tls);
   }
 
   /** Stops the server for good and removes its database. */
