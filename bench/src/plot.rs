@@ -2,8 +2,9 @@
 //! written as SVG text, so no font is loaded and the viewer draws it):
 //!
 //! - `throughput.svg`: every rate row that has a baseline, as the ratio ours / baseline on
-//!   a log scale around 1 (the baseline), green where the target is met, red where
-//!   it is missed, grey where none is set; the target as a tick on the bar's line.
+//!   a log scale: a bar from 1 (the baseline) to the ratio, rightwards when faster,
+//!   leftwards when slower; green where the target is met, red where it is
+//!   missed, grey where none is set; the target as a tick on the bar's line.
 //! - `latency.svg`: the latency rows (W4, and the peer's longpoll beside them), p50, p99
 //!   and max of each configuration as three bars, in ms on a log scale.
 //!
@@ -23,7 +24,11 @@ const WIDTH: u32 = 1200;
 const ROW_PX: u32 = 26;
 const LATENCY_ROW_PX: u32 = 54;
 /// The left margin that holds the labels.
-const LABEL_PX: u32 = 560;
+/// The left margin that holds the labels: what the longest needs, within these bounds.
+const LABEL_PX: u32 = 640;
+const MIN_LABEL_PX: u32 = 200;
+/// About the width of one character of the 12 px labels (sans-serif), in pixels.
+const CHAR_PX: f64 = 6.2;
 const MET: RGBColor = RGBColor(31, 157, 98);
 const MISSED: RGBColor = RGBColor(194, 65, 45);
 const PLAIN: RGBColor = RGBColor(120, 128, 145);
@@ -92,15 +97,21 @@ fn throughput_bars(rows: &[Row]) -> Vec<Bar> {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-/// A log range that holds every value in `values` with some room, never narrower than
-/// `floor..ceil`.
-fn log_bounds(values: impl Iterator<Item = f64>, floor: f64, ceil: f64) -> (f64, f64) {
+/// A log range that holds every value in `values`, never narrower than `floor..ceil`,
+/// with `room` times the largest on the right for the figure written after a bar.
+fn log_bounds(values: impl Iterator<Item = f64>, floor: f64, ceil: f64, room: f64) -> (f64, f64) {
     let (mut lo, mut hi) = (floor, ceil);
     for v in values.filter(|v| v.is_finite() && *v > 0.0) {
         lo = lo.min(v / 1.5);
-        hi = hi.max(v * 1.5);
+        hi = hi.max(v * room);
     }
     (lo, hi)
+}
+
+/// The left margin the longest of `labels` needs.
+fn label_px<'a>(labels: impl Iterator<Item = &'a str>) -> u32 {
+    let longest = labels.map(|l| l.chars().count()).max().unwrap_or(0);
+    ((longest as f64 * CHAR_PX) as u32 + 24).clamp(MIN_LABEL_PX, LABEL_PX)
 }
 
 fn label(
@@ -127,15 +138,17 @@ fn throughput(path: &Path, bars: &[Bar]) -> Result<(), String> {
             .flatten(),
         0.1,
         10.0,
+        2.0,
     );
     let n = bars.len() as f64;
+    let left = label_px(bars.iter().map(|b| b.label.as_str()));
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "Throughput: ours / baseline, same run (log scale; 1 = the baseline)",
             ("sans-serif", 20),
         )
         .margin(14)
-        .margin_left(LABEL_PX)
+        .margin_left(left)
         .x_label_area_size(34)
         .build_cartesian_2d((lo..hi).log_scale(), 0.0..n)
         .map_err(|e| e.to_string())?;
@@ -160,7 +173,7 @@ fn throughput(path: &Path, bars: &[Bar]) -> Result<(), String> {
         let bottom = y(i) + 0.2;
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(lo, bottom), (bar.ratio, top)],
+                [(bar.ratio.min(1.0), bottom), (bar.ratio.max(1.0), top)],
                 color.mix(0.85).filled(),
             )))
             .map_err(|e| e.to_string())?;
@@ -172,14 +185,20 @@ fn throughput(path: &Path, bars: &[Bar]) -> Result<(), String> {
                 )))
                 .map_err(|e| e.to_string())?;
         }
+        // The figure beyond the bar's far end.
         let (x, py) = chart.backend_coord(&(bar.ratio, y(i) + 0.5));
+        let (anchor, dx) = if bar.ratio >= 1.0 {
+            (HPos::Left, 5)
+        } else {
+            (HPos::Right, -5)
+        };
         let value = TextStyle::from(("sans-serif", 12).into_font())
             .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Center));
-        root.draw(&Text::new(format!("{:.2}", bar.ratio), (x + 5, py), value))
+            .pos(Pos::new(anchor, VPos::Center));
+        root.draw(&Text::new(format!("{:.2}", bar.ratio), (x + dx, py), value))
             .map_err(|e| e.to_string())?;
-        let (left, _) = chart.backend_coord(&(lo, 0.0));
-        label(&root, &bar.label, (left - 8, py), 12, &BLACK)?;
+        let (edge, _) = chart.backend_coord(&(lo, 0.0));
+        label(&root, &bar.label, (edge - 8, py), 12, &BLACK)?;
     }
     chart
         .draw_series(std::iter::once(PathElement::new(
@@ -190,7 +209,7 @@ fn throughput(path: &Path, bars: &[Bar]) -> Result<(), String> {
     let legend = TextStyle::from(("sans-serif", 12).into_font()).color(&PLAIN);
     root.draw(&Text::new(
         "green: target met · red: missed · grey: no target · black tick: the target ratio",
-        (LABEL_PX as i32, height as i32 - 14),
+        (left as i32, height as i32 - 14),
         legend,
     ))
     .map_err(|e| e.to_string())?;
@@ -233,8 +252,11 @@ fn latency_groups(rows: &[Row]) -> Vec<LatencyGroup> {
             row.value.as_ref().ok().copied(),
         );
         if let Some(Ok(baseline)) = &row.baseline_value {
+            // The baseline at the same rate: "…, 20 pushes/s" from ours. It is measured
+            // once per rate, so both durabilities' rows name the same bars.
             let base = row.spec.baseline.replacen(&format!(", {name}"), "", 1);
-            add(base, stat, Some(*baseline));
+            let rate = config.split(", ").nth(1).unwrap_or_default();
+            add(format!("{base}, {rate}"), stat, Some(*baseline));
         }
     }
     groups.retain(|g| g.values.iter().any(|v| v.is_some_and(|v| v > 0.0)));
@@ -245,15 +267,21 @@ fn latency(path: &Path, groups: &[LatencyGroup]) -> Result<(), String> {
     let height = 120 + LATENCY_ROW_PX * groups.len() as u32;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (lo, hi) = log_bounds(groups.iter().flat_map(|g| g.values).flatten(), 0.1, 100.0);
+    let (lo, hi) = log_bounds(
+        groups.iter().flat_map(|g| g.values).flatten(),
+        0.1,
+        100.0,
+        6.0,
+    );
     let n = groups.len() as f64;
+    let left = label_px(groups.iter().map(|g| g.label.as_str()));
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "Latency: push to delivery, p50 / p99 / max (ms, log scale)",
             ("sans-serif", 20),
         )
         .margin(14)
-        .margin_left(LABEL_PX)
+        .margin_left(left)
         .x_label_area_size(34)
         .build_cartesian_2d((lo..hi).log_scale(), 0.0..n)
         .map_err(|e| e.to_string())?;
@@ -289,8 +317,8 @@ fn latency(path: &Path, groups: &[LatencyGroup]) -> Result<(), String> {
             ))
             .map_err(|e| e.to_string())?;
         }
-        let (left, py) = chart.backend_coord(&(lo, base + 0.5));
-        label(&root, &group.label, (left - 8, py), 12, &BLACK)?;
+        let (edge, py) = chart.backend_coord(&(lo, base + 0.5));
+        label(&root, &group.label, (edge - 8, py), 12, &BLACK)?;
     }
     root.present().map_err(|e| e.to_string())
 }
@@ -385,8 +413,10 @@ mod tests {
             latency.contains("W4 · push-to-delivery, 20 pushes/s, 1 subscriber, full"),
             "{latency}"
         );
+        assert!(latency.contains("p99 2.40 ms"), "{latency}");
         assert!(
-            latency.contains("p99 2.40 ms") && latency.contains("pouchdb-server _changes longpoll")
+            latency.contains("pouchdb-server _changes longpoll, 20 pushes/s"),
+            "{latency}"
         );
     }
 }

@@ -190,7 +190,7 @@ async fn overhead(
     durability: Durability,
     core: Option<usize>,
 ) {
-    use crate::workloads::overhead::{PHASES, SERVERS, key, run, start};
+    use crate::workloads::overhead::{COSTS, PHASES, SERVERS, key, run, start};
     let d = durability.name();
     let servers = match bin
         .ok_or_else(|| "needs servers started by the bench (not --url)".to_owned())
@@ -202,14 +202,15 @@ async fn overhead(
                 for (name, _, _) in SERVERS {
                     ctx.results.fail(&key(d, phase, name), &reason);
                 }
+                for (cost, _, _) in COSTS {
+                    ctx.results.fail(&key(d, phase, cost), &reason);
+                }
             }
             return;
         }
     };
     eprintln!("== metrics and access-log cost, {d}");
-    for rep in 0..ctx.plan.reps {
-        run(ctx, &servers, durability, rep).await;
-    }
+    run(ctx, &servers, durability).await;
 }
 
 /// W4 and W5 (with the broadcast baseline), after checking that `/sync/ws` upgrades.
