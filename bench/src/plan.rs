@@ -58,8 +58,6 @@ pub struct Plan {
     pub browser_docs: u64,
     /// Browser: swaps timed per repetition (the median is kept).
     pub browser_swaps: usize,
-    /// Rounds of the Overhead workload: each measures every phase on every server once.
-    pub overhead_rounds: usize,
 }
 
 impl Plan {
@@ -92,7 +90,6 @@ impl Plan {
             peer_rates: vec![20, 1_000],
             browser_docs: 50_000,
             browser_swaps: 20,
-            overhead_rounds: 11,
         }
     }
 
@@ -124,7 +121,6 @@ impl Plan {
             peer_rates: vec![20],
             browser_docs: 500,
             browser_swaps: 3,
-            overhead_rounds: 1,
         }
     }
 

@@ -244,9 +244,9 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
     rows
 }
 
-/// What metrics and the access log cost: the medians of paired per-round costs, in
-/// percent of the rate without the thing measured (see `workloads::overhead`). Metrics
-/// are meant to be free: the target is at most 5 %.
+/// What metrics and the access log cost: the extra time of a push, in percent, from
+/// pushes interleaved across servers (see `workloads::overhead`); the median of the
+/// repetitions. Metrics are meant to be free: the target is at most 5 %.
 fn overhead_rows(modes: &[&str]) -> Vec<RowSpec> {
     use crate::workloads::overhead::key;
     let mut rows = Vec::new();

@@ -198,7 +198,7 @@ async fn overhead(
     {
         Ok(servers) => servers,
         Err(reason) => {
-            for phase in PHASES {
+            for (phase, _, _) in PHASES {
                 for (name, _, _) in SERVERS {
                     ctx.results.fail(&key(d, phase, name), &reason);
                 }
@@ -210,7 +210,9 @@ async fn overhead(
         }
     };
     eprintln!("== metrics and access-log cost, {d}");
-    run(ctx, &servers, durability).await;
+    for rep in 0..ctx.plan.reps {
+        run(ctx, &servers, durability, rep).await;
+    }
 }
 
 /// W4 and W5 (with the broadcast baseline), after checking that `/sync/ws` upgrades.

@@ -1,28 +1,30 @@
-//! What operability costs on the push path: W1 (MessagePack) and W2 (one client, and the
-//! concurrent clients) against three servers of the same durability, started for this
-//! workload:
+//! What operability costs on the push path: W1's pushes (100 changes, MessagePack) and
+//! W2's (one change; one client, and bursts of the concurrent clients) against three
+//! servers of the same durability, started for this workload:
 //!
 //! - `bare`: `[metrics] enabled = false`, no access line per request;
 //! - `metrics`: metrics on (the default), no access line;
 //! - `logged`: metrics on and an access line per request (`--log info`, the default).
 //!
-//! The machine is shared, so rates drift by tens of percent between minutes, far more than
-//! what is measured here. Hence paired rounds: a round runs one short phase on each server
-//! back to back (the order rotating from round to round), and yields the costs of that
-//! round, `1 - metrics / bare` and `1 - logged / metrics`, in percent. The rows are the
-//! medians of those per-round costs over [`Plan::overhead_rounds`](crate::plan::Plan)
-//! rounds: a drift slower than a round cancels out, and a burst of noise in one round is
-//! one sample of many. 0 % is free; a negative cost is noise.
+//! The machine is shared: rates drift by tens of percent from one second to the next,
+//! far more than what is measured here, so whole phases run one after the other cannot
+//! tell a few percent apart. So the servers are interleaved **push by push**: each step
+//! sends one push (or one burst of concurrent pushes) to each server in turn, the order
+//! rotating, and times it. Drift then hits the three alike; the per-server medians of those
+//! times give the cost: `metrics / bare - 1` and `logged / metrics - 1`, in percent of
+//! the time of a push. 0 % is free; a negative cost is noise.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::Instant;
 
 use atomsync_proto::Encoding;
+use bytes::Bytes;
 
-use super::write::{w1_rate, w2_concurrent, w2_sequential};
-use super::{Ctx, Target};
-use crate::error::Result;
-use crate::report::Results;
+use super::Ctx;
+use crate::data;
+use crate::error::{BenchError, Result};
+use crate::http;
+use crate::report::median;
 use crate::server::{ACCESS_LOG, AtomsyncServer, Durability, QUIET_ACCESS};
 
 /// The servers compared, by name: label, extra config, log filter.
@@ -32,21 +34,14 @@ pub const SERVERS: [(&str, &str, &str); 3] = [
     ("logged", "", ACCESS_LOG),
 ];
 
-/// The phases measured on each server, by name.
-pub const PHASES: [&str; 3] = ["w1", "w2seq", "w2conc"];
+/// The phases: name, changes per push, pushes at once (one per client).
+pub const PHASES: [(&str, usize, usize); 3] = [("w1", 100, 1), ("w2seq", 1, 1), ("w2conc", 1, 16)];
 
-/// The costs a round yields: its name, the server measured, the server it is compared with.
+/// The costs reported: name, the server measured, the server it is compared with.
 pub const COSTS: [(&str, &str, &str); 2] = [
     ("metrics_cost", "metrics", "bare"),
     ("log_cost", "logged", "metrics"),
 ];
-
-/// Each phase of a round is this share of the plan's W1/W2 counts: short, so that the
-/// three servers of a round run close together in time.
-const ROUND_SHARE: u64 = 4;
-
-/// The pause (sync, settle) before each phase of a round.
-const ROUND_SETTLE: Duration = Duration::from_millis(200);
 
 /// Starts the three servers of `durability`.
 pub fn start(
@@ -65,59 +60,103 @@ pub fn start(
         .collect()
 }
 
-/// Every round; records each phase's rate per server and its costs per round.
+/// One repetition of every phase; records each server's median push time (µs) and the
+/// costs.
 pub async fn run(
     ctx: &mut Ctx,
     servers: &[(&'static str, AtomsyncServer)],
     durability: Durability,
+    rep: usize,
 ) {
     let d = durability.name();
-    let mut short = Ctx {
-        plan: ctx.plan.clone(),
-        results: Results::default(),
-        dir: ctx.dir.clone(),
-    };
-    short.plan.w1_changes = (ctx.plan.w1_changes / ROUND_SHARE).max(100);
-    short.plan.w2_sequential = (ctx.plan.w2_sequential / ROUND_SHARE).max(10);
-    short.plan.w2_concurrent = (ctx.plan.w2_concurrent / ROUND_SHARE).max(32);
-    short.plan.settle = ROUND_SETTLE.min(ctx.plan.settle);
-    for round in 0..ctx.plan.overhead_rounds {
-        for phase in PHASES {
-            let mut rates = Vec::new();
-            for i in 0..servers.len() {
-                let (name, server) = &servers[(i + round) % servers.len()];
-                let target = Target {
-                    base: server.url(""),
-                    addr: server.addr,
-                    durability,
-                    db: Some(server.db.clone()),
-                };
-                let group = format!("ovh-{phase}-{name}-{round}");
-                let rate = match phase {
-                    "w1" => w1_rate(&short, &target, &group, Encoding::MsgPack).await,
-                    "w2seq" => w2_sequential(&short, &target, &group).await,
-                    _ => w2_concurrent(&short, &target, &group).await,
-                };
-                if let Ok(rate) = &rate {
-                    rates.push((*name, *rate));
+    for (phase, per_push, at_once) in PHASES {
+        // As many steps as W2 sends single-change pushes (W1: a tenth, each 100 changes).
+        let steps = if per_push > 1 {
+            (ctx.plan.w1_changes as usize / per_push / 2).max(5)
+        } else {
+            (ctx.plan.w2_sequential as usize / 2).max(10)
+        };
+        ctx.settle().await;
+        match interleaved(servers, phase, per_push, at_once, steps, rep).await {
+            Ok(times) => {
+                for (name, time) in &times {
+                    ctx.outcome(&key(d, phase, name), Ok(*time));
                 }
-                ctx.outcome(&key(d, phase, name), rate);
+                let time_of = |name: &str| times.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+                for (cost, measured, against) in COSTS {
+                    let value = match (time_of(measured), time_of(against)) {
+                        (Some(m), Some(a)) if a > 0.0 => Ok((m / a - 1.0) * 100.0),
+                        _ => Err(BenchError::Setup(format!(
+                            "no time of {measured} or {against}"
+                        ))),
+                    };
+                    ctx.outcome(&key(d, phase, cost), value);
+                }
             }
-            let rate_of = |name: &str| rates.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
-            for (cost, measured, against) in COSTS {
-                let value = match (rate_of(measured), rate_of(against)) {
-                    (Some(m), Some(a)) if a > 0.0 => Ok((1.0 - m / a) * 100.0),
-                    _ => Err(crate::error::BenchError::Setup(format!(
-                        "no rate of {measured} or {against} in this round"
-                    ))),
-                };
-                ctx.outcome(&key(d, phase, cost), value);
+            Err(e) => {
+                let reason = e.to_string();
+                for (name, _, _) in SERVERS {
+                    ctx.results.fail(&key(d, phase, name), &reason);
+                }
+                for (cost, _, _) in COSTS {
+                    ctx.outcome(&key(d, phase, cost), Err(BenchError::Setup(reason.clone())));
+                }
             }
         }
     }
 }
 
-/// The measurement key of `what` (a server's rate, or a cost) in `phase`, durability `d`.
+/// `steps` steps; in each, `at_once` pushes of `per_push` new changes go to each server in
+/// turn (the order rotating), timed. The median time of a step per server, in µs.
+async fn interleaved(
+    servers: &[(&'static str, AtomsyncServer)],
+    phase: &str,
+    per_push: usize,
+    at_once: usize,
+    steps: usize,
+    rep: usize,
+) -> Result<Vec<(&'static str, f64)>> {
+    let encoding = Encoding::MsgPack;
+    // Room for every connection of a burst to stay open from one step to the next.
+    let _ = http::client()?; // installs the TLS provider reqwest wants, as the bench does
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(2 * at_once)
+        .build()?;
+    // Every server gets the same bodies: first writes of new keys, in a group of its own.
+    let group = format!("ovh-{phase}-{rep}");
+    let changes = data::changes(phase, 0..(steps * at_once * per_push) as u64, |_| 0);
+    let bodies: Vec<Bytes> = data::push_bodies(&group, &changes, per_push, encoding);
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); servers.len()];
+    for (step, burst) in bodies.chunks(at_once).enumerate() {
+        for i in 0..servers.len() {
+            let which = (i + step) % servers.len();
+            let base = servers[which].1.url("");
+            let started = Instant::now();
+            let pushes = burst
+                .iter()
+                .map(|body| http::push(&client, &base, body.clone(), encoding));
+            for outcome in futures_util::future::join_all(pushes).await {
+                let outcome = outcome?;
+                if outcome.conflicts > 0 {
+                    return Err(BenchError::Protocol(format!(
+                        "{} first writes answered as conflicts",
+                        outcome.conflicts
+                    )));
+                }
+            }
+            times[which].push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(servers
+        .iter()
+        .zip(times)
+        .map(|((name, _), t)| (*name, median(&t)))
+        .collect())
+}
+
+/// The measurement key of `what` (a server's median push time, or a cost) in `phase`,
+/// durability `d`.
 pub fn key(d: &str, phase: &str, what: &str) -> String {
     format!("ovh.{d}.{phase}.{what}")
 }
