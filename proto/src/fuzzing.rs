@@ -16,10 +16,12 @@
 //! `id` and `group`.
 
 mod codec;
+mod server;
 mod wire;
 
 #[cfg(test)]
 mod replay;
 
 pub use codec::{json, msgpack};
+pub use server::server_message;
 pub use wire::{client_frame, push};

@@ -40,3 +40,8 @@ fn the_push_corpus_replays() {
 fn the_client_frame_corpus_replays() {
     replay("client_frame", super::client_frame);
 }
+
+#[test]
+fn the_server_message_corpus_replays() {
+    replay("server_message", super::server_message);
+}
