@@ -31,6 +31,10 @@
 
 mod catch_up;
 mod limit;
+/// Not API: the frame scanner's fuzz property, for the fuzz build only (`fuzz/`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use limit::fuzzing::frame_scanner;
 mod outbox;
 mod session;
 #[cfg(test)]
