@@ -149,6 +149,13 @@ fn copy_lines(
     });
 }
 
+/// The log filter the bench's servers run with: start-up lines, no access line per request
+/// (their cost is measured on its own, by the `metrics` workload, with [`ACCESS_LOG`]).
+pub const QUIET_ACCESS: &str = "info,atomsync::access=warn";
+
+/// The server's default filter: an access line for every request.
+pub const ACCESS_LOG: &str = "info";
+
 /// A running `atomsync-server` on its own temporary database.
 pub struct AtomsyncServer {
     /// Where it listens.
@@ -160,6 +167,15 @@ pub struct AtomsyncServer {
     pub db: PathBuf,
 }
 
+/// What a server runs on: its files' name, its database, what its config adds, its log
+/// filter.
+struct Setup<'a> {
+    name: &'a str,
+    db: &'a str,
+    extra_toml: &'a str,
+    log: &'a str,
+}
+
 impl AtomsyncServer {
     /// Starts `bin` on a new database in `dir`, pinned to `core` when given.
     pub fn start(
@@ -168,9 +184,33 @@ impl AtomsyncServer {
         durability: Durability,
         core: Option<usize>,
     ) -> Result<AtomsyncServer> {
-        let db = dir.join(format!("atomsync-{}.db", durability.name()));
-        let name = durability.name();
-        AtomsyncServer::start_on(bin, dir, name, &db.display().to_string(), durability, core)
+        AtomsyncServer::start_with(bin, dir, durability, core, "", "", QUIET_ACCESS)
+    }
+
+    /// [`start`](Self::start), its files named with `label`, `extra_toml` appended to its
+    /// config (tables after `[server]`, e.g. `[metrics]\nenabled = false`), and `log` as
+    /// its log filter.
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        durability: Durability,
+        core: Option<usize>,
+        label: &str,
+        extra_toml: &str,
+        log: &str,
+    ) -> Result<AtomsyncServer> {
+        let name = format!("{}{label}", durability.name());
+        let db = dir
+            .join(format!("atomsync-{name}.db"))
+            .display()
+            .to_string();
+        let setup = Setup {
+            name: &name,
+            db: &db,
+            extra_toml,
+            log,
+        };
+        AtomsyncServer::launch(bin, dir, &setup, durability, core)
     }
 
     /// Starts `bin` on the database `db` (an SQLite path or a PostgreSQL URL), its config
@@ -183,15 +223,37 @@ impl AtomsyncServer {
         durability: Durability,
         core: Option<usize>,
     ) -> Result<AtomsyncServer> {
+        let setup = Setup {
+            name,
+            db,
+            extra_toml: "",
+            log: QUIET_ACCESS,
+        };
+        AtomsyncServer::launch(bin, dir, &setup, durability, core)
+    }
+
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        setup: &Setup<'_>,
+        durability: Durability,
+        core: Option<usize>,
+    ) -> Result<AtomsyncServer> {
+        let Setup {
+            name,
+            db,
+            extra_toml,
+            log,
+        } = *setup;
         let config = dir.join(format!("atomsync-{name}.toml"));
         let toml = format!(
-            "[server]\nbind = \"127.0.0.1:0\"\ndb = {db:?}\ndurability = {:?}\n",
+            "[server]\nbind = \"127.0.0.1:0\"\ndb = {db:?}\ndurability = {:?}\n{extra_toml}\n",
             durability.name()
         );
         std::fs::write(&config, toml)
             .map_err(|e| BenchError::io("writing the server config", e))?;
         let mut cmd = system::pinned_command(bin, core);
-        cmd.arg("--config").arg(&config).env("ATOMSYNC_LOG", "info");
+        cmd.arg("--config").arg(&config).env("ATOMSYNC_LOG", log);
         let log = dir.join(format!("server-{name}.log"));
         let (process, addr) = Process::start(cmd, &log, "listening on http://", "atomsync-server")?;
         let addr = addr.parse().map_err(|e| {

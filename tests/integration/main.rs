@@ -7,6 +7,7 @@ mod client;
 mod common;
 mod hostile;
 mod http;
+mod ops;
 #[path = "../support/postgres.rs"]
 mod pg;
 mod safety;

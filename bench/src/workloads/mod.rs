@@ -9,6 +9,7 @@
 //! - [`client`]: the native client (issue 10): `swap`, first sync, live apply.
 //! - [`scale`]: batched and single pushes and push-to-delivery latency on SQLite, on one
 //!   server over PostgreSQL and on two servers over one PostgreSQL database.
+//! - [`overhead`]: what metrics and the access log cost on the push path (W1, W2).
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
 //! (`w1.full.msgpack`, `raw.w1.full`, ...); `main` turns keys into rows.
@@ -16,6 +17,7 @@
 pub mod browser;
 pub mod catchup;
 pub mod client;
+pub mod overhead;
 pub mod peer;
 pub mod scale;
 pub mod stream;
