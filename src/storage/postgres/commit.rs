@@ -135,7 +135,7 @@ pub(super) struct Batch<'a> {
 
 /// Applies the batch's pushes to its group in one transaction and commits it.
 pub(super) async fn attempt(pool: &Pool, batch: &Batch<'_>) -> Result<Done, Failure> {
-    let client = pool.get().await?;
+    let client = super::connect::get(pool).await?;
     let result = transact(&client, batch).await;
     if matches!(result, Err(Failure::Before(_) | Failure::Stale))
         && !client.is_closed()

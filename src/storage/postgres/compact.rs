@@ -50,7 +50,7 @@ const REMOVE: &str = "
 /// Removes every tombstone written before `before`, group by group; answers what was
 /// removed (nothing when another instance is compacting).
 pub(super) async fn compact(pool: &Pool, before: SystemTime) -> Result<Compacted, StorageError> {
-    let client = pool.get().await?;
+    let client = super::connect::get(pool).await?;
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&COMPACTION_LOCK])
         .await?

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
+};
 use tokio::runtime::Runtime;
 use tokio_postgres::NoTls;
 
@@ -108,4 +110,14 @@ pub(super) fn pool(
         }))
         .build()
         .map_err(|e| StorageError::Incompatible(format!("connection pool: {e}")))
+}
+
+/// A pooled connection, the wait for it counted in the metrics as SQLite's reads are.
+pub(super) async fn get(pool: &Pool) -> Result<Object, PoolError> {
+    let waited = std::time::Instant::now();
+    let got = pool.get().await;
+    if let Some(m) = crate::metrics::get() {
+        m.pool_wait(waited, &got);
+    }
+    got
 }

@@ -145,7 +145,7 @@ impl Postgres {
         let setup = {
             let (pool, epochs) = (pool.clone(), epochs.clone());
             handle.spawn(async move {
-                let mut client = pool.get().await?;
+                let mut client = connect::get(&pool).await?;
                 schema::migrate(&mut client).await?;
                 epochs.check(&client).await?;
                 if durability == Durability::Full {
@@ -175,6 +175,7 @@ impl Postgres {
             max_answer_bytes: options.max_answer_bytes,
             epochs: epochs.clone(),
             streams: streams.clone(),
+            synced: durability == Durability::Full,
         });
         let listener = Listener::start(config, &handle, instance, streams.clone(), epochs.clone());
         // So that an instance, once open, hears every commit made from then on (a commit
@@ -234,7 +235,7 @@ impl Postgres {
         self.run(async move |pool: Pool| {
             let mut offered = 0;
             let mut end = read::pull_into(
-                &mut pool.get().await?,
+                &mut connect::get(&pool).await?,
                 &group,
                 &query,
                 &mut sink,
@@ -248,7 +249,7 @@ impl Postgres {
                 // A pooled connection found dead before the sink took anything: nothing is
                 // lost by reading again on a fresh one.
                 end = read::pull_into(
-                    &mut pool.get().await?,
+                    &mut connect::get(&pool).await?,
                     &group,
                     &query,
                     &mut sink,
@@ -261,7 +262,7 @@ impl Postgres {
                 // Another instance renewed the epoch and this one has not adopted it yet:
                 // adopt it now, so that the caller, which named its page with the old one
                 // and must not send it, reads again under the new one.
-                epochs.check(&*pool.get().await?).await?;
+                epochs.check(&*connect::get(&pool).await?).await?;
             }
             Ok((sink, end))
         })
@@ -357,8 +358,8 @@ impl Postgres {
         T: Send + 'static,
     {
         self.run(
-            async move |pool: Pool| match read(pool.get().await?).await {
-                Err(e) if lost_connection(&e) => read(pool.get().await?).await,
+            async move |pool: Pool| match read(connect::get(&pool).await?).await {
+                Err(e) if lost_connection(&e) => read(connect::get(&pool).await?).await,
                 done => done,
             },
         )

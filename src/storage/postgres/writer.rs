@@ -18,7 +18,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use atomsync_proto::wire::Change;
 use deadpool_postgres::Pool;
@@ -59,6 +59,8 @@ pub(super) struct Setup {
     pub(super) max_answer_bytes: usize,
     pub(super) epochs: Arc<Epochs>,
     pub(super) streams: Arc<Streams>,
+    /// Commits flush the WAL before they return (`synchronous_commit` on: durability full).
+    pub(super) synced: bool,
 }
 
 /// The per-group queues and what they commit with. Cheap to clone.
@@ -78,6 +80,8 @@ struct Shared {
     epochs: Arc<Epochs>,
     /// Where commits go.
     streams: Arc<Streams>,
+    /// Commits flush the WAL before they return (counted in the metrics).
+    synced: bool,
     // A std Mutex: held for a lookup or an insert, never across an await.
     state: Mutex<State>,
     /// Woken when the last queue empties (what `close` waits for).
@@ -101,6 +105,7 @@ impl Writers {
                 max_answer_bytes: setup.max_answer_bytes,
                 epochs: setup.epochs,
                 streams: setup.streams,
+                synced: setup.synced,
                 state: Mutex::default(),
                 idle: Notify::new(),
             }),
@@ -189,10 +194,14 @@ fn take_batch(queue: &mut VecDeque<PushJob>) -> Vec<PushJob> {
 }
 
 async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
+    let started = Instant::now();
     let sink = shared.streams.sink();
     let pushes = changes(&batch);
     let failure = match attempt_fresh(&shared, &group, &pushes).await {
-        Ok(done) => return deliver(&shared, batch, done, sink.as_ref()),
+        Ok(done) => {
+            count(&shared, started, &batch, &done);
+            return deliver(&shared, batch, done, sink.as_ref());
+        }
         Err(failure) => failure,
     };
     match failure {
@@ -200,8 +209,13 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
             tracing::warn!(group = %group, error = %e, pushes = batch.len(), "a batch failed; committing its pushes one by one");
             for job in batch {
                 let alone = [job.changes.as_slice()];
+                let started = Instant::now();
                 match attempt_fresh(&shared, &group, &alone).await {
-                    Ok(done) => deliver(&shared, vec![job], done, sink.as_ref()),
+                    Ok(done) => {
+                        let jobs = vec![job];
+                        count(&shared, started, &jobs, &done);
+                        deliver(&shared, jobs, done, sink.as_ref())
+                    }
                     Err(Failure::Before(e)) => {
                         let _ = job.reply.send(Err(e));
                     }
@@ -228,6 +242,9 @@ async fn commit(shared: Arc<Shared>, group: Arc<str>, batch: Vec<PushJob>) {
             }
         }
         Failure::Before(e) => {
+            if let Some(m) = crate::metrics::get() {
+                m.commit_failures.inc();
+            }
             tracing::error!(group = %group, error = %e, pushes = batch.len(), "commit failed");
             for job in batch {
                 let _ = job.reply.send(Err(e.copy()));
@@ -268,7 +285,7 @@ async fn attempt_fresh(
     }
     if let Err(Failure::Stale) = &attempted {
         tracing::info!(group = %group, "the database's epoch changed under a batch; checking it, then trying again");
-        let client = shared.pool.get().await?;
+        let client = super::connect::get(&shared.pool).await?;
         shared.epochs.check(&client).await?;
         drop(client);
         known = shared.known()?;
@@ -311,6 +328,25 @@ impl Shared {
 /// Each push's changes.
 fn changes(batch: &[PushJob]) -> Vec<&[Change]> {
     batch.iter().map(|job| job.changes.as_slice()).collect()
+}
+
+/// Counts a commit in the metrics, if they are on. (One settled after a lost connection is
+/// not: its time would not be one transaction's, and it is rare.)
+fn count(shared: &Shared, started: Instant, batch: &[PushJob], done: &Done) {
+    if let Some(m) = crate::metrics::get() {
+        let changes = batch.iter().map(|j| j.changes.len()).sum();
+        let outcomes: Vec<_> = done
+            .applied
+            .iter()
+            .filter_map(|a| a.outcome.as_ref().ok())
+            .collect();
+        m.committed(
+            started.elapsed(),
+            changes,
+            shared.synced,
+            outcomes.into_iter(),
+        );
+    }
 }
 
 /// Records the commit in the state file (if any), hands each committed push to the sink,
@@ -382,7 +418,7 @@ async fn settled(
 pub(super) async fn settle(pool: &Pool, xid: i64) -> Option<bool> {
     let deadline = tokio::time::Instant::now() + SETTLE_FOR;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(client) = pool.get().await
+        if let Ok(client) = super::connect::get(pool).await
             && let Ok(row) = client.query_one("SELECT txid_status($1)", &[&xid]).await
         {
             match row.get::<_, Option<String>>(0).as_deref() {

@@ -230,11 +230,7 @@ impl Sqlite {
             let waited = std::time::Instant::now();
             let conn = pool.get();
             if let Some(m) = crate::metrics::get() {
-                m.pool_wait_seconds
-                    .observe(crate::metrics::seconds(waited.elapsed()));
-                if conn.is_err() {
-                    m.pool_timeouts.inc();
-                }
+                m.pool_wait(waited, &conn);
             }
             read(&mut *conn?)
         })

@@ -378,7 +378,7 @@ impl WriterThread {
             return;
         }
         let started = Instant::now();
-        let (pushes, changes) = (batch.len(), batch.iter().map(|j| j.changes.len()).sum());
+        let changes = batch.iter().map(|j| j.changes.len()).sum();
         let applied = match self.apply_batch(batch) {
             Ok(applied) => applied,
             Err((jobs, e)) => {
@@ -414,7 +414,14 @@ impl WriterThread {
             return;
         }
         if let Some(m) = crate::metrics::get() {
-            self.count(m, started, pushes, changes, &applied);
+            let outcomes = applied.iter().filter_map(|a| a.result.as_ref().ok());
+            let outcomes: Vec<_> = outcomes.map(|(outcome, _)| outcome).collect();
+            m.committed(
+                started.elapsed(),
+                changes,
+                self.fsync_per_commit,
+                outcomes.into_iter(),
+            );
         }
         for Applied { job, result } in applied {
             match result {
@@ -431,35 +438,6 @@ impl WriterThread {
                 }
             }
         }
-    }
-
-    /// Counts a durable commit: its time, size and fsync, and its changes by outcome.
-    fn count(
-        &self,
-        m: &crate::metrics::Metrics,
-        started: Instant,
-        pushes: usize,
-        changes: usize,
-        applied: &[Applied],
-    ) {
-        m.commit_seconds
-            .observe(crate::metrics::seconds(started.elapsed()));
-        m.commit_pushes.observe(pushes as f64);
-        m.commit_changes.observe(changes as f64);
-        if self.fsync_per_commit {
-            m.fsyncs.inc();
-        }
-        let (mut accepted, mut conflicts) = (0, 0);
-        for outcome in applied.iter().filter_map(|a| a.result.as_ref().ok()) {
-            for result in &outcome.0.results {
-                match result {
-                    PushResult::Accepted { .. } => accepted += 1,
-                    PushResult::Conflict { .. } => conflicts += 1,
-                }
-            }
-        }
-        m.changes_accepted.inc_by(accepted);
-        m.changes_conflict.inc_by(conflicts);
     }
 
     /// Applies every job in one transaction and commits it. On a failed commit, gives the
