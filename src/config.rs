@@ -23,6 +23,70 @@ pub enum Durability {
     Normal,
 }
 
+/// The database `[server] db` names: a PostgreSQL URL when it starts with `postgres://` or
+/// `postgresql://`, else the path of an SQLite file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database<'a> {
+    /// An SQLite database file, created when missing.
+    Sqlite(&'a Path),
+    /// A PostgreSQL connection URL (`postgres://user:password@host:port/dbname?...`).
+    Postgres(&'a str),
+}
+
+impl<'a> Database<'a> {
+    /// Which database `db` names: a PostgreSQL URL when it starts with `postgres://` or
+    /// `postgresql://`, else an SQLite file.
+    pub fn of(db: &'a Path) -> Database<'a> {
+        match db.to_str() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(url)
+            }
+            _ => Database::Sqlite(db),
+        }
+    }
+
+    /// How to name the database in logs and errors: the path, or the URL without its
+    /// password.
+    pub fn redacted(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `url` with the password of its user part and any `password=` parameter replaced by
+/// `***`, so that it can be logged.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority_end, _) = rest
+        .char_indices()
+        .find(|&(_, c)| c == '/' || c == '?')
+        .unwrap_or((rest.len(), ' '));
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// The whole configuration of a server.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,12 +134,13 @@ pub struct TlsConfig {
 }
 
 /// The `[server]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub bind: String,
-    /// The SQLite database file (created when missing).
+    /// The database: an SQLite file (created when missing), or a PostgreSQL URL
+    /// (`postgres://user@host/dbname`, the database must exist); see [`ServerConfig::database`].
     pub db: PathBuf,
     /// The state file that remembers which databases were served from `db` and how far
     /// (so that one that went back in time gets a new epoch), and locks it against a
@@ -83,7 +148,9 @@ pub struct ServerConfig {
     pub state_file: Option<PathBuf>,
     /// Durability of acknowledged writes.
     pub durability: Durability,
-    /// Read connections in the pool (pull, catch-up, health). Writes use one dedicated connection.
+    /// Connections in the pool. SQLite: read connections (pull, catch-up, health), writes
+    /// using one dedicated connection. PostgreSQL: every connection but the one that listens
+    /// for other instances' commits, reads and writes alike.
     pub pool_size: u32,
     /// Largest request body (HTTP) or frame (WebSocket).
     pub max_body_bytes: usize,
@@ -122,6 +189,38 @@ pub struct ServerConfig {
     pub group_idle_timeout: Duration,
     /// `[server.tls]`: when set, the server speaks HTTPS only.
     pub tls: Option<TlsConfig>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // Hand-written so that a PostgreSQL password in `db` never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("db", &self.database().redacted())
+            .field("durability", &self.durability)
+            .field("pool_size", &self.pool_size)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_depth", &self.max_depth)
+            .field("max_changes", &self.max_changes)
+            .field("workers", &self.workers)
+            .field("state_file", &self.state_file)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("group_idle_timeout", &self.group_idle_timeout)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// Which database [`db`](ServerConfig::db) names.
+    pub fn database(&self) -> Database<'_> {
+        Database::of(&self.db)
+    }
 }
 
 impl Default for ServerConfig {
@@ -407,6 +506,16 @@ impl Config {
                 )));
             }
         }
+        if let Database::Postgres(url) = s.database() {
+            // The driver's own parser, so that what passes here is what connects; its
+            // message never repeats the password.
+            url.parse::<tokio_postgres::Config>().map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "server.db: {} is not a PostgreSQL URL: {e}",
+                    redact_url(url)
+                ))
+            })?;
+        }
         for (name, timeout) in [
             ("request_timeout", s.request_timeout),
             ("ping_interval", s.ping_interval),
@@ -561,6 +670,43 @@ mod tests {
             err.contains("tombstones_older_than") && err.contains("30d"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn db_is_a_file_or_a_postgres_url() {
+        let c = Config::from_toml("[server]\ndb = \"data/a.db\"\n").unwrap();
+        assert_eq!(
+            c.server.database(),
+            Database::Sqlite(Path::new("data/a.db"))
+        );
+        let c = Config::from_toml("[server]\ndb = \"postgres://u:pw@h:5433/d\"\n").unwrap();
+        assert_eq!(
+            c.server.database(),
+            Database::Postgres("postgres://u:pw@h:5433/d")
+        );
+        c.validate().unwrap();
+        let c = Config::from_toml("[server]\ndb = \"postgresql://h/d?port=x\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("server.db"), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_password_is_never_shown() {
+        for (url, shown) in [
+            ("postgres://u:s3cret@h/d", "postgres://u:***@h/d"),
+            (
+                "postgres://u@h:1/d?password=s3cret&x=1",
+                "postgres://u@h:1/d?password=***&x=1",
+            ),
+            ("postgresql://u:s3cret@h", "postgresql://u:***@h"),
+            ("postgres://h/d", "postgres://h/d"),
+        ] {
+            assert_eq!(Database::Postgres(url).redacted(), shown);
+        }
+        let c = Config::from_toml("[server]\ndb = \"postgres://u:s3cret@h/d?port=x\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]

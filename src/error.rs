@@ -1,8 +1,9 @@
-//! [`RequestError`]: why a request applied nothing, in the protocol's terms, whichever
-//! transport carried it. HTTP renders it as a response with the code's status
-//! ([`http::ApiError`](crate::http::ApiError)); WebSocket as an `error` frame that echoes the
-//! frame's `id` and `group`. Both take the code and message from [`RequestError::to_wire`],
-//! so a failure reads the same on either (PROTOCOL.md section 3).
+//! [`RequestError`]: why a request applied nothing (or, once, that a commit's outcome was
+//! lost), in the protocol's terms, whichever transport carried it. HTTP renders it as a
+//! response with the code's status ([`http::ApiError`](crate::http::ApiError)); WebSocket as
+//! an `error` frame that echoes the frame's `id` and `group`. Both take the code and message
+//! from [`RequestError::to_wire`], so a failure reads the same on either (PROTOCOL.md
+//! section 3).
 
 use atomsync_proto::{ErrorCode, WireError};
 
@@ -17,7 +18,10 @@ pub enum RequestError {
     #[error(transparent)]
     Refused(#[from] WireError),
     /// Storage could not do it.
-    #[error("storage: {0}; nothing was applied")]
+    #[error(
+        "storage: {0}{tail}",
+        tail = if .0.applied_nothing() { "; nothing was applied" } else { "" }
+    )]
     Storage(StorageError),
 }
 

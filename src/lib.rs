@@ -14,10 +14,11 @@
 //! - [`push`]: the one push path both transports call: permission, validation, commit.
 //! - [`error`]: why a request applied nothing, as both transports answer it.
 //! - [`actors`]: one actor per subscribed group, streaming its commits in order.
-//! - [`storage`]: one interface over the database, whichever engine; today SQLite in WAL
-//!   mode, with a single writer thread and a pool of readers.
-//! - [`offline`]: the commands that work on the database file (`backup`, `restore`,
-//!   `compact`).
+//! - [`storage`]: one interface over the database, whichever engine: SQLite in WAL mode,
+//!   with a single writer thread and a pool of readers (the default); or PostgreSQL, shared
+//!   by several instances of the server.
+//! - [`offline`]: the commands that work on a database while no server runs (`backup`,
+//!   `restore`, `compact`; SQLite only, see its doc).
 //! - [`metrics`]: what the server counts, exported at `GET /metrics` for Prometheus.
 //! - [`tls`]: HTTPS (`[server.tls]`) through rustls.
 //! - [`logging`]: log lines as text or JSON, one per request.
@@ -38,6 +39,11 @@
 //!    (hand-off 2, back to the worker, which sends the response). The actor encodes the
 //!    commit's `changes` frame once per encoding and hands the same bytes to every
 //!    subscribed session's queue, in `seq` order.
+//!
+//! On PostgreSQL, step 2 goes to the group's writer task instead (per group, one
+//! transaction at a time, locking the group's row, the pushes queued behind it joining the
+//! next), and the other instances learn of the commit by `NOTIFY`: each hands it to its own
+//! group actor, which reads the new documents from the database and streams them.
 //!
 //! Reads (pulls, catch-up, a new actor's starting `seq`) never pass through the actors:
 //! they are async calls on [`storage::Storage`], which reads a consistent snapshot (on
@@ -89,7 +95,7 @@ pub enum ServerError {
     /// The database could not be opened.
     #[error("database {path}: {source}")]
     Storage {
-        /// The database file.
+        /// The database file, or the PostgreSQL URL with its password hidden.
         path: std::path::PathBuf,
         /// What failed.
         source: StorageError,
@@ -164,7 +170,7 @@ pub async fn run_with_reload(
     let storage = Storage::open(s)
         .await
         .map_err(|source| ServerError::Storage {
-            path: s.db.clone(),
+            path: s.database().redacted().into(),
             source,
         })?;
     let auth = SharedAuth::new(Auth::from_config(&config));
@@ -181,7 +187,7 @@ pub async fn run_with_reload(
     } else {
         tracing::info!("admin API off: no [admin] token configured");
     }
-    tracing::info!(db = %s.db.display(), epoch = storage.epoch(), durability = ?s.durability, "database open");
+    tracing::info!(db = %s.database().redacted(), epoch = storage.epoch(), durability = ?s.durability, "database open");
 
     let addr = listener.local_addr()?;
     let limit = match s.max_connections {

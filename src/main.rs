@@ -36,7 +36,8 @@ struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:8090 (port 0 picks a free port).
     #[arg(long, env = "ATOMSYNC_BIND", value_name = "ADDR")]
     bind: Option<String>,
-    /// SQLite database file, created when missing.
+    /// SQLite database file, created when missing; or a PostgreSQL URL,
+    /// postgres://user:password@host:port/dbname (the database must exist).
     #[arg(long, env = "ATOMSYNC_DB", value_name = "PATH", global = true)]
     db: Option<PathBuf>,
     /// The state file that remembers which databases were served from the database's
@@ -218,7 +219,7 @@ fn serve(cli: Cli, config: Config) -> anyhow::Result<()> {
 }
 
 fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
-    let db = config.server.db.display();
+    let db = config.server.database().redacted();
     match command {
         Command::Backup { out } => {
             let bar = progress_bar("copying", "bytes");

@@ -51,7 +51,8 @@ pub struct Metrics {
     /// `atomsync_commit_failures_total`: transactions that did not commit.
     pub(crate) commit_failures: IntCounter,
     /// `atomsync_commit_fsyncs_total`: commits that fsynced the WAL before anything was
-    /// acknowledged (durability full; normal syncs at checkpoints only).
+    /// acknowledged (durability full; normal syncs at checkpoints only). On PostgreSQL, the
+    /// commits made with `synchronous_commit` on (the database flushes its WAL).
     pub(crate) fsyncs: IntCounter,
     /// `atomsync_pool_wait_seconds`: how long a read waited for a pooled connection.
     pub(crate) pool_wait_seconds: Histogram,
@@ -221,6 +222,43 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Counts a wait for a pooled database connection (either backend) that began at
+    /// `waited` and ended with `got`.
+    pub(crate) fn pool_wait<T, E>(&self, waited: std::time::Instant, got: &Result<T, E>) {
+        self.pool_wait_seconds.observe(seconds(waited.elapsed()));
+        if got.is_err() {
+            self.pool_timeouts.inc();
+        }
+    }
+
+    /// Counts a durable commit of either backend: its time (`took`, from its start to
+    /// durable), its size, its WAL flush (`synced`: durability full), and the changes of
+    /// its pushes' `outcomes` by result.
+    pub(crate) fn committed<'a>(
+        &self,
+        took: Duration,
+        changes: usize,
+        synced: bool,
+        outcomes: impl ExactSizeIterator<Item = &'a crate::storage::PushOutcome>,
+    ) {
+        use atomsync_proto::wire::PushResult;
+        self.commit_seconds.observe(seconds(took));
+        self.commit_pushes.observe(outcomes.len() as f64);
+        self.commit_changes.observe(changes as f64);
+        if synced {
+            self.fsyncs.inc();
+        }
+        let (mut accepted, mut conflicts) = (0, 0);
+        for result in outcomes.flat_map(|o| &o.results) {
+            match result {
+                PushResult::Accepted { .. } => accepted += 1,
+                PushResult::Conflict { .. } => conflicts += 1,
+            }
+        }
+        self.changes_accepted.inc_by(accepted);
+        self.changes_conflict.inc_by(conflicts);
     }
 
     /// Counts an answered HTTP request. `route` is the matched pattern or `other`, and a

@@ -2,6 +2,13 @@
 //! `atomsync-server backup` (while the server serves), `restore` and `compact` (while it
 //! is stopped: both take the state file's lock, which a running server holds).
 //!
+//! On PostgreSQL, `backup` and `restore` refuse and name PostgreSQL's own tools
+//! (`pg_dump`, `pg_basebackup`, point-in-time recovery), which copy a live database
+//! consistently and restore it better than a copy through the server could; a database put
+//! back by them gets a new epoch when the servers next connect (see the PostgreSQL
+//! backend's "Epochs"). `compact` works on PostgreSQL while the servers run: it locks each
+//! group's row as a push does, so it needs no server stopped.
+//!
 //! Each returns a report that the binary prints; progress goes to a callback, which the
 //! binary turns into a progress bar on a terminal.
 
@@ -9,15 +16,29 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::ServerError;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::storage::lineage::Lineage;
 use crate::storage::sqlite::backup::{self, BackupReport, RestoreReport};
 use crate::storage::{Compacted, OpenOptions, Storage, StorageError};
 
 fn storage_error(config: &Config, source: StorageError) -> ServerError {
     ServerError::Storage {
-        path: config.server.db.clone(),
+        path: config.server.database().redacted().into(),
         source,
+    }
+}
+
+/// Refuses `command` on a PostgreSQL database, naming the tool to use instead.
+fn sqlite_only(config: &Config, command: &str, instead: &str) -> Result<(), ServerError> {
+    match config.server.database() {
+        Database::Sqlite(_) => Ok(()),
+        Database::Postgres(_) => Err(storage_error(
+            config,
+            StorageError::Incompatible(format!(
+                "`atomsync-server {command}` copies SQLite files; this database is PostgreSQL: \
+                 {instead} (README, Scaling out: backups)"
+            )),
+        )),
     }
 }
 
@@ -28,6 +49,12 @@ pub fn backup(
     out: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BackupReport, ServerError> {
+    sqlite_only(
+        config,
+        "backup",
+        "use pg_dump (a consistent copy of the live database) or pg_basebackup with WAL \
+         archiving (point-in-time recovery)",
+    )?;
     backup::backup(&config.server.db, out, progress).map_err(|e| storage_error(config, e))
 }
 
@@ -38,6 +65,12 @@ pub fn restore(
     from: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RestoreReport, ServerError> {
+    sqlite_only(
+        config,
+        "restore",
+        "use pg_restore, or restore a base backup; the servers give the restored database a \
+         new epoch when they next connect",
+    )?;
     let options = OpenOptions::from_config(&config.server);
     let state = options
         .state_file
@@ -49,7 +82,8 @@ pub fn restore(
 }
 
 /// Removes the tombstones of the database of `config` written more than `older_than` ago,
-/// once. Fails when a server runs on it (it opens the database as a server would).
+/// once. On SQLite, fails when a server runs on it (it opens the database as a server
+/// would); on PostgreSQL, runs beside the servers.
 pub async fn compact(config: &Config, older_than: Duration) -> Result<Compacted, ServerError> {
     let storage = Storage::open(&config.server)
         .await

@@ -35,13 +35,12 @@ pub fn push(
         let ticket = state.storage.push(group.clone(), request.changes);
         (group, ticket)
     });
-    let epoch = state.storage.epoch_arc();
     async move {
         let (group, ticket) = submitted?;
         let outcome = ticket.await?;
         Ok(PushResponse {
             group: group.to_string(),
-            epoch: epoch.to_string(),
+            epoch: outcome.epoch.to_string(),
             results: outcome.results,
             seq: outcome.seq,
         })
@@ -67,15 +66,14 @@ mod tests {
     use super::*;
     use crate::actors::Registry;
     use crate::auth::{Auth, SharedAuth};
-    use crate::config::{Config, Durability};
-    use crate::storage::Storage;
+    use crate::config::Config;
+    use crate::storage::testing::TestDb;
 
     const USERS: &str = "[users.alice]\ntoken = \"a\"\ngroups = [\"todo\"]\n";
 
-    fn state(dir: &tempfile::TempDir, toml: &str) -> AppState {
+    async fn state(db: &TestDb, toml: &str) -> AppState {
         let config = Config::from_toml(toml).unwrap();
-        let storage =
-            Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 1).unwrap();
+        let storage = db.open(1).await;
         AppState {
             registry: Registry::new(storage.clone()),
             storage,
@@ -99,8 +97,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn permission_comes_before_the_changes_and_the_first_bad_change_is_answered() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = state(&dir, USERS);
+        let db = TestDb::new();
+        let s = state(&db, USERS).await;
         let alice = s.auth.authenticate(Some("a")).unwrap();
         let bad_key = r#"{"group": "other", "changes": [{"key": "", "base": 0, "value": 1}]}"#;
         assert_eq!(code(&s, &alice, bad_key).await, ErrorCode::Forbidden);
@@ -121,8 +119,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_accepted_push_answers_with_group_epoch_and_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = state(&dir, "");
+        let db = TestDb::new();
+        let s = state(&db, "").await;
         let json = r#"{"group": "g", "changes": [{"key": "a", "base": 0, "value": 1},
                                                 {"key": "b", "base": 3, "deleted": true}]}"#;
         let response = push(&s, &Identity::Open, unchecked(&s, json))
@@ -144,8 +142,8 @@ mod tests {
     /// called, whatever order their answers are awaited in.
     #[actix_rt::test]
     async fn pushes_are_handed_over_when_called_not_when_awaited() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = state(&dir, "");
+        let db = TestDb::new();
+        let s = state(&db, "").await;
         let first = push(
             &s,
             &Identity::Open,
@@ -175,8 +173,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_stopped_storage_is_unavailable_and_applied_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = state(&dir, "");
+        let db = TestDb::new();
+        let s = state(&db, "").await;
         s.storage.close().await;
         let json = r#"{"group": "g", "changes": [{"key": "a", "base": 0, "value": 1}]}"#;
         let error = push(&s, &Identity::Open, unchecked(&s, json))

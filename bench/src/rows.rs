@@ -241,7 +241,69 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
     }
     rows.extend(crate::workloads::browser::rows(plan));
     rows.extend(crate::workloads::client::rows(&plan.client));
+    rows.extend(scale_rows(plan));
     rows.extend(overhead_rows(&modes));
+    rows
+}
+
+/// The scale-out rows: each PostgreSQL setup beside SQLite under the same load.
+fn scale_rows(plan: &Plan) -> Vec<RowSpec> {
+    let mut rows = Vec::new();
+    let setups = [
+        ("pg1", "PostgreSQL, 1 server"),
+        ("pg2", "PostgreSQL, 2 servers"),
+    ];
+    for (load, what) in [
+        ("batched", "batched push, 100/request, 2 clients".to_owned()),
+        (
+            "single",
+            format!("single-change pushes, {} clients", plan.w2_clients),
+        ),
+    ] {
+        for (setup, name) in setups {
+            rows.push(row(
+                "Scale",
+                format!("{what}, {name}, full"),
+                "changes/s",
+                format!("scale.{setup}.{load}"),
+                "SQLite, the same load".into(),
+                Some(format!("scale.sqlite.{load}")),
+                None,
+            ));
+        }
+    }
+    for &rate in &plan.w4_rates {
+        for (setup, name) in setups {
+            let across = if setup == "pg2" {
+                " (writer on one, subscriber on the other)"
+            } else {
+                ""
+            };
+            for stat in ["p50", "p99"] {
+                rows.push(row(
+                    "Scale",
+                    format!("push-to-delivery {stat}, {rate} pushes/s, {name}{across}, full"),
+                    "ms",
+                    format!("scale.{setup}.r{rate}.{stat}"),
+                    format!("SQLite, {stat}"),
+                    Some(format!("scale.sqlite.r{rate}.{stat}")),
+                    None,
+                ));
+            }
+            rows.push(row(
+                "Scale",
+                format!(
+                    "deliveries missing {}s after the last push, {rate} pushes/s, {name}",
+                    plan.drain_limit.as_secs()
+                ),
+                "deliveries",
+                format!("scale.{setup}.r{rate}.lost"),
+                String::new(),
+                None,
+                Some(Target::AtMost(0.0)),
+            ));
+        }
+    }
     rows
 }
 

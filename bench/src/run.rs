@@ -106,6 +106,17 @@ pub async fn run(cli: Cli, pinned: bool) -> Result<()> {
     if cli.runs("mem") {
         memory(&mut ctx, bin.as_deref(), dir.path(), server_core).await;
     }
+    if cli.runs("scale") {
+        match &bin {
+            Some(bin) => crate::workloads::scale::run(&mut ctx, bin, server_core).await,
+            None => {
+                for key in crate::workloads::scale::keys(&ctx) {
+                    ctx.results
+                        .fail(&key, "needs servers started by the bench (not with --url)");
+                }
+            }
+        }
+    }
     match install {
         Some(install) => {
             let script = install
@@ -276,7 +287,9 @@ async fn streaming(ctx: &mut Ctx, cli: &Cli, target: &Target, core: Option<usize
     }
 }
 
-fn record_latency(ctx: &mut Ctx, key: &str, result: Result<crate::latency::Latency>) {
+/// Records a latency's p50, p99, max and lost deliveries under `key.p50`, ..., or the
+/// failure under each.
+pub fn record_latency(ctx: &mut Ctx, key: &str, result: Result<crate::latency::Latency>) {
     match result {
         Ok(l) => {
             for (stat, v) in [

@@ -162,8 +162,18 @@ pub struct AtomsyncServer {
     pub addr: SocketAddr,
     /// The process.
     pub process: Process,
-    /// The database file (read in place by the catch-up baseline).
+    /// The database file (read in place by the catch-up baseline); a PostgreSQL URL for a
+    /// server on PostgreSQL.
     pub db: PathBuf,
+}
+
+/// What a server runs on: its files' name, its database, what its config adds, its log
+/// filter.
+struct Setup<'a> {
+    name: &'a str,
+    db: &'a str,
+    extra_toml: &'a str,
+    log: &'a str,
 }
 
 impl AtomsyncServer {
@@ -190,11 +200,54 @@ impl AtomsyncServer {
         log: &str,
     ) -> Result<AtomsyncServer> {
         let name = format!("{}{label}", durability.name());
-        let db = dir.join(format!("atomsync-{name}.db"));
+        let db = dir
+            .join(format!("atomsync-{name}.db"))
+            .display()
+            .to_string();
+        let setup = Setup {
+            name: &name,
+            db: &db,
+            extra_toml,
+            log,
+        };
+        AtomsyncServer::launch(bin, dir, &setup, durability, core)
+    }
+
+    /// Starts `bin` on the database `db` (an SQLite path or a PostgreSQL URL), its config
+    /// and log in `dir` named after `name`, pinned to `core` when given.
+    pub fn start_on(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        db: &str,
+        durability: Durability,
+        core: Option<usize>,
+    ) -> Result<AtomsyncServer> {
+        let setup = Setup {
+            name,
+            db,
+            extra_toml: "",
+            log: QUIET_ACCESS,
+        };
+        AtomsyncServer::launch(bin, dir, &setup, durability, core)
+    }
+
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        setup: &Setup<'_>,
+        durability: Durability,
+        core: Option<usize>,
+    ) -> Result<AtomsyncServer> {
+        let Setup {
+            name,
+            db,
+            extra_toml,
+            log,
+        } = *setup;
         let config = dir.join(format!("atomsync-{name}.toml"));
         let toml = format!(
-            "[server]\nbind = \"127.0.0.1:0\"\ndb = {:?}\ndurability = {:?}\n{extra_toml}\n",
-            db.display().to_string(),
+            "[server]\nbind = \"127.0.0.1:0\"\ndb = {db:?}\ndurability = {:?}\n{extra_toml}\n",
             durability.name()
         );
         std::fs::write(&config, toml)
@@ -207,7 +260,11 @@ impl AtomsyncServer {
             BenchError::Setup(format!("the server said it listens on {addr:?}: {e}"))
         })?;
         wait_until_serving(addr)?;
-        Ok(AtomsyncServer { addr, process, db })
+        Ok(AtomsyncServer {
+            addr,
+            process,
+            db: PathBuf::from(db),
+        })
     }
 
     /// `http://ADDR` + `path`.

@@ -84,6 +84,8 @@ fn quick_run_prints_every_workload() {
     let mut expected: BTreeSet<String> = (1..=7).map(|n| format!("W{n}")).collect();
     expected.insert("Browser".into());
     expected.insert("client".to_owned());
+    // Scale needs PostgreSQL, which ./test.sh installs.
+    expected.insert("Scale".into());
     expected.insert("Overhead".into());
     assert_eq!(workloads, expected, "{stdout}");
     // --plot wrote both charts, with the rows in them.

@@ -277,6 +277,17 @@ impl Handler<Stream> for GroupActor {
     type Result = ();
 
     fn handle(&mut self, Stream(committed): Stream, ctx: &mut Self::Context) {
+        if committed.epoch_changed {
+            // What was streamed belongs to the old epoch: every subscriber resumes (1013)
+            // and, subscribing again, learns the new one and starts again from 0.
+            tracing::info!(group = %self.name, "the epoch changed; subscribers resume");
+            for (_, sub) in self.subscribers.drain() {
+                sub.overflow.notify_one();
+            }
+            self.streamed_seq = committed.seq;
+            self.watch_idle(ctx);
+            return;
+        }
         let after = committed.after();
         if committed.seq <= self.streamed_seq
             || after <= self.streamed_seq

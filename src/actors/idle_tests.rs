@@ -9,15 +9,15 @@ use atomsync_proto::Encoding;
 
 use super::subscribe_tests::{Fixture, catch_up, conn, drain, push_one, settle};
 use super::{Registry, Unsubscribe};
-use crate::config::Durability;
-use crate::storage::Storage;
+use crate::storage::testing::TestDb;
 
-fn open_idle(idle: Duration) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 4).unwrap();
+/// A fresh database on the backend the tests run on, whose actors stop after `idle`.
+async fn open_idle(idle: Duration) -> Fixture {
+    let db = TestDb::new();
+    let storage = db.open(4).await;
     let registry = Registry::with_idle_timeout(storage.clone(), idle);
     Fixture {
-        dir,
+        db,
         storage,
         registry,
     }
@@ -35,7 +35,7 @@ async fn until_no_actor(f: &Fixture) {
 
 #[actix_rt::test]
 async fn an_idle_actor_stops_and_a_fresh_one_resumes_exactly() {
-    let f = open_idle(Duration::from_millis(40));
+    let f = open_idle(Duration::from_millis(40)).await;
     let mut sub = conn(1, Encoding::Json, 64);
     let (addr, ack) = f
         .registry
@@ -72,7 +72,7 @@ async fn an_idle_actor_stops_and_a_fresh_one_resumes_exactly() {
 
 #[actix_rt::test]
 async fn many_groups_touched_once_leave_no_actor_behind() {
-    let f = open_idle(Duration::from_millis(20));
+    let f = open_idle(Duration::from_millis(20)).await;
     let sub = conn(1, Encoding::MsgPack, 4);
     for i in 0..300 {
         let group = format!("user-{i}");
@@ -92,7 +92,7 @@ async fn many_groups_touched_once_leave_no_actor_behind() {
 #[actix_rt::test]
 async fn churn_across_stopping_actors_loses_and_repeats_nothing() {
     const PUSHES: usize = 300;
-    let f = Arc::new(open_idle(Duration::from_millis(1)));
+    let f = Arc::new(open_idle(Duration::from_millis(1)).await);
     let writer = {
         let f = f.clone();
         actix_rt::spawn(async move {

@@ -49,13 +49,22 @@ impl Registry {
     }
 
     /// An empty registry over `storage`, which from now on hands every commit to the
-    /// registry (replacing any registry before), and the registry to its group's actor. An
+    /// registry (replacing any registry before), and the registry to its group's actor; and
+    /// asks the registry which groups have an actor when it must re-read their seqs. An
     /// actor without subscribers for `idle_timeout` stops.
     pub fn with_idle_timeout(storage: Storage, idle_timeout: Duration) -> Registry {
         let groups: Arc<Groups> = Arc::default();
         // Weak: the sink lives in storage, which must not keep the actors alive.
         let routes = Arc::downgrade(&groups);
         storage.set_commit_sink(Arc::new(move |committed| deliver(&routes, committed)));
+        let streamed = Arc::downgrade(&groups);
+        storage.set_streamed_groups(Arc::new(move || match streamed.upgrade() {
+            Some(groups) => (lock(&groups).iter())
+                .filter(|(_, addr)| addr.connected())
+                .map(|(name, _)| name.clone())
+                .collect(),
+            None => Vec::new(),
+        }));
         Registry {
             groups,
             storage,

@@ -16,21 +16,22 @@ use super::group::Stream;
 use super::{
     LiveFrame, Registry, Subscribe, SubscribeAck, Subscriber, SubscriberCount, Unsubscribe,
 };
-use crate::config::Durability;
+use crate::storage::testing::TestDb;
 use crate::storage::{Committed, PageQuery, Storage};
 
 pub(super) struct Fixture {
-    pub(super) dir: tempfile::TempDir,
+    pub(super) db: TestDb,
     pub(super) storage: Storage,
     pub(super) registry: Registry,
 }
 
-pub(super) fn open() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 4).unwrap();
+/// A fresh database on the backend the tests run on (see `storage::testing`).
+pub(super) async fn open() -> Fixture {
+    let db = TestDb::new();
+    let storage = db.open(4).await;
     let registry = Registry::new(storage.clone());
     Fixture {
-        dir,
+        db,
         storage,
         registry,
     }
@@ -141,7 +142,7 @@ pub(super) async fn settle(f: &Fixture, group: &str) {
 
 #[actix_rt::test]
 async fn registration_answers_the_hand_over_point() {
-    let f = open();
+    let f = open().await;
     let a = conn(1, Encoding::Json, 16);
     assert_eq!(subscribe(&f, "fresh", &a).await, SubscribeAck { seq: 0 });
     assert_eq!(count(&f, "fresh").await, 1);
@@ -154,8 +155,7 @@ async fn registration_answers_the_hand_over_point() {
     assert_eq!(subscribe(&f, "written", &b).await.seq, 3);
 
     // A new actor (a restarted server) reads its starting point from storage.
-    let reopened = Storage::open_sqlite(&f.dir.path().join("t.db"), Durability::Normal, 1);
-    let restarted = Registry::new(reopened.unwrap());
+    let restarted = Registry::new(f.db.open(1).await);
     let subscriber = conn(3, Encoding::Json, 16).subscriber;
     let ack = restarted
         .get("written")
@@ -167,7 +167,7 @@ async fn registration_answers_the_hand_over_point() {
 
 #[actix_rt::test]
 async fn catch_up_to_the_ack_then_live_frames_hand_over_exactly() {
-    let f = open();
+    let f = open().await;
     for key in ["a", "b", "c"] {
         push_one(&f, "g", key).await;
     }
@@ -199,10 +199,11 @@ async fn catch_up_to_the_ack_then_live_frames_hand_over_exactly() {
 async fn commits_racing_subscribes_are_each_seen_exactly_once() {
     const WRITERS: usize = 4;
     const PUSHES: usize = 60;
-    let f = Arc::new(open());
+    let f = Arc::new(open().await);
+    let (started_tx, mut started) = mpsc::channel(WRITERS);
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
-        let f = f.clone();
+        let (f, started_tx) = (f.clone(), started_tx.clone());
         writers.push(actix_rt::spawn(async move {
             for i in 0..PUSHES {
                 // One or two changes per push: commits of different sizes.
@@ -210,10 +211,17 @@ async fn commits_racing_subscribes_are_each_seen_exactly_once() {
                     .map(|k| format!("w{writer}-{i}-{k}"))
                     .collect();
                 push(&f, "race", &keys).await;
+                if i == 5 {
+                    let _ = started_tx.send(()).await;
+                }
             }
         }));
     }
-    // Subscribers arrive while the writers run, each at a different point.
+    // Subscribers arrive while the writers run (each well under way, on any backend), each
+    // at a different point.
+    for _ in 0..WRITERS {
+        started.recv().await.unwrap();
+    }
     let mut subs = Vec::new();
     for conn_id in 0..8u64 {
         tokio::time::sleep(Duration::from_millis(3 * conn_id)).await;
@@ -255,7 +263,7 @@ async fn commits_racing_subscribes_are_each_seen_exactly_once() {
 
 #[actix_rt::test]
 async fn each_encoding_is_encoded_once_and_shared() {
-    let f = open();
+    let f = open().await;
     let mut json_a = conn(1, Encoding::Json, 8);
     let mut json_b = conn(2, Encoding::Json, 8);
     let mut packed = conn(3, Encoding::MsgPack, 8);
@@ -284,7 +292,7 @@ async fn each_encoding_is_encoded_once_and_shared() {
 
 #[actix_rt::test]
 async fn unsubscribe_and_resubscribe() {
-    let f = open();
+    let f = open().await;
     let mut sub = conn(7, Encoding::Json, 64);
     subscribe(&f, "g", &sub).await;
     // Subscribing again replaces the registration rather than adding one.
@@ -319,7 +327,7 @@ async fn unsubscribe_and_resubscribe() {
 
 #[actix_rt::test]
 async fn a_full_queue_drops_only_the_slow_subscriber_and_signals_it() {
-    let f = open();
+    let f = open().await;
     let slow = conn(1, Encoding::Json, 2);
     let mut fast = conn(2, Encoding::Json, 64);
     subscribe(&f, "busy", &slow).await;
@@ -346,7 +354,7 @@ async fn a_full_queue_drops_only_the_slow_subscriber_and_signals_it() {
 
 #[actix_rt::test]
 async fn no_registration_outlives_its_connection() {
-    let f = open();
+    let f = open().await;
     let mut conns = Vec::new();
     for conn_id in 0..10 {
         let c = conn(conn_id, Encoding::MsgPack, 4);
@@ -381,7 +389,7 @@ async fn no_registration_outlives_its_connection() {
 
 #[actix_rt::test]
 async fn pushes_start_no_actor() {
-    let f = open();
+    let f = open().await;
     for key in ["a", "b"] {
         push_one(&f, "unwatched", key).await;
     }
@@ -395,7 +403,7 @@ async fn pushes_start_no_actor() {
 /// saw it: catch-up covers it, so the actor must not stream it again.
 #[actix_rt::test]
 async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
-    let f = open();
+    let f = open().await;
     for key in ["a", "b", "c"] {
         push_one(&f, "g", key).await;
     }
@@ -419,6 +427,7 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
             group: "g".into(),
             docs,
             seq,
+            epoch_changed: false,
         })
     };
     addr.send(late(docs[1..].to_vec(), 3)).await.unwrap();
@@ -440,19 +449,20 @@ async fn a_commit_the_starting_read_saw_is_not_streamed_again() {
 /// for one read makes every subscriber resume from its cursor instead.
 #[actix_rt::test]
 async fn commits_by_another_writer_are_read_from_storage_in_order() {
-    let f = open();
+    let f = open().await;
     for key in ["a", "b", "c"] {
         push_one(&f, "g", key).await;
     }
     let mut sub = conn(1, Encoding::MsgPack, 16);
     assert_eq!(subscribe(&f, "g", &sub).await.seq, 3);
     let addr = f.registry.get("g");
-    let other = Storage::open_sqlite(&f.dir.path().join("t.db"), Durability::Normal, 1).unwrap();
+    let other = f.db.open(1).await;
     let notice = |seq| {
         Stream(Committed {
             group: "g".into(),
             docs: Vec::new(),
             seq,
+            epoch_changed: false,
         })
     };
 

@@ -74,17 +74,34 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
         limit,
         full,
     };
-    let writer = PageWriter::pull(group, state.storage.epoch(), enc, state.max_body_bytes);
-    let (Body(writer), end) = state
-        .storage
-        .pull_into(group.into(), query, Body(writer))
-        .await
-        .map_err(|e| ApiError::from_request(e, enc))?;
-    note(&req, group, Some(writer.docs()));
-    let body = writer.finish_pull(end.seq, end.more, end.reset, end.floor);
-    note_bytes(&req, body.len());
-    Ok(ok(enc, body))
+    // A page names its seqs with the epoch it was read under. If the database got a new
+    // epoch between naming the answer and reading it (PostgreSQL, another instance renewed
+    // it), the answer is read again under the new one, which storage has adopted by then.
+    for _ in 0..EPOCH_TRIES {
+        let epoch = state.storage.epoch_arc();
+        let writer = PageWriter::pull(group, &epoch, enc, state.max_body_bytes);
+        let (Body(writer), end) = state
+            .storage
+            .pull_into(group.into(), query, Body(writer))
+            .await
+            .map_err(|e| ApiError::from_request(e, enc))?;
+        if end.epoch == epoch {
+            note(&req, group, Some(writer.docs()));
+            let body = writer.finish_pull(end.seq, end.more, end.reset, end.floor);
+            note_bytes(&req, body.len());
+            return Ok(ok(enc, body));
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Unavailable,
+        "the database's epoch is changing; try again",
+        enc,
+    ))
 }
+
+/// How many times a pull is read again when the database's epoch changes under it: each
+/// change needs the database to go back in time, so a second is already rare.
+const EPOCH_TRIES: usize = 3;
 
 /// `POST /sync`: the transport's checks (token, content type, body size, shape), then the
 /// shared push path ([`crate::push`]) for the rest.

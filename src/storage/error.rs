@@ -1,8 +1,11 @@
-//! [`StorageError`]: why storage could not do what was asked; nothing was applied.
+//! [`StorageError`]: why storage could not do what was asked; nothing was applied (but for
+//! [`StorageError::CommitUnknown`], which says so).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Why storage could not do what was asked. Nothing was applied.
+/// Why storage could not do what was asked. Nothing was applied, but for
+/// [`CommitUnknown`](StorageError::CommitUnknown).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -16,6 +19,19 @@ pub enum StorageError {
     /// No read connection could be had in time.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// PostgreSQL failed (the connection lost, the server refusing, ...). Shared, so that
+    /// every push of a failed batch can be told the same.
+    #[error("postgres: {}", with_causes(.0.as_ref()))]
+    Postgres(Arc<tokio_postgres::Error>),
+    /// Storage is in a passing state in which it cannot answer (no connection could be had
+    /// in time, ...), said in words.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The connection to the database was lost while a commit was being made, and whether
+    /// it was made could not be learned: it may have been applied. Retrying is safe: a
+    /// retried push comes back as conflicts whose `current` is what the first one wrote.
+    #[error("the commit's outcome is unknown ({0}): it may have been applied; retrying is safe")]
+    CommitUnknown(String),
     /// The writer has stopped (the server is shutting down).
     #[error("the storage writer has stopped")]
     WriterGone,
@@ -26,8 +42,9 @@ pub enum StorageError {
         .0.display()
     )]
     Lost(PathBuf),
-    /// The file at the database's path is not an Atomsync database (another application's
-    /// SQLite file, or not SQLite at all): the server leaves it untouched.
+    /// The database is not an Atomsync database (another application's SQLite file, or not
+    /// SQLite at all; a PostgreSQL database whose Atomsync tables are not ours): the server
+    /// leaves it untouched.
     #[error("{0}")]
     Foreign(String),
     /// The database holds data this server cannot read (a newer schema, a bad epoch).
@@ -51,6 +68,22 @@ pub enum StorageError {
     Task(String),
 }
 
+/// `e` and each of its causes, `: `-separated: the driver's own words say only what kind of
+/// failure it was ("db error", "error connecting to server"); its causes say which.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !shown.ends_with(&text) {
+            shown.push_str(": ");
+            shown.push_str(&text);
+        }
+        cause = c.source();
+    }
+    shown
+}
+
 impl From<rusqlite::Error> for StorageError {
     /// SQLite's "database or disk is full" becomes [`StorageError::DiskFull`], so that the
     /// answer and the log say so in those words.
@@ -64,14 +97,37 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
+impl From<tokio_postgres::Error> for StorageError {
+    /// PostgreSQL's `disk_full` (SQLSTATE 53100) becomes [`StorageError::DiskFull`], as
+    /// SQLite's does, so that the answer and the log say so in those words.
+    fn from(e: tokio_postgres::Error) -> StorageError {
+        if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) {
+            return StorageError::DiskFull(format!("postgres: {}", with_causes(&e)));
+        }
+        StorageError::Postgres(Arc::new(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StorageError {
+    fn from(e: deadpool_postgres::PoolError) -> StorageError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StorageError::Unavailable(format!("postgres connection pool: {other}")),
+        }
+    }
+}
+
 impl StorageError {
     /// True when the failure is a passing state of the storage (busy, full, I/O, shutting
-    /// down, a database file gone) rather than a bug: the client may retry later (503),
-    /// versus a 500.
+    /// down, a database file gone, a connection lost) rather than a bug: the client may
+    /// retry later (503), versus a 500.
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Sqlite(e) => super::sqlite::is_transient(e),
+            StorageError::Postgres(e) => super::postgres::is_transient(e),
             StorageError::Pool(_)
+            | StorageError::Unavailable(_)
+            | StorageError::CommitUnknown(_)
             | StorageError::WriterGone
             | StorageError::DiskFull(_)
             | StorageError::Lost(_)
@@ -81,6 +137,11 @@ impl StorageError {
             | StorageError::TooLarge(_)
             | StorageError::Task(_) => false,
         }
+    }
+
+    /// True unless the failure leaves open whether something was applied.
+    pub fn applied_nothing(&self) -> bool {
+        !matches!(self, StorageError::CommitUnknown(_))
     }
 
     /// An I/O error on the state file at `path`; a full disk says so.
@@ -106,6 +167,9 @@ impl StorageError {
             StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
                 StorageError::Sqlite(rusqlite::Error::SqliteFailure(*f, msg.clone()))
             }
+            StorageError::Postgres(e) => StorageError::Postgres(e.clone()),
+            StorageError::Unavailable(m) => StorageError::Unavailable(m.clone()),
+            StorageError::CommitUnknown(m) => StorageError::CommitUnknown(m.clone()),
             StorageError::DiskFull(m) => StorageError::DiskFull(m.clone()),
             StorageError::WriterGone => StorageError::WriterGone,
             StorageError::Lost(p) => StorageError::Lost(p.clone()),
@@ -114,6 +178,7 @@ impl StorageError {
                 path: path.clone(),
                 message: message.clone(),
             },
+            other if other.is_transient() => StorageError::Unavailable(other.to_string()),
             other => StorageError::Incompatible(other.to_string()),
         }
     }

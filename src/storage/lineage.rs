@@ -29,6 +29,11 @@
 //! snapshot of the one volume that holds both: keep `state_file` on another volume to
 //! cover it); and, after a power cut, a rollback to a copy made in the last second before
 //! it (the state file may miss that second's counts).
+//!
+//! A database shared by several servers (PostgreSQL) is judged by
+//! [`Lineage::judge_shared`]: each server's state file knows only what that server saw, so
+//! only a known epoch found behind it is evidence; the backend checks the rest (see the
+//! PostgreSQL backend's "Epochs").
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -172,6 +177,23 @@ impl Lineage {
         }
     }
 
+    /// What to make of a database shared with other servers, with `epoch` at `commits`:
+    /// [`Verdict::NewEpoch`] only when this server has acknowledged more commits under
+    /// `epoch` than the database holds. An epoch never served here, a backup stamp or a
+    /// missing state file say nothing about a shared database (another server may have
+    /// served it meanwhile; a server joining a deployment starts with no state file).
+    pub fn judge_shared(&self, epoch: &str, commits: u64) -> Verdict {
+        match self.epochs.iter().find(|(e, _)| e == epoch).map(|e| e.1) {
+            Some(known) if commits < known => Verdict::NewEpoch(format!(
+                "it went back in time: it is at {commits}, where this server had \
+                 acknowledged commits up to {known} under the same epoch (a data directory \
+                 or volume put back, or commits lost by a crash)"
+            )),
+            Some(_) => Verdict::Same,
+            None => Verdict::Adopt("a database this server has not served before".into()),
+        }
+    }
+
     /// Records that `epoch` is served from now on, at `commits`, and syncs the file.
     pub fn start(&mut self, epoch: &str, commits: u64) -> Result<(), StorageError> {
         self.epochs.retain(|(e, _)| e != epoch);
@@ -233,6 +255,20 @@ impl Lineage {
     /// When the next sync is due, if anything is unsynced.
     pub fn sync_due(&self) -> Option<Instant> {
         self.unsynced.map(|since| since + SYNC_INTERVAL)
+    }
+
+    /// What [`committed`](Lineage::committed) wrote, to be synced by the caller without
+    /// holding this (a handle on the same file), if anything is unsynced; from now on it
+    /// counts as synced.
+    pub fn take_unsynced(&mut self) -> Option<File> {
+        self.unsynced.take()?;
+        match self.file.try_clone() {
+            Ok(file) => Some(file),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot sync the state file");
+                None
+            }
+        }
     }
 
     /// Syncs what [`committed`](Lineage::committed) wrote, if anything.
@@ -339,6 +375,24 @@ mod tests {
         let l = Lineage::open(&path).unwrap();
         assert!(matches!(l.judge("e", 3, None), Verdict::NewEpoch(w) if w.contains("header")));
         assert!(matches!(l.judge("e", 0, None), Verdict::Adopt(_)));
+    }
+
+    #[test]
+    fn a_shared_database_is_judged_only_by_what_this_server_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Lineage::open(&dir.path().join("i.state")).unwrap();
+        assert!(
+            matches!(l.judge_shared("e", 9_000), Verdict::Adopt(_)),
+            "a new server"
+        );
+        l.start("e", 9_000).unwrap();
+        l.committed(12_000).unwrap();
+        assert_eq!(l.judge_shared("e", 12_000), Verdict::Same);
+        assert!(matches!(l.judge_shared("e", 11_999), Verdict::NewEpoch(w) if w.contains("12000")));
+        assert!(matches!(l.judge_shared("other", 1), Verdict::Adopt(_)));
+        let synced = l.take_unsynced().expect("a count to sync");
+        synced.sync_data().unwrap();
+        assert!(l.take_unsynced().is_none() && l.sync_due().is_none());
     }
 
     #[test]

@@ -1,30 +1,25 @@
 //! Push tests against a temporary database, through [`Storage`] as the push path drives
 //! it: version checks, seqs, conflicts, concurrent requests, the commit sink, a failing
-//! request, closing, a restart. All but `a_failed_request_applies_nothing` (which plants an
-//! SQLite trigger) hold for any backend.
+//! request, closing, a restart. They run on the backend `storage::testing` chooses; the
+//! failing request plants a trigger in whichever it is.
 
 use std::sync::{Arc, Mutex};
 
 use atomsync_proto::wire::{Change, Op, PushResult};
 use atomsync_proto::{Packed, Value};
 
+use super::testing::TestDb;
 use super::{Committed, PageQuery, PushOutcome, Storage, StorageError};
-use crate::config::Durability;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
+    db: TestDb,
     storage: Storage,
 }
 
-fn open(dir: tempfile::TempDir) -> Fixture {
-    let path = dir.path().join("t.db");
-    let storage = Storage::open_sqlite(&path, Durability::Normal, 2).unwrap();
-    Fixture {
-        _dir: dir,
-        path,
-        storage,
-    }
+async fn open() -> Fixture {
+    let db = TestDb::new();
+    let storage = db.open(2).await;
+    Fixture { db, storage }
 }
 
 fn set(key: &str, base: u64, value: impl Into<Value>) -> Change {
@@ -56,7 +51,7 @@ fn accepted(r: &PushResult) -> (u64, u64) {
 
 #[actix_rt::test]
 async fn accept_then_conflict_carries_current() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     let r = push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
     assert_eq!(accepted(&r.results[0]), (1, 1));
     let r = push(&f, "g", vec![set("a", 0, 2)]).await.unwrap();
@@ -78,7 +73,7 @@ async fn accept_then_conflict_carries_current() {
 
 #[actix_rt::test]
 async fn delete_then_recreate_from_the_tombstone() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
     let r = push(&f, "g", vec![delete("a", 1)]).await.unwrap();
     assert_eq!(accepted(&r.results[0]), (2, 2));
@@ -96,7 +91,7 @@ async fn delete_then_recreate_from_the_tombstone() {
 
 #[actix_rt::test]
 async fn mixed_batch_keeps_request_order_and_a_gapless_seq() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     push(&f, "g", vec![set("a", 0, 1), set("b", 0, 1)])
         .await
         .unwrap();
@@ -126,7 +121,7 @@ async fn mixed_batch_keeps_request_order_and_a_gapless_seq() {
 /// seqs, and together they cover 1..N with no gap, however the writer batched them.
 #[actix_rt::test]
 async fn concurrent_requests_each_commit_as_one_unit() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     let pushes = (0..40).map(|r| {
         let changes = (0..5).map(|i| set(&format!("r{r}-{i}"), 0, i)).collect();
         push(&f, "g", changes)
@@ -154,13 +149,8 @@ async fn concurrent_requests_each_commit_as_one_unit() {
 /// committed beside it in the same batch.
 #[actix_rt::test]
 async fn a_failed_request_applies_nothing() {
-    let f = open(tempfile::tempdir().unwrap());
-    let conn = rusqlite::Connection::open(&f.path).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER boom BEFORE INSERT ON docs WHEN NEW.key = 'boom'
-         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
-    )
-    .unwrap();
+    let f = open().await;
+    plant_trigger(&f.db);
     let (bad, good) = futures_util::join!(
         push(&f, "g", vec![set("x", 0, 1), set("boom", 0, 1)]),
         push(&f, "g", vec![set("y", 0, 1)]),
@@ -180,19 +170,43 @@ async fn a_failed_request_applies_nothing() {
     assert_eq!(accepted(&r.results[0]), (1, 2));
 }
 
+/// A trigger that fails any write of the key `boom`.
+fn plant_trigger(db: &TestDb) {
+    if let Some(path) = db.sqlite_path() {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON docs WHEN NEW.key = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+        )
+        .unwrap();
+    }
+    if let Some(url) = db.postgres_url() {
+        let cluster = super::testing::cluster::cluster();
+        let database = super::testing::cluster::Cluster::database_of(url);
+        cluster
+            .psql(
+                database,
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.key = 'boom'::bytea THEN RAISE EXCEPTION 'boom'; END IF;
+                 RETURN NEW; END $$;
+                 CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON atomsync_docs
+                 FOR EACH ROW EXECUTE FUNCTION boom();",
+            )
+            .unwrap();
+    }
+}
+
 #[actix_rt::test]
 async fn restart_keeps_seq_and_epoch() {
-    let dir = tempfile::tempdir().unwrap();
-    let keep = dir.path().to_owned();
-    let f = open(dir);
+    let f = open().await;
     push(&f, "g", vec![set("a", 0, 1), set("b", 0, 1)])
         .await
         .unwrap();
     let epoch = f.storage.epoch().to_owned();
-    let Fixture { _dir, storage, .. } = f;
+    let Fixture { db, storage } = f;
     storage.close().await;
     drop(storage);
-    let storage = Storage::open_sqlite(&keep.join("t.db"), Durability::Normal, 2).unwrap();
+    let storage = db.open(2).await;
     assert_eq!(storage.epoch(), epoch);
     assert_eq!(storage.group_seq("g".into()).await.unwrap(), 2);
     let r = storage
@@ -206,7 +220,7 @@ async fn restart_keeps_seq_and_epoch() {
 /// documents, before the pusher hears its outcome; conflicts commit nothing and are not heard.
 #[actix_rt::test]
 async fn the_sink_hears_each_commit_in_order_before_its_pusher() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     let heard: Arc<Mutex<Vec<Committed>>> = Arc::default();
     let sink = heard.clone();
     f.storage
@@ -237,7 +251,7 @@ async fn the_sink_hears_each_commit_in_order_before_its_pusher() {
 
 #[actix_rt::test]
 async fn a_closed_storage_refuses_pushes_and_fails_health() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     f.storage.health().await.unwrap();
     push(&f, "g", vec![set("a", 0, 1)]).await.unwrap();
     f.storage.close().await;
@@ -255,24 +269,20 @@ async fn a_closed_storage_refuses_pushes_and_fails_health() {
     assert_eq!(page.docs.len(), 1);
 }
 
-/// SQLite's "database or disk is full" (here: the database at its page limit, which SQLite
-/// reports exactly as a full disk) is said in those words, as a 503 that applied nothing;
-/// once there is room, pushes go through again.
+/// A full disk is said in those words, as a 503 that applied nothing; once there is room,
+/// pushes go through again. SQLite: the database at its page limit, which SQLite reports
+/// exactly as a full disk; PostgreSQL: a trigger that fails as a full disk does
+/// (SQLSTATE 53100).
 #[actix_rt::test]
 async fn a_full_disk_is_a_503_that_says_disk_full_and_applies_nothing() {
-    let f = open(tempfile::tempdir().unwrap());
+    let f = open().await;
     let small = Change {
         key: "a".into(),
         base: 0,
         op: Op::Set(Packed::from_value(&Value::from(1))),
     };
     f.storage.push("g".into(), vec![small]).await.unwrap();
-    f.storage.on_writer_connection(|conn| {
-        let pages: i64 = conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .unwrap();
-        conn.pragma_update(None, "max_page_count", pages).unwrap();
-    });
+    disk_full(&f, true);
     let big = Change {
         key: "b".into(),
         base: 0,
@@ -296,9 +306,35 @@ async fn a_full_disk_is_a_503_that_says_disk_full_and_applies_nothing() {
         1,
         "nothing applied"
     );
-    f.storage.on_writer_connection(|conn| {
-        conn.pragma_update(None, "max_page_count", 1_000_000_000i64)
-            .unwrap();
-    });
+    disk_full(&f, false);
     assert_eq!(f.storage.push("g".into(), vec![big]).await.unwrap().seq, 2);
+}
+
+/// Makes the database's disk look full (`full`), or have room again.
+fn disk_full(f: &Fixture, full: bool) {
+    if let Some(url) = f.db.postgres_url() {
+        let database = super::testing::cluster::Cluster::database_of(url);
+        let sql = if full {
+            "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'
+             USING ERRCODE = 'disk_full'; END $$;
+             CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON atomsync_docs
+             FOR EACH ROW EXECUTE FUNCTION full_disk();"
+        } else {
+            "DROP TRIGGER full_disk ON atomsync_docs; DROP FUNCTION full_disk();"
+        };
+        super::testing::cluster::cluster()
+            .psql(database, sql)
+            .unwrap();
+        return;
+    }
+    f.storage.on_writer_connection(move |conn| {
+        let pages: i64 = if full {
+            conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap()
+        } else {
+            1_000_000_000
+        };
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+    });
 }

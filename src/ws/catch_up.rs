@@ -68,6 +68,8 @@ pub(super) enum Step {
         reset: bool,
         /// The group's floor (0: none).
         floor: u64,
+        /// The epoch every page of the round was read under.
+        epoch: Arc<str>,
     },
     /// Storage failed, or the group was compacted under the round; the subscription ends
     /// with this error.
@@ -170,6 +172,8 @@ async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
         full: false,
     };
     let mut first: Option<(bool, u64)> = None;
+    // Every page of a round, and its `subscribed` frame, names seqs with one epoch.
+    let epoch = round.storage.epoch_arc();
     loop {
         let frames = Frames::new(round.group.clone(), round.encoding);
         let page = round
@@ -185,6 +189,16 @@ async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
                 return;
             }
         };
+        if end.epoch != epoch {
+            // The database got a new epoch under the round (PostgreSQL: another instance
+            // renewed it): its seqs are not the ones the client's cursor counts.
+            let error = WireError::new(
+                ErrorCode::Unavailable,
+                "catch-up: the database got a new epoch while catching up; subscribe again",
+            );
+            let _ = send(Step::Failed(error)).await;
+            return;
+        }
         let later = first.is_some();
         let (reset, floor) = *first.get_or_insert((end.reset, end.floor));
         // A full catch-up that sees the floor rise, or another whose cursor fell below it.
@@ -217,6 +231,7 @@ async fn run(round: Round, events: mpsc::Sender<CatchUpEvent>) {
                 seq: end.seq,
                 reset,
                 floor: end.floor,
+                epoch,
             })
             .await;
             return;

@@ -544,12 +544,17 @@ impl Session {
                 sub.handover.sent_page(seq);
                 self.out.bytes(encoding, bytes).await
             }
-            Step::Done { seq, reset, floor } => match sub.handover.round_done(seq, reset) {
+            Step::Done {
+                seq,
+                reset,
+                floor,
+                epoch,
+            } => match sub.handover.round_done(seq, reset) {
                 RoundEnd::Live { seq, reset, frames } => {
                     sub.round_finished();
                     let subscribed = ServerFrame::Subscribed {
                         group: event.group.to_string(),
-                        epoch: self.state.storage.epoch().to_owned(),
+                        epoch: epoch.to_string(),
                         seq,
                         reset,
                         floor,

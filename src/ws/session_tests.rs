@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use super::session::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, QUEUE_CAPACITY};
 use crate::actors::Registry;
 use crate::auth::{Auth, SharedAuth};
-use crate::config::{Config, Durability};
+use crate::config::Config;
 use crate::http::AppState;
-use crate::storage::Storage;
+use crate::storage::testing::TestDb;
 
 const PING: u8 = 0x9;
 const PONG: u8 = 0xa;
@@ -29,14 +29,14 @@ const CLOSE: u8 = 0x8;
 const TEXT: u8 = 0x1;
 
 struct Harness {
-    _dir: tempfile::TempDir,
+    _db: TestDb,
     state: Data<AppState>,
     stop: watch::Sender<bool>,
 }
 
-fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open_sqlite(&dir.path().join("t.db"), Durability::Normal, 2).unwrap();
+async fn harness() -> Harness {
+    let db = TestDb::new();
+    let storage = db.open(2).await;
     let config = Config::from_toml("").unwrap();
     let (stop, shutdown) = watch::channel(false);
     let state = Data::new(AppState {
@@ -50,7 +50,7 @@ fn harness() -> Harness {
         liveness: crate::ws::Liveness::default(),
     });
     Harness {
-        _dir: dir,
+        _db: db,
         state,
         stop,
     }
@@ -178,8 +178,9 @@ fn close_code(payload: &[u8]) -> u16 {
 
 #[actix_rt::test]
 async fn a_silent_client_is_pinged_every_15_s_and_closed_after_45_s() {
+    let h = harness().await;
+    // After opening: the clock stands still only for the session's own timers.
     tokio::time::pause();
-    let h = harness();
     let mut conn = connect(&h).await;
     let start = Instant::now();
     for n in 1..=2u32 {
@@ -196,8 +197,9 @@ async fn a_silent_client_is_pinged_every_15_s_and_closed_after_45_s() {
 
 #[actix_rt::test]
 async fn a_client_that_answers_pings_stays() {
+    let h = harness().await;
+    // After opening: the clock stands still only for the session's own timers.
     tokio::time::pause();
-    let h = harness();
     let mut conn = connect(&h).await;
     let start = Instant::now();
     for _ in 0..6 {
@@ -220,7 +222,7 @@ async fn a_client_that_answers_pings_stays() {
 
 #[actix_rt::test]
 async fn shutdown_closes_with_1001() {
-    let h = harness();
+    let h = harness().await;
     let mut conn = subscribed(&h, "g").await;
     h.stop.send(true).unwrap();
     let (opcode, payload) = conn.next().await.unwrap();
@@ -229,7 +231,7 @@ async fn shutdown_closes_with_1001() {
 
 #[actix_rt::test]
 async fn a_client_that_reads_nothing_overflows_its_queue_and_gets_1013() {
-    let h = harness();
+    let h = harness().await;
     let mut conn = subscribed(&h, "g").await;
     // Nothing reads the response body from here on: the socket's channel fills, then the
     // connection's queue, and the actor reports the overflow.

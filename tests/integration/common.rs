@@ -1,6 +1,11 @@
 //! The shared harness: a real `atomsync-server` process per test, on a free loopback port,
 //! with its database and config in a temporary folder that lives as long as the handle.
 //! The process is killed when the handle drops.
+//!
+//! The database is an SQLite file in that folder, or, with `ATOMSYNC_TEST_BACKEND=postgres`,
+//! a fresh database of the process's throwaway PostgreSQL cluster (`tests/support/postgres.rs`):
+//! `./test.sh` runs these tests both ways. [`TestServer::start_on`] starts another instance on
+//! a given database (several servers over one PostgreSQL).
 
 #![allow(dead_code)]
 
@@ -11,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::pg;
+
 /// How long a server gets to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -19,6 +26,9 @@ pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// `[server] db`: the SQLite file, or a PostgreSQL URL.
+    db: String,
+    durability: &'static str,
     extra_toml: String,
     flags: Vec<String>,
     /// `http`, or `https` when the config has `[server.tls]`.
@@ -48,10 +58,39 @@ impl TestServer {
     /// A server whose folder is `dir`, made beforehand (e.g. holding TLS files that
     /// `extra_toml` names).
     pub fn start_in(dir: tempfile::TempDir, extra_toml: &str, flags: &[&str]) -> TestServer {
+        TestServer::start_as(dir, &new_database(), "normal", extra_toml, flags)
+    }
+
+    /// A server on the database `db` (a PostgreSQL URL, or an SQLite path; `""`: a new
+    /// SQLite file of its own), its config file with `extra_toml` appended.
+    pub fn start_on(db: &str, extra_toml: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_as(dir, db, "normal", extra_toml, &[])
+    }
+
+    /// [`start_on`](TestServer::start_on) with `durability = "full"`.
+    pub fn start_durable_on(db: &str, extra_toml: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_as(dir, db, "full", extra_toml, &[])
+    }
+
+    fn start_as(
+        dir: tempfile::TempDir,
+        db: &str,
+        durability: &'static str,
+        extra_toml: &str,
+        flags: &[&str],
+    ) -> TestServer {
         let log = dir.path().join("server.log");
+        let db = match db {
+            "" => dir.path().join("atomsync.db").display().to_string(),
+            db => db.to_owned(),
+        };
         let mut server = TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             dir,
+            db,
+            durability,
             extra_toml: extra_toml.to_owned(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
             scheme: "http",
@@ -67,9 +106,38 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// The database file.
+    /// `[server] db`: the SQLite file's path, or the PostgreSQL URL.
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    /// True when the server runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.db.starts_with("postgres://")
+    }
+
+    /// The SQLite database file (a test of SQLite's own file handling; see
+    /// [`sqlite_only`]).
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("atomsync.db")
+        assert!(
+            !self.on_postgres(),
+            "db_path: the server runs on PostgreSQL"
+        );
+        PathBuf::from(&self.db)
+    }
+
+    /// Replaces the database by a new, empty one (a restored or swapped database): the
+    /// SQLite file is deleted, or the server is pointed at a new PostgreSQL database. The
+    /// server must be stopped; it uses the new one from its next start.
+    pub fn replace_database(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the server first");
+        if self.on_postgres() {
+            self.db = pg::cluster().new_database();
+        } else {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", self.db));
+            }
+        }
     }
 
     /// The config file the server runs with.
@@ -150,9 +218,8 @@ impl TestServer {
     fn write_config(&self, bind: &str) -> PathBuf {
         let config = self.dir.path().join("atomsync.toml");
         let toml = format!(
-            "[server]\nbind = {bind:?}\ndb = {:?}\ndurability = \"normal\"\n{}\n",
-            self.db_path().display().to_string(),
-            self.extra_toml
+            "[server]\nbind = {bind:?}\ndb = {:?}\ndurability = {:?}\n{}\n",
+            self.db, self.durability, self.extra_toml
         );
         std::fs::write(&config, toml).expect("write config");
         config
@@ -177,6 +244,25 @@ impl TestServer {
                 Err(e) => panic!("server did not start: {e}"),
             }
         }
+    }
+}
+
+/// True (and says so) when the tests run on PostgreSQL and the caller is a test of what
+/// only SQLite has, `why`: it returns at once. PostgreSQL's counterparts are in `scale`.
+pub fn sqlite_only(why: &str) -> bool {
+    let on_postgres = std::env::var("ATOMSYNC_TEST_BACKEND").as_deref() == Ok("postgres");
+    if on_postgres {
+        eprintln!("skipped on PostgreSQL: {why}");
+    }
+    on_postgres
+}
+
+/// A new database on the backend the tests run on: `""` (each server makes its own SQLite
+/// file) or a PostgreSQL URL (`ATOMSYNC_TEST_BACKEND=postgres`).
+pub fn new_database() -> String {
+    match std::env::var("ATOMSYNC_TEST_BACKEND").as_deref() {
+        Ok("postgres") => pg::cluster().new_database(),
+        _ => String::new(),
     }
 }
 

@@ -8,5 +8,8 @@ mod common;
 mod hostile;
 mod http;
 mod ops;
+#[path = "../support/postgres.rs"]
+mod pg;
 mod safety;
+mod scale;
 mod ws;

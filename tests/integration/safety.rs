@@ -6,7 +6,7 @@
 //! full paging, and clients that keep no deleted key ([`compaction`]).
 
 mod compaction;
-mod epoch;
+pub mod epoch;
 mod idle;
 mod lost;
 mod pages;

@@ -33,9 +33,9 @@ pub struct Client {
 #[derive(Debug)]
 pub struct CaughtUp {
     /// Every catch-up document, in order.
-    docs: Vec<Doc>,
+    pub docs: Vec<Doc>,
     /// `subscribed.seq`.
-    seq: u64,
+    pub seq: u64,
     epoch: String,
 }
 

@@ -7,6 +7,8 @@
 //! - [`peer`]: pouchdb-server driven with the same data.
 //! - [`browser`]: the browser client's first sync and `swap` in headless Chromium.
 //! - [`client`]: the native client (issue 10): `swap`, first sync, live apply.
+//! - [`scale`]: batched and single pushes and push-to-delivery latency on SQLite, on one
+//!   server over PostgreSQL and on two servers over one PostgreSQL database.
 //! - [`overhead`]: what metrics and the access log cost on the push path (W1, W2).
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
@@ -17,6 +19,7 @@ pub mod catchup;
 pub mod client;
 pub mod overhead;
 pub mod peer;
+pub mod scale;
 pub mod stream;
 pub mod write;
 

@@ -281,8 +281,21 @@ pub async fn w4(
     rep: usize,
 ) -> Result<Latency> {
     let group = format!("w4-r{rate}-s{subscribers}-{rep}");
+    latency(ctx, target.addr, target.addr, &group, rate, subscribers).await
+}
+
+/// W4's measurement on `group`: the writer on the server at `writer`, the subscribers on
+/// the one at `reader` (another instance on the same database, or the same server).
+pub async fn latency(
+    ctx: &super::Ctx,
+    writer: SocketAddr,
+    reader: SocketAddr,
+    group: &str,
+    rate: u64,
+    subscribers: usize,
+) -> Result<Latency> {
     let pushes = ctx.plan.w4_pushes(rate, subscribers);
-    let subs = open_subscribers(target.addr, "/sync/ws", &group, subscribers).await?;
+    let subs = open_subscribers(reader, "/sync/ws", group, subscribers).await?;
     ctx.settle().await;
     let log = Arc::new(SendLog::new(pushes));
     let sending = Duration::from_secs_f64(pushes as f64 / rate.max(1) as f64);
@@ -294,9 +307,9 @@ pub async fn w4(
         .map(|ws| listen(ws, expected.clone(), Some(log.clone()), deadline))
         .collect();
     let written = write(
-        target.addr,
+        writer,
         "/sync/ws",
-        &group,
+        group,
         pushes,
         Pace::Rate(rate),
         log,

@@ -40,12 +40,23 @@ async fn run_clients(
     encoding: Encoding,
     count_busy: bool,
 ) -> Result<Run> {
+    run_clients_on(ctx, &[target.base.as_str()], clients, encoding, count_busy).await
+}
+
+/// [`run_clients`] over several servers: client `i` pushes to `bases[i % bases.len()]`.
+async fn run_clients_on(
+    ctx: &Ctx,
+    bases: &[&str],
+    clients: Vec<Vec<Bytes>>,
+    encoding: Encoding,
+    count_busy: bool,
+) -> Result<Run> {
     let deadline = Instant::now() + ctx.plan.phase_limit;
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients.len());
-    for bodies in clients {
+    for (i, bodies) in clients.into_iter().enumerate() {
         let client = http::client()?;
-        let base = target.base.clone();
+        let base = bases[i % bases.len()].to_owned();
         tasks.push(tokio::spawn(async move {
             let mut outcome = Outcome::default();
             let mut busy = 0;
@@ -107,6 +118,30 @@ pub async fn w1(ctx: &mut Ctx, target: &Target, rep: usize) {
         let rate = w1_rate(ctx, target, &group, encoding).await;
         ctx.outcome(&format!("w1.{}.{name}", target.durability.name()), rate);
     }
+}
+
+/// Changes per second of `clients` clients, spread over the servers at `bases`, pushing
+/// new keys of a new group in requests of `per_request` (MessagePack); every change must be
+/// accepted. The scale-out workload's write phases.
+pub async fn spread(
+    ctx: &Ctx,
+    bases: &[&str],
+    group: &str,
+    clients: usize,
+    changes: u64,
+    per_request: usize,
+) -> Result<f64> {
+    let encoding = Encoding::MsgPack;
+    let per_client = changes / clients.max(1) as u64;
+    let bodies = (0..clients as u64)
+        .map(|c| {
+            let first = c * per_client;
+            let mine = data::changes(group, first..first + per_client, |_| 0);
+            data::push_bodies(group, &mine, per_request, encoding)
+        })
+        .collect();
+    ctx.settle().await;
+    all_accepted(&run_clients_on(ctx, bases, bodies, encoding, false).await?)
 }
 
 /// One timed W1 phase into the new group `group`: changes/s.

@@ -85,7 +85,7 @@ impl Sqlite {
             .transpose()?;
         let conn = Connection::open(path)?;
         prepare_connection(&conn, options.durability)?;
-        let epoch = settle_epoch(&conn, path, lineage.as_mut())?;
+        let epoch: Arc<str> = settle_epoch(&conn, path, lineage.as_mut())?.into();
         let commits = schema::commits(&conn)?;
         let identity = Arc::new(FileIdentity::of(path)?);
         let manager = SqliteConnectionManager::file(path)
@@ -109,11 +109,12 @@ impl Sqlite {
             identity: identity.clone(),
             commits,
             max_answer_bytes: options.max_answer_bytes,
+            epoch: epoch.clone(),
         })?;
         Ok(Sqlite {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                epoch: epoch.into(),
+                epoch,
                 pool,
                 writer,
                 identity,
@@ -149,8 +150,9 @@ impl Sqlite {
         query: PageQuery,
         mut sink: S,
     ) -> Result<(S, PageEnd), StorageError> {
+        let epoch = self.inner.epoch.clone();
         self.read(move |conn| {
-            let end = read::pull_into(conn, &group, &query, &mut |doc| sink.offer(doc))?;
+            let end = read::pull_into(conn, &group, &query, &epoch, &mut |doc| sink.offer(doc))?;
             Ok((sink, end))
         })
         .await
@@ -228,11 +230,7 @@ impl Sqlite {
             let waited = std::time::Instant::now();
             let conn = pool.get();
             if let Some(m) = crate::metrics::get() {
-                m.pool_wait_seconds
-                    .observe(crate::metrics::seconds(waited.elapsed()));
-                if conn.is_err() {
-                    m.pool_timeouts.inc();
-                }
+                m.pool_wait(waited, &conn);
             }
             read(&mut *conn?)
         })

@@ -1,6 +1,8 @@
 //! Reads: pulls, catch-up pages and health, each in one read transaction on a pooled
 //! connection, so a page is a consistent snapshot even while the writer commits.
 
+use std::sync::Arc;
+
 use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -44,6 +46,7 @@ pub fn pull_into(
     conn: &mut Connection,
     name: &str,
     query: &PageQuery,
+    epoch: &Arc<str>,
     offer: &mut dyn FnMut(Doc) -> bool,
 ) -> Result<PageEnd, StorageError> {
     let tx = conn.transaction()?;
@@ -53,6 +56,7 @@ pub fn pull_into(
             more: false,
             reset: false,
             floor: 0,
+            epoch: epoch.clone(),
         });
     };
     let reset = !query.full && query.since > 0 && query.since < g.floor;
@@ -86,6 +90,7 @@ pub fn pull_into(
         more,
         reset,
         floor: g.floor,
+        epoch: epoch.clone(),
     })
 }
 

@@ -201,7 +201,7 @@ pub fn migrate(conn: &Connection) -> Result<String, StorageError> {
     if let Some(epoch) = epoch(conn)? {
         return Ok(epoch);
     }
-    let epoch = new_epoch()?;
+    let epoch = crate::storage::new_epoch()?;
     conn.execute(
         "INSERT INTO meta (name, value) VALUES ('epoch', ?1)",
         params![epoch],
@@ -241,7 +241,7 @@ pub fn backup_stamp(conn: &Connection) -> Result<Option<String>, StorageError> {
 /// synced to disk whatever the durability setting: clients must never see the old epoch
 /// again from this database. Returns the new epoch.
 pub fn renew_epoch(conn: &Connection) -> Result<String, StorageError> {
-    let epoch = new_epoch()?;
+    let epoch = crate::storage::new_epoch()?;
     let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     let tx = conn.unchecked_transaction()?;
@@ -254,14 +254,6 @@ pub fn renew_epoch(conn: &Connection) -> Result<String, StorageError> {
     tx.commit()?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     Ok(epoch)
-}
-
-/// 128 random bits, hex: unique per database, so a restored or replaced database is noticed.
-pub(crate) fn new_epoch() -> Result<String, StorageError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| StorageError::Incompatible(format!("no randomness for the epoch: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

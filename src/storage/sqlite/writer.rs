@@ -78,6 +78,8 @@ pub(super) struct Setup {
     pub(super) commits: u64,
     /// The most bytes of conflicting documents one push answers with.
     pub(super) max_answer_bytes: usize,
+    /// The database's epoch, which every outcome names.
+    pub(super) epoch: Arc<str>,
 }
 
 /// One push to apply.
@@ -136,6 +138,7 @@ impl Writer {
                     identity: setup.identity,
                     commits: setup.commits,
                     max_answer_bytes: setup.max_answer_bytes,
+                    epoch: setup.epoch,
                     requeue,
                     fsync_per_commit: synchronous >= 2,
                 }
@@ -237,6 +240,7 @@ struct WriterThread {
     /// The database's commit count, as last committed.
     commits: u64,
     max_answer_bytes: usize,
+    epoch: Arc<str>,
     /// Puts a compaction's next step behind the pushes queued meanwhile.
     requeue: Sender<Job>,
     /// Each commit fsyncs the WAL (durability full): counted as such in the metrics.
@@ -374,7 +378,7 @@ impl WriterThread {
             return;
         }
         let started = Instant::now();
-        let (pushes, changes) = (batch.len(), batch.iter().map(|j| j.changes.len()).sum());
+        let changes = batch.iter().map(|j| j.changes.len()).sum();
         let applied = match self.apply_batch(batch) {
             Ok(applied) => applied,
             Err((jobs, e)) => {
@@ -410,7 +414,14 @@ impl WriterThread {
             return;
         }
         if let Some(m) = crate::metrics::get() {
-            self.count(m, started, pushes, changes, &applied);
+            let outcomes = applied.iter().filter_map(|a| a.result.as_ref().ok());
+            let outcomes: Vec<_> = outcomes.map(|(outcome, _)| outcome).collect();
+            m.committed(
+                started.elapsed(),
+                changes,
+                self.fsync_per_commit,
+                outcomes.into_iter(),
+            );
         }
         for Applied { job, result } in applied {
             match result {
@@ -427,35 +438,6 @@ impl WriterThread {
                 }
             }
         }
-    }
-
-    /// Counts a durable commit: its time, size and fsync, and its changes by outcome.
-    fn count(
-        &self,
-        m: &crate::metrics::Metrics,
-        started: Instant,
-        pushes: usize,
-        changes: usize,
-        applied: &[Applied],
-    ) {
-        m.commit_seconds
-            .observe(crate::metrics::seconds(started.elapsed()));
-        m.commit_pushes.observe(pushes as f64);
-        m.commit_changes.observe(changes as f64);
-        if self.fsync_per_commit {
-            m.fsyncs.inc();
-        }
-        let (mut accepted, mut conflicts) = (0, 0);
-        for outcome in applied.iter().filter_map(|a| a.result.as_ref().ok()) {
-            for result in &outcome.0.results {
-                match result {
-                    PushResult::Accepted { .. } => accepted += 1,
-                    PushResult::Conflict { .. } => conflicts += 1,
-                }
-            }
-        }
-        m.changes_accepted.inc_by(accepted);
-        m.changes_conflict.inc_by(conflicts);
     }
 
     /// Applies every job in one transaction and commits it. On a failed commit, gives the
@@ -479,7 +461,11 @@ impl WriterThread {
         let mut wrote = false;
         for job in batch {
             let before = self.groups.get(&job.group).copied();
-            let result = apply_in_savepoint(&tx, &mut self.groups, &job, self.max_answer_bytes);
+            let result = apply_in_savepoint(&tx, &mut self.groups, &job, self.max_answer_bytes)
+                .map(|(mut outcome, committed)| {
+                    outcome.epoch = self.epoch.clone();
+                    (outcome, committed)
+                });
             match &result {
                 Ok((_, committed)) => wrote |= !committed.docs.is_empty(),
                 Err(_) => {
@@ -629,11 +615,14 @@ fn apply_push(
         PushOutcome {
             results,
             seq: group.seq,
+            // Named by the caller, which knows the epoch.
+            epoch: Arc::from(""),
         },
         Committed {
             group: job.group.clone(),
             docs,
             seq: group.seq,
+            epoch_changed: false,
         },
     ))
 }

@@ -128,10 +128,7 @@ async fn an_epoch_change_resyncs_and_keeps_pending_changes() {
     stop(&mut server);
     atom_a.assoc("offline", "kept").unwrap();
     // Replace the database: a fresh one gets a new epoch.
-    for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", server.db_path().display());
-        let _ = std::fs::remove_file(path);
-    }
+    server.replace_database();
     restart(&mut server);
     let atom_b = b.atom(&server, "x3-epoch");
     atom_b.assoc("new", "from b").unwrap();
