@@ -6,7 +6,7 @@ use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use rusqlite::params;
 
-use super::tx::GroupTx;
+use super::tx::{GroupTx, ROWS_PER_STATEMENT};
 use super::{Applied, Commit, LocalDb, PendingChange, ResetMode, to_sql_u64};
 use crate::ClientError;
 
@@ -50,13 +50,21 @@ impl LocalDb {
         cursor: u64,
     ) -> Result<Applied, ClientError> {
         self.with_group(group, Commit::Relaxed, |g| {
-            let docs = docs.into_iter();
+            let mut docs = docs.into_iter();
             let mut edits = Vec::with_capacity(docs.size_hint().0);
             let mut writer = g.doc_writer()?;
-            for doc in docs {
-                if writer.store(&doc)? {
-                    let value = g.visible_after_storing(&doc)?;
-                    edits.push((doc.key, value));
+            let mut run = Vec::with_capacity(ROWS_PER_STATEMENT);
+            loop {
+                run.extend(docs.by_ref().take(ROWS_PER_STATEMENT));
+                if run.is_empty() {
+                    break;
+                }
+                let stored = writer.store_run(&run)?;
+                for (doc, stored) in run.drain(..).zip(stored) {
+                    if stored {
+                        let value = g.visible_after_storing(&doc)?;
+                        edits.push((doc.key, value));
+                    }
                 }
             }
             drop(writer);
