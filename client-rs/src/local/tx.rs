@@ -130,13 +130,13 @@ impl GroupTx<'_> {
 
     /// A [`DocWriter`] for this group, to store a run of documents.
     pub(super) fn doc_writer(&self) -> Result<DocWriter<'_>, ClientError> {
-        let mut one = self.statement(&upsert_sql(1))?;
-        one.raw_bind_parameter(1, self.group)?;
+        let mut upsert = self.statement(UPSERT)?;
+        upsert.raw_bind_parameter(1, self.group)?;
         Ok(DocWriter {
             group: self.group,
             tx: &self.tx,
-            one,
-            many: None,
+            upsert,
+            insert_new: None,
         })
     }
 
@@ -167,21 +167,28 @@ impl GroupTx<'_> {
 /// ending statements. 64 rows of 3 parameters stay far below SQLite's limit of 32,766.
 pub(super) const ROWS_PER_STATEMENT: usize = 64;
 
-/// The upsert of `rows` server documents of one group (`?1`): the version check is its
+/// The upsert of one server document of a group (`?1`): the version check is its
 /// `WHERE`, so an older copy changes no row, and a stale one (from before a reset) is
 /// always replaced.
-fn upsert_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
+const UPSERT: &str = "INSERT INTO docs (grp, key, version, value, stale) VALUES (?1, ?2, ?3, ?4, 0)
+     ON CONFLICT (grp, key) DO UPDATE
+     SET version = excluded.version, value = excluded.value, stale = 0
+     WHERE docs.stale = 1 OR excluded.version > docs.version";
+
+/// The insert of [`ROWS_PER_STATEMENT`] documents of a group (`?1`) whose keys it does not
+/// hold yet; a key it holds is left as it is. `OR IGNORE` rather than an upsert: a
+/// statement of many rows that may stop half-way (as an upsert may, on a `NOT NULL`)
+/// makes SQLite copy every page it touches into a statement journal first, which cost as
+/// much as the statements it saves.
+fn insert_new_sql() -> String {
+    let values: Vec<String> = (0..ROWS_PER_STATEMENT)
         .map(|row| {
             let first = 2 + 3 * row;
             format!("(?1, ?{first}, ?{}, ?{}, 0)", first + 1, first + 2)
         })
         .collect();
     format!(
-        "INSERT INTO docs (grp, key, version, value, stale) VALUES {}
-         ON CONFLICT (grp, key) DO UPDATE
-         SET version = excluded.version, value = excluded.value, stale = 0
-         WHERE docs.stale = 1 OR excluded.version > docs.version",
+        "INSERT OR IGNORE INTO docs (grp, key, version, value, stale) VALUES {}",
         values.join(", ")
     )
 }
@@ -192,62 +199,70 @@ fn upsert_sql(rows: usize) -> String {
 pub(super) struct DocWriter<'conn> {
     group: &'conn str,
     tx: &'conn Transaction<'conn>,
-    /// One row.
-    one: CachedStatement<'conn>,
-    /// [`ROWS_PER_STATEMENT`] rows, prepared on first use.
-    many: Option<CachedStatement<'conn>>,
+    /// One row, version-checked.
+    upsert: CachedStatement<'conn>,
+    /// [`ROWS_PER_STATEMENT`] new rows, prepared on first use.
+    insert_new: Option<CachedStatement<'conn>>,
 }
 
 impl DocWriter<'_> {
     /// Stores `doc` unless the stored copy is newer (see [`GroupTx::store_doc`]).
     pub(super) fn store(&mut self, doc: &Doc) -> Result<bool, ClientError> {
-        bind_doc(&mut self.one, 0, doc)?;
-        Ok(self.one.raw_execute()? > 0)
+        bind_doc(&mut self.upsert, 0, doc)?;
+        Ok(self.upsert.raw_execute()? > 0)
     }
 
     /// Stores up to [`ROWS_PER_STATEMENT`] documents in order, each unless the stored copy
-    /// is newer, and tells for each whether it was stored. A key written twice in the run
-    /// counts for both when both were stored, as one row at a time would have it: applied
-    /// in order, the last one stays.
+    /// is newer, and tells for each whether it is to be seen: stored, or equal to what is
+    /// stored. A key written twice in the run counts for its last stored version only.
     pub(super) fn store_run(&mut self, docs: &[Doc]) -> Result<Vec<bool>, ClientError> {
         if docs.len() != ROWS_PER_STATEMENT {
             // A short run (the end of a batch, a live change): one row at a time.
             return docs.iter().map(|doc| self.store(doc)).collect();
         }
-        let many = match &mut self.many {
-            Some(many) => many,
+        let insert = match &mut self.insert_new {
+            Some(insert) => insert,
             None => {
-                let mut many = self.tx.prepare_cached(&upsert_sql(ROWS_PER_STATEMENT))?;
-                many.raw_bind_parameter(1, self.group)?;
-                self.many.insert(many)
+                let mut insert = self.tx.prepare_cached(&insert_new_sql())?;
+                insert.raw_bind_parameter(1, self.group)?;
+                self.insert_new.insert(insert)
             }
         };
         for (row, doc) in docs.iter().enumerate() {
-            bind_doc(many, row, doc)?;
+            bind_doc(insert, row, doc)?;
         }
-        // Each row changes at most once: as many changes as rows means every one was
-        // stored, the usual case (a first sync, live changes).
-        if many.raw_execute()? == docs.len() {
+        // As many rows inserted as documents: every key was new and each holds its
+        // document, the usual case (a first sync).
+        if insert.raw_execute()? == docs.len() {
             return Ok(vec![true; docs.len()]);
         }
-        // Some were older than the stored copies. Which ones were stored no longer shows;
-        // the documents whose version the row holds now are those the application must
-        // see (of one key stored twice, the last one: the same end).
+        // Some keys were held already (or came twice): the others are in; these get the
+        // version-checked upsert, a no-op for the rows just inserted. Which ones were
+        // stored no longer shows: a document is to be seen when its row holds it now (of
+        // one key stored twice, the later one; an equal copy changes nothing seen).
+        for doc in docs {
+            self.store(doc)?;
+        }
         docs.iter().map(|doc| self.holds(doc)).collect()
     }
 
-    /// Whether the group's row of `doc.key` holds `doc.version`.
+    /// Whether the group's row of `doc.key` holds `doc` (its version and value).
     fn holds(&self, doc: &Doc) -> Result<bool, ClientError> {
-        let version: Option<i64> = self
+        let row: Option<(i64, Option<Vec<u8>>)> = self
             .tx
-            .prepare_cached("SELECT version FROM docs WHERE grp = ?1 AND key = ?2")?
-            .query_row(params![self.group, doc.key], |row| row.get(0))
+            .prepare_cached("SELECT version, value FROM docs WHERE grp = ?1 AND key = ?2")?
+            .query_row(params![self.group, doc.key], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?;
-        Ok(version == Some(to_sql_u64(doc.version)?))
+        Ok(row.is_some_and(|(version, value)| {
+            to_sql_u64(doc.version).is_ok_and(|wanted| wanted == version)
+                && value.as_deref() == doc.value.as_ref().map(Packed::as_bytes)
+        }))
     }
 }
 
-/// Binds `doc` to row `row` of an upsert made by [`upsert_sql`].
+/// Binds `doc` to row `row` of [`UPSERT`] (row 0) or [`insert_new_sql`].
 fn bind_doc(statement: &mut CachedStatement<'_>, row: usize, doc: &Doc) -> Result<(), ClientError> {
     let first = 2 + 3 * row;
     statement.raw_bind_parameter(first, doc.key.as_str())?;
