@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use atomsync_proto::wire::RESPONSE_MAX_DEPTH;
+use atomsync_proto::wire::{Doc, RESPONSE_MAX_DEPTH};
 use atomsync_proto::{Packed, Value};
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -80,6 +80,22 @@ pub(crate) struct Loaded {
     pub(crate) meta: GroupMeta,
     pub(crate) visible: Map,
     pub(crate) pending: usize,
+}
+
+/// A document the server sent, with its value as a [`Value`] when the frame decoder
+/// already read it (`ServerFrame::decode_with_values`); otherwise it is decoded from the
+/// document's bytes when the application is to see it.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) doc: Doc,
+    /// `doc.value` decoded, if it was; `None` for a tombstone too.
+    pub(crate) value: Option<Value>,
+}
+
+impl From<Doc> for Received {
+    fn from(doc: Doc) -> Received {
+        Received { doc, value: None }
+    }
 }
 
 /// One pending local change, as pushed.

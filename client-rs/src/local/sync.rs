@@ -7,7 +7,7 @@ use atomsync_proto::wire::Doc;
 use rusqlite::params;
 
 use super::tx::{GroupTx, ROWS_PER_STATEMENT};
-use super::{Applied, Commit, LocalDb, PendingChange, ResetMode, to_sql_u64};
+use super::{Applied, Commit, LocalDb, PendingChange, Received, ResetMode, to_sql_u64};
 use crate::ClientError;
 
 /// What the server's epoch says about the local data.
@@ -43,14 +43,14 @@ impl LocalDb {
     /// they arrive together) and advances the cursor to `cursor`, in one transaction. A
     /// document older than the one stored is skipped (pages and frames can overlap with
     /// push answers).
-    pub(crate) fn apply_remote(
+    pub(crate) fn apply_remote<D: Into<Received>>(
         &self,
         group: &str,
-        docs: impl IntoIterator<Item = Doc>,
+        docs: impl IntoIterator<Item = D>,
         cursor: u64,
     ) -> Result<Applied, ClientError> {
         self.with_group(group, Commit::Relaxed, |g| {
-            let mut docs = docs.into_iter();
+            let mut docs = docs.into_iter().map(Into::into);
             let mut edits = Vec::with_capacity(docs.size_hint().0);
             let mut writer = g.doc_writer()?;
             let mut run = Vec::with_capacity(ROWS_PER_STATEMENT);
@@ -60,9 +60,9 @@ impl LocalDb {
                     break;
                 }
                 let stored = writer.store_run(&run)?;
-                for (doc, stored) in run.drain(..).zip(stored) {
+                for (Received { doc, value }, stored) in run.drain(..).zip(stored) {
                     if stored {
-                        let value = g.visible_after_storing(&doc)?;
+                        let value = g.visible_after_storing(&doc, value)?;
                         edits.push((doc.key, value));
                     }
                 }

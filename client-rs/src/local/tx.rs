@@ -12,7 +12,7 @@ use atomsync_proto::wire::Doc;
 use atomsync_proto::{Packed, Value};
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
-use super::{Applied, GroupMeta, ResetMode, decode, from_sql_u64, to_sql_u64};
+use super::{Applied, GroupMeta, Received, ResetMode, decode, from_sql_u64, to_sql_u64};
 use crate::ClientError;
 
 /// One open transaction on one group.
@@ -112,13 +112,21 @@ impl GroupTx<'_> {
         bytes.map(|bytes| decode(&bytes, key)).transpose()
     }
 
-    /// What the application sees for a document just stored: its own value unless a
-    /// pending change of the key hides it (then that change's value). Spares reading back
-    /// and decoding twice what the server sent.
-    pub(super) fn visible_after_storing(&self, doc: &Doc) -> Result<Option<Value>, ClientError> {
+    /// What the application sees for a document just stored: its own value (`decoded`,
+    /// when the frame decoder read it already) unless a pending change of the key hides it
+    /// (then that change's value). Spares reading back and decoding twice what the server
+    /// sent.
+    pub(super) fn visible_after_storing(
+        &self,
+        doc: &Doc,
+        decoded: Option<Value>,
+    ) -> Result<Option<Value>, ClientError> {
         match self.pending_value(&doc.key)? {
             Some(bytes) => bytes.map(|bytes| decode(&bytes, &doc.key)).transpose(),
-            None => Ok(doc.value.as_ref().map(Packed::to_value)),
+            None => Ok(doc
+                .value
+                .as_ref()
+                .map(|packed| decoded.unwrap_or_else(|| packed.to_value()))),
         }
     }
 
@@ -215,10 +223,11 @@ impl DocWriter<'_> {
     /// Stores up to [`ROWS_PER_STATEMENT`] documents in order, each unless the stored copy
     /// is newer, and tells for each whether it is to be seen: stored, or equal to what is
     /// stored. A key written twice in the run counts for its last stored version only.
-    pub(super) fn store_run(&mut self, docs: &[Doc]) -> Result<Vec<bool>, ClientError> {
-        if docs.len() != ROWS_PER_STATEMENT {
+    pub(super) fn store_run(&mut self, run: &[Received]) -> Result<Vec<bool>, ClientError> {
+        let docs = || run.iter().map(|received| &received.doc);
+        if run.len() != ROWS_PER_STATEMENT {
             // A short run (the end of a batch, a live change): one row at a time.
-            return docs.iter().map(|doc| self.store(doc)).collect();
+            return docs().map(|doc| self.store(doc)).collect();
         }
         let insert = match &mut self.insert_new {
             Some(insert) => insert,
@@ -228,22 +237,22 @@ impl DocWriter<'_> {
                 self.insert_new.insert(insert)
             }
         };
-        for (row, doc) in docs.iter().enumerate() {
+        for (row, doc) in docs().enumerate() {
             bind_doc(insert, row, doc)?;
         }
         // As many rows inserted as documents: every key was new and each holds its
         // document, the usual case (a first sync).
-        if insert.raw_execute()? == docs.len() {
-            return Ok(vec![true; docs.len()]);
+        if insert.raw_execute()? == run.len() {
+            return Ok(vec![true; run.len()]);
         }
         // Some keys were held already (or came twice): the others are in; these get the
         // version-checked upsert, a no-op for the rows just inserted. Which ones were
         // stored no longer shows: a document is to be seen when its row holds it now (of
         // one key stored twice, the later one; an equal copy changes nothing seen).
-        for doc in docs {
+        for doc in docs() {
             self.store(doc)?;
         }
-        docs.iter().map(|doc| self.holds(doc)).collect()
+        docs().map(|doc| self.holds(doc)).collect()
     }
 
     /// Whether the group's row of `doc.key` holds `doc` (its version and value).

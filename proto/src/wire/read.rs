@@ -8,7 +8,7 @@
 
 use super::slots::{self, DocItem, Slots};
 use super::{Doc, Encoding, PullResponse, PushResponse, PushResult, ServerFrame};
-use crate::{CodecError, ErrorCode, Value, WireError, json};
+use crate::{CodecError, ErrorCode, Packed, Value, WireError, json};
 
 /// How deep a message a client decodes: room for values twice as deep as the server's
 /// default limit (64) plus a message's own nesting (at most 4, a conflict's `current`),
@@ -25,8 +25,19 @@ pub(crate) fn decode_message(
     max_depth: usize,
     what: &str,
 ) -> Result<(Value, Slots), WireError> {
+    decode_message_keeping(bytes, encoding, max_depth, what, false)
+}
+
+/// [`decode_message`], with `keep_values` for [`slots::decode`].
+fn decode_message_keeping(
+    bytes: &[u8],
+    encoding: Encoding,
+    max_depth: usize,
+    what: &str,
+    keep_values: bool,
+) -> Result<(Value, Slots), WireError> {
     let decoded = match encoding {
-        Encoding::MsgPack => slots::decode(bytes, max_depth),
+        Encoding::MsgPack => slots::decode(bytes, max_depth, keep_values),
         Encoding::Json => json::decode(bytes, max_depth).map(|message| (message, Slots::default())),
     };
     decoded.map_err(|error| codec_error(what, &error))
@@ -278,25 +289,43 @@ pub(crate) fn doc(value: &Value, place: Place<'_>, slots: &Slots) -> Result<Doc,
     })
 }
 
-/// The top-level list `changes` of documents.
-fn changes(fields: &Fields<'_>, slots: &Slots) -> Result<Vec<Doc>, WireError> {
+/// The top-level list `changes` of documents; with `keep_values`, also each document's
+/// value as a [`Value`] (`None` for a tombstone), in the same order.
+fn changes(
+    fields: &Fields<'_>,
+    slots: &Slots,
+    keep_values: bool,
+) -> Result<(Vec<Doc>, Vec<Option<Value>>), WireError> {
     let name = "changes";
     let items = fields.list(name)?;
+    let decoded = |doc: &Doc| doc.value.as_ref().map(Packed::to_value);
+    let mut docs = Vec::new();
+    let mut values = Vec::new();
     if let Some(read) = slots.take_changes() {
-        return read
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| match item {
-                DocItem::Read(doc) => Ok(doc),
-                DocItem::Tree(value) => self::doc(&value, Place::item(name, index), slots),
-            })
-            .collect();
+        docs.reserve_exact(read.len());
+        for (index, item) in read.into_iter().enumerate() {
+            let (doc, value) = match item {
+                DocItem::Read(doc, value) => (doc, value),
+                DocItem::Tree(tree) => {
+                    let doc = self::doc(&tree, Place::item(name, index), slots)?;
+                    let value = if keep_values { decoded(&doc) } else { None };
+                    (doc, value)
+                }
+            };
+            if keep_values {
+                values.push(value);
+            }
+            docs.push(doc);
+        }
+    } else {
+        for (index, item) in items.iter().enumerate() {
+            docs.push(doc(item, Place::item(name, index), slots)?);
+        }
+        if keep_values {
+            values = docs.iter().map(decoded).collect();
+        }
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| doc(item, Place::item(name, index), slots))
-        .collect()
+    Ok((docs, values))
 }
 
 fn result(value: &Value, place: Place<'_>, slots: &Slots) -> Result<PushResult, WireError> {
@@ -351,7 +380,7 @@ impl PullResponse {
         Ok(PullResponse {
             group: fields.string("group")?.to_owned(),
             epoch: fields.string("epoch")?.to_owned(),
-            changes: changes(&fields, &slots)?,
+            changes: changes(&fields, &slots, false)?.0,
             seq: fields.uint("seq")?,
             more: fields.boolean("more")?,
             reset: fields.opt_bool("reset")?.unwrap_or(false),
@@ -376,41 +405,71 @@ pub(crate) fn quoted(text: &str) -> String {
 impl ServerFrame {
     /// Decodes a frame (client side).
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ServerFrame, WireError> {
-        let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "frame")?;
-        let fields = Fields::top(&message, "frame")?;
-        let group = || fields.string("group").map(str::to_owned);
-        match fields.string("type")? {
-            "changes" => Ok(ServerFrame::Changes {
-                group: group()?,
-                changes: changes(&fields, &slots)?,
-                seq: fields.uint("seq")?,
-            }),
-            "subscribed" => Ok(ServerFrame::Subscribed {
-                group: group()?,
-                epoch: fields.string("epoch")?.to_owned(),
-                seq: fields.uint("seq")?,
-                reset: fields.opt_bool("reset")?.unwrap_or(false),
-                floor: fields.opt_uint("floor")?.unwrap_or(0),
-            }),
-            "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
-            "pushed" => Ok(ServerFrame::Pushed {
-                id: fields.any("id")?.clone(),
-                response: push_response(&fields, &slots)?,
-            }),
-            "error" => {
-                let group = match fields.get("group")? {
-                    None => None,
-                    Some(_) => Some(group()?),
-                };
-                Ok(ServerFrame::Error {
-                    id: fields.get("id")?.cloned(),
-                    group,
-                    error: error_members(&fields)?,
-                })
-            }
-            other => Err(fields.fail("type", &format!("unknown frame type {}", quoted(other)))),
-        }
+        decode_frame(bytes, encoding, false).map(|(frame, _)| frame)
     }
+
+    /// Decodes a frame as [`ServerFrame::decode`] does and, for a `changes` frame, also
+    /// each document's value as a [`Value`], in the order of `changes` (`None` for a
+    /// tombstone; empty for any other frame). For a client that keeps values in memory:
+    /// each value is read once into both its bytes and its `Value`, rather than checked
+    /// here and decoded again from the bytes.
+    pub fn decode_with_values(
+        bytes: &[u8],
+        encoding: Encoding,
+    ) -> Result<(ServerFrame, Vec<Option<Value>>), WireError> {
+        decode_frame(bytes, encoding, true)
+    }
+}
+
+/// A frame, and with `keep_values` its documents' values (see
+/// [`ServerFrame::decode_with_values`]).
+fn decode_frame(
+    bytes: &[u8],
+    encoding: Encoding,
+    keep_values: bool,
+) -> Result<(ServerFrame, Vec<Option<Value>>), WireError> {
+    let (message, slots) =
+        decode_message_keeping(bytes, encoding, RESPONSE_MAX_DEPTH, "frame", keep_values)?;
+    let fields = Fields::top(&message, "frame")?;
+    let group = || fields.string("group").map(str::to_owned);
+    let mut values = Vec::new();
+    let frame = match fields.string("type")? {
+        "changes" => {
+            let group = group()?;
+            let (changes, decoded) = changes(&fields, &slots, keep_values)?;
+            values = decoded;
+            Ok(ServerFrame::Changes {
+                group,
+                changes,
+                seq: fields.uint("seq")?,
+            })
+        }
+        "subscribed" => Ok(ServerFrame::Subscribed {
+            group: group()?,
+            epoch: fields.string("epoch")?.to_owned(),
+            seq: fields.uint("seq")?,
+            reset: fields.opt_bool("reset")?.unwrap_or(false),
+            floor: fields.opt_uint("floor")?.unwrap_or(0),
+        }),
+        "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
+        "pushed" => Ok(ServerFrame::Pushed {
+            id: fields.any("id")?.clone(),
+            response: push_response(&fields, &slots)?,
+        }),
+        "error" => {
+            let group = match fields.get("group")? {
+                None => None,
+                Some(_) => Some(group()?),
+            };
+            Ok(ServerFrame::Error {
+                id: fields.get("id")?.cloned(),
+                group,
+                error: error_members(&fields)?,
+            })
+        }
+        other => Err(fields.fail("type", &format!("unknown frame type {}", quoted(other)))),
+    }?;
+    Ok((frame, values))
 }
 
 /// Decodes an error body (client side).

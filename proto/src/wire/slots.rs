@@ -33,8 +33,9 @@ pub(crate) struct Slots {
 /// One item of a top-level `changes` list.
 #[derive(Debug)]
 pub(crate) enum DocItem {
-    /// A well-formed document, read without building its map.
-    Read(Doc),
+    /// A well-formed document, read without building its map; with its value decoded as
+    /// well when the message was decoded keeping values.
+    Read(Doc, Option<Value>),
     /// Anything else, as a tree, for the message reader to check and name what is wrong.
     Tree(Value),
 }
@@ -80,13 +81,20 @@ enum At {
 
 /// Decodes one message that fills `bytes`, containers nested at most `max_depth` (the
 /// values' nesting counted from the message's top, as [`msgpack::decode`] counts it).
-pub(crate) fn decode(bytes: &[u8], max_depth: usize) -> Result<(Value, Slots), CodecError> {
+/// With `keep_values`, the values of the documents of a top-level `changes` list are
+/// decoded as well as kept as bytes, in the same reading (see [`DocItem::Read`]).
+pub(crate) fn decode(
+    bytes: &[u8],
+    max_depth: usize,
+    keep_values: bool,
+) -> Result<(Value, Slots), CodecError> {
     let mut walker = Walker {
         reader: Reader::new(bytes),
         bytes,
         max_depth,
         table: Vec::new(),
         changes: None,
+        keep_values,
     };
     let message = walker.node(At::Top, max_depth).map_err(CodecError::top)?;
     let used = walker.reader.pos();
@@ -108,6 +116,7 @@ struct Walker<'a> {
     max_depth: usize,
     table: Vec<Packed>,
     changes: Option<Vec<DocItem>>,
+    keep_values: bool,
 }
 
 impl Walker<'_> {
@@ -183,8 +192,8 @@ impl Walker<'_> {
     /// read again as a tree, so that the message reader reports it as it always has.
     fn doc_item(&mut self, depth_left: usize) -> Result<DocItem, CodecError> {
         let start = self.reader.clone();
-        if let Some(doc) = self.plain_doc(depth_left) {
-            return Ok(DocItem::Read(doc));
+        if let Some((doc, value)) = self.plain_doc(depth_left) {
+            return Ok(DocItem::Read(doc, value));
         }
         self.reader = start;
         self.node(At::Doc, depth_left).map(DocItem::Tree)
@@ -192,14 +201,15 @@ impl Walker<'_> {
 
     /// A document map with a string `key`, integers >= 0 `version` and `seq`, and either
     /// a valid `value` or `deleted: true`, each member once (others are checked and
-    /// skipped); `None` for anything else, including bytes that do not decode.
-    fn plain_doc(&mut self, depth_left: usize) -> Option<Doc> {
+    /// skipped); `None` for anything else, including bytes that do not decode. With its
+    /// value decoded when the walker keeps values.
+    fn plain_doc(&mut self, depth_left: usize) -> Option<(Doc, Option<Value>)> {
         let Ok(Token::Map(len)) = self.reader.next() else {
             return None;
         };
         let inner = inner_depth(depth_left, self.max_depth).ok()?;
-        let (mut key, mut version, mut seq, mut deleted, mut value) =
-            (None, None, None, None, None);
+        let (mut key, mut version, mut seq, mut deleted, mut value, mut decoded) =
+            (None, None, None, None, None, None);
         for _ in 0..len {
             let Ok(Token::Str(name)) = self.reader.next() else {
                 return None;
@@ -215,6 +225,11 @@ impl Walker<'_> {
                     Ok(Token::Bool(flag)) => deleted.replace(flag).is_none(),
                     _ => return None,
                 },
+                "value" if self.keep_values => {
+                    let (packed, read) = self.packed_and_value(inner).ok()?;
+                    decoded = Some(read);
+                    value.replace(packed).is_none()
+                }
                 "value" => value.replace(self.packed(inner).ok()?).is_none(),
                 _ => skip_value(&mut self.reader, inner, self.max_depth).is_ok(),
             };
@@ -227,12 +242,13 @@ impl Walker<'_> {
             (None, true) => None,
             _ => return None,
         };
-        Some(Doc {
+        let doc = Doc {
             key: key?.to_owned(),
             version: version?,
             seq: seq?,
             value,
-        })
+        };
+        Some((doc, decoded))
     }
 
     /// An integer >= 0, whichever of the two integer forms holds it.
@@ -250,6 +266,26 @@ impl Walker<'_> {
         let index = self.table.len();
         self.table.push(packed);
         Ok(Value::UInt(index as u64))
+    }
+
+    /// Reads the document value here, once, into both its canonical bytes and a [`Value`].
+    fn packed_and_value(&mut self, depth_left: usize) -> Result<(Packed, Value), CodecError> {
+        let start = self.reader.pos();
+        let canonical_before = self.reader.canonical;
+        self.reader.canonical = true;
+        let value = read_value(&mut self.reader, depth_left, self.max_depth)?;
+        let canonical = self.reader.canonical;
+        self.reader.canonical = canonical_before && canonical;
+        let bytes = self
+            .bytes
+            .get(start..self.reader.pos())
+            .ok_or_else(CodecError::incomplete)?;
+        let packed = if canonical {
+            Packed::from_checked(bytes)
+        } else {
+            Packed::from_value(&value)
+        };
+        Ok((packed, value))
     }
 
     /// Checks the document value here and returns its canonical bytes.
@@ -463,5 +499,56 @@ mod tests {
             ServerFrame::decode(&frame, Encoding::MsgPack).map_err(|e| e.message),
             Err("changes[1].key: appears more than once".to_owned())
         );
+    }
+
+    #[test]
+    fn values_decoded_with_the_frame_equal_the_values_of_its_bytes() {
+        use crate::wire::ServerFrame;
+        let doc = |key: &str, value: Option<Value>| {
+            let mut members = vec![
+                (Value::from("key"), Value::from(key)),
+                ("version".into(), 1u64.into()),
+                ("seq".into(), 1u64.into()),
+            ];
+            match value {
+                Some(value) => members.push(("value".into(), value)),
+                None => members.push(("deleted".into(), true.into())),
+            }
+            Value::Map(members)
+        };
+        let docs = vec![
+            doc(
+                "a",
+                Some(crate::value!({"n": 1, "tags": #{"x", "y"}, "t": [1.5, "s", null]})),
+            ),
+            doc("b", None),
+            doc("c", Some(Value::Nil)),
+        ];
+        for encoding in [Encoding::MsgPack, Encoding::Json] {
+            let mut bytes = changes_frame(docs.clone(), encoding);
+            if encoding == Encoding::MsgPack {
+                // The float 64 of 1.5 written as a float 32: valid, not canonical.
+                let float64 = [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0];
+                let at = bytes.windows(9).position(|w| w == float64).unwrap();
+                bytes.splice(at..at + 9, [0xca, 0x3f, 0xc0, 0, 0]);
+            }
+            let plain = ServerFrame::decode(&bytes, encoding).unwrap();
+            let (frame, values) = ServerFrame::decode_with_values(&bytes, encoding).unwrap();
+            assert_eq!(frame, plain);
+            let ServerFrame::Changes { changes, .. } = frame else {
+                panic!("not a changes frame: {frame:?}");
+            };
+            let expected: Vec<Option<Value>> = changes
+                .iter()
+                .map(|doc| doc.value.as_ref().map(Packed::to_value))
+                .collect();
+            assert_eq!(values, expected, "{encoding:?}");
+            assert_eq!(values[1], None);
+        }
+        let subscribed = msgpack::encode(
+            &crate::value!({"type": "subscribed", "group": "g", "epoch": "e", "seq": 1}),
+        );
+        let (_, values) = ServerFrame::decode_with_values(&subscribed, Encoding::MsgPack).unwrap();
+        assert!(values.is_empty());
     }
 }
