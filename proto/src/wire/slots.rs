@@ -519,7 +519,11 @@ mod tests {
         let docs = vec![
             doc(
                 "a",
-                Some(crate::value!({"n": 1, "tags": #{"x", "y"}, "t": [1.5, "s", null]})),
+                Some(Value::map([
+                    ("n", Value::from(1)),
+                    ("tags", Value::set(["x", "y"])),
+                    ("t", Value::List(vec![1.5.into(), "s".into(), Value::Nil])),
+                ])),
             ),
             doc("b", None),
             doc("c", Some(Value::Nil)),
@@ -545,9 +549,12 @@ mod tests {
             assert_eq!(values, expected, "{encoding:?}");
             assert_eq!(values[1], None);
         }
-        let subscribed = msgpack::encode(
-            &crate::value!({"type": "subscribed", "group": "g", "epoch": "e", "seq": 1}),
-        );
+        let subscribed = msgpack::encode(&Value::map([
+            ("type", Value::from("subscribed")),
+            ("group", "g".into()),
+            ("epoch", "e".into()),
+            ("seq", 1u64.into()),
+        ]));
         let (_, values) = ServerFrame::decode_with_values(&subscribed, Encoding::MsgPack).unwrap();
         assert!(values.is_empty());
     }
