@@ -13,7 +13,8 @@
 //! The file runs in WAL mode with `synchronous=FULL`: a local write is on disk before
 //! `swap` returns. Only documents the server sent are committed without waiting for the
 //! disk (they come with the cursor, so a power cut loses both and the next sync fetches
-//! them again); see `Commit`.
+//! them again), and checkpointed in bulk; see `Commit`. They are stored 64 rows per
+//! statement (`tx::DocWriter`).
 
 mod schema;
 mod sync;

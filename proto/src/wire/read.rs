@@ -1,7 +1,10 @@
 //! Reading the wire messages: a body is decoded to a [`Value`] with the matching codec
 //! (depth-bounded), then its members are taken out by name with typed checks whose errors
 //! name the path (`results[2].current.seq: must be an integer >= 0`). In MessagePack the
-//! document values are not decoded but kept as their bytes (`slots`).
+//! document values are not decoded but kept as their bytes, and the documents of a
+//! `changes` list are read straight into [`Doc`]s (`slots`). A path is kept as its parts
+//! ([`Place`]) and written out only for an error: a page of a thousand documents builds
+//! no text for any of them.
 //!
 //! Unknown extra members are ignored, so that a newer peer can add fields; the types of
 //! the known ones are strict.

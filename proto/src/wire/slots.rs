@@ -8,6 +8,13 @@
 //! tree holds `Value::UInt(n)`, the index of its bytes in [`Slots`], which the readers in
 //! `read` resolve; the checks (depth, extensions, UTF-8, keywords, instants) are the
 //! codec's own, through its reader.
+//!
+//! The items of a top-level `changes` list (a pull page, a `changes` frame) are read
+//! straight into [`Doc`]s: no map of members, no member names copied, only the key. An
+//! item that is not a well-formed document is read again as a tree, for the readers in
+//! `read` to refuse with the message they always gave. A client that keeps values in
+//! memory asks for each value decoded in the same reading (`keep_values`), rather than
+//! checked here and decoded from its bytes later.
 
 use crate::error::Seg;
 use std::cell::RefCell;
