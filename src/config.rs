@@ -39,6 +39,34 @@ pub struct Config {
     /// `[compaction]`: removing old tombstones (PROTOCOL.md section 8); off by default.
     #[serde(default)]
     pub compaction: CompactionConfig,
+    /// `[metrics]`: whether the server counts what it does (`GET /metrics`).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Count requests, commits, connections... and serve them at `GET /metrics` (behind
+    /// the admin token when one is configured). On by default; off, `/metrics` is 404.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+/// `[server.tls]`: serve HTTPS (and `wss://`) with this certificate chain and key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file: the server's certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The `[server]` table.
@@ -92,6 +120,8 @@ pub struct ServerConfig {
     /// again on the next subscription): seconds or a duration, e.g. `"60s"`.
     #[serde(with = "duration::timeout")]
     pub group_idle_timeout: Duration,
+    /// `[server.tls]`: when set, the server speaks HTTPS only.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +145,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             state_file: None,
             group_idle_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -543,6 +574,30 @@ mod tests {
             !shown.contains("s3cret") && !shown.contains("r00t"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let c = Config::from_toml(include_str!("../config/atomsync.toml")).unwrap();
+        c.validate().unwrap();
+        assert!(c.metrics.enabled);
+    }
+
+    #[test]
+    fn metrics_and_tls_tables() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.metrics.enabled && c.server.tls.is_none());
+        let c = Config::from_toml(
+            "[server.tls]\ncert = \"/etc/a.pem\"\nkey = \"/etc/k.pem\"\n[metrics]\nenabled = false\n",
+        )
+        .unwrap();
+        assert!(!c.metrics.enabled);
+        let tls = c.server.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/a.pem"));
+        let err = Config::from_toml("[server.tls]\ncert = \"a\"\n").unwrap_err();
+        assert!(err.contains("key"), "{err}");
+        let err = Config::from_toml("[metrics]\nenable = true\n").unwrap_err();
+        assert!(err.contains("enable"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   mode, with a single writer thread and a pool of readers.
 //! - [`offline`]: the commands that work on the database file (`backup`, `restore`,
 //!   `compact`).
+//! - [`metrics`]: what the server counts, exported at `GET /metrics` for Prometheus.
+//! - [`tls`]: HTTPS (`[server.tls]`) through rustls.
+//! - [`logging`]: log lines as text or JSON, one per request.
 //!
 //! ## How a push travels
 //!
@@ -48,9 +51,12 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod offline;
 pub mod push;
 pub mod storage;
+pub mod tls;
 pub mod ws;
 
 use std::future::Future;
@@ -153,6 +159,8 @@ pub async fn run_with_reload(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let s = &config.server;
+    metrics::set_enabled(config.metrics.enabled);
+    let tls = s.tls.as_ref().map(tls::server_config).transpose()?;
     let storage = Storage::open(s)
         .await
         .map_err(|source| ServerError::Storage {
@@ -222,6 +230,7 @@ pub async fn run_with_reload(
         },
     });
     let state_for_reload = state.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = http::server::build(
         listener,
         state,
@@ -233,8 +242,9 @@ pub async fn run_with_reload(
             shutdown_grace: SHUTDOWN_GRACE,
             loopback,
         },
+        tls,
     )?;
-    tracing::info!("listening on http://{addr}");
+    tracing::info!("listening on {scheme}://{addr}");
     let handle = server.handle();
     let sweeper = actix_web::rt::spawn(connections.clone().run_sweeper());
     actix_web::rt::spawn(async move {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use atomsync::Config;
 use atomsync::config::{Durability, parse_duration, parse_seconds_or_duration};
+use atomsync::logging::LogFormat;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -100,6 +101,15 @@ struct Cli {
     /// a command).
     #[arg(long, env = "ATOMSYNC_LOG", global = true)]
     log: Option<String>,
+    /// Log lines as text (for people) or JSON (one object per line, for log shippers).
+    #[arg(
+        long,
+        env = "ATOMSYNC_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
 }
 
 /// What to do instead of serving.
@@ -187,11 +197,7 @@ fn start() -> anyhow::Result<()> {
         "info"
     };
     let log = cli.log.as_deref().unwrap_or(default_log);
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    atomsync::logging::init(log, cli.log_format)?;
     let config = cli.config()?;
     match cli.command.take() {
         None => serve(cli, config),

@@ -28,6 +28,9 @@
 //! | W7 | catch-up of 100,000 documents in pages of 10,000 | raw SQLite reading the same rows |
 //! | client | the native client: `swap` at 10..100,000 documents, first sync of 100,000, live apply under 20,000 pushes | a one-row SQLite FULL transaction; the 10-document swap; HTTP pull + decode; the server's ack rate |
 //! | Browser | the browser client in headless Chromium: first sync of 50,000 documents into IndexedDB; `swap` on that atom | pull + decode + one-transaction put; a one-record put |
+//! | Overhead (`metrics`) | W1 and W2 with metrics on, and with an access line per request | the same server with metrics off, and without access lines |
+//!
+//! `--plot DIR` also writes the run's charts as SVG files (see [`plot`]).
 //!
 //! The table goes to stdout (to stderr with `--json`, where stdout carries the JSON lines);
 //! progress goes to stderr. `--quick` shrinks every count and skips the peer unless `--peer`.
@@ -41,6 +44,7 @@ mod error;
 mod http;
 mod latency;
 mod plan;
+mod plot;
 mod raw;
 mod report;
 mod rows;
@@ -79,9 +83,14 @@ pub struct Cli {
     /// Do not pin the server and the load generator to separate cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,client,browser,peer).
+    /// Run only these workloads (comma-separated: w1,w2,w3,w4,w5,mem,w6,w7,client,browser,
+    /// peer, metrics).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
+    /// Also write SVG charts of the run into DIR: throughput ratios beside their
+    /// baselines (throughput.svg) and latency distributions (latency.svg).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<std::path::PathBuf>,
     /// Internal: the process to run instead of the benchmark.
     #[command(subcommand)]
     pub command: Option<Internal>,

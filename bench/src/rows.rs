@@ -241,5 +241,41 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
     }
     rows.extend(crate::workloads::browser::rows(plan));
     rows.extend(crate::workloads::client::rows(&plan.client));
+    rows.extend(overhead_rows(&modes));
+    rows
+}
+
+/// What metrics and the access log cost: the extra time of a push, in percent, from
+/// pushes interleaved across servers (see `workloads::overhead`); the median of the
+/// repetitions. Metrics are meant to be free: the target is at most 5 %.
+fn overhead_rows(modes: &[&str]) -> Vec<RowSpec> {
+    use crate::workloads::overhead::key;
+    let mut rows = Vec::new();
+    for d in modes {
+        for (phase, what) in [
+            ("w1", "W1 batched push, msgpack"),
+            ("w2seq", "W2 single-change pushes, 1 client"),
+            ("w2conc", "W2 single-change pushes, concurrent clients"),
+        ] {
+            rows.push(row(
+                "Overhead",
+                format!("{what}: cost of metrics (vs off), {d}"),
+                "%",
+                key(d, phase, "metrics_cost"),
+                String::new(),
+                None,
+                Some(Target::AtMost(5.0)),
+            ));
+            rows.push(row(
+                "Overhead",
+                format!("{what}: cost of access lines (vs none), {d}"),
+                "%",
+                key(d, phase, "log_cost"),
+                String::new(),
+                None,
+                None,
+            ));
+        }
+    }
     rows
 }

@@ -79,6 +79,16 @@ pub async fn run(cli: Cli, pinned: bool) -> Result<()> {
                 write::w6(&mut ctx, &target, rep).await;
             }
         }
+        if cli.runs("metrics") {
+            overhead(
+                &mut ctx,
+                bin.as_deref(),
+                dir.path(),
+                durability,
+                server_core,
+            )
+            .await;
+        }
         streaming(&mut ctx, &cli, &target, server_core).await;
         // Reads do not depend on durability: W7 runs once, on the first (the default).
         if i == 0 && cli.runs("w7") {
@@ -119,6 +129,16 @@ pub async fn run(cli: Cli, pinned: bool) -> Result<()> {
     let names: Vec<&str> = durabilities.iter().map(|d| d.name()).collect();
     let rows = rows(crate::rows::specs(&ctx.plan, &names), &ctx.results);
     let text = table(&rows);
+    if let Some(dir) = &cli.plot {
+        match crate::plot::write(dir, &rows) {
+            Ok(files) => {
+                for file in files {
+                    eprintln!("chart: {}", file.display());
+                }
+            }
+            Err(e) => eprintln!("--plot {}: {e}", dir.display()),
+        }
+    }
     if cli.json {
         eprintln!("{text}");
         for row in &rows {
@@ -164,6 +184,40 @@ async fn url_target(url: &str, durability: Durability) -> Result<Target> {
         durability,
         db: None,
     })
+}
+
+/// The cost of metrics and of the access log (see [`overhead`](crate::workloads::overhead)),
+/// on servers of its own.
+async fn overhead(
+    ctx: &mut Ctx,
+    bin: Option<&Path>,
+    dir: &Path,
+    durability: Durability,
+    core: Option<usize>,
+) {
+    use crate::workloads::overhead::{COSTS, PHASES, SERVERS, key, run, start};
+    let d = durability.name();
+    let servers = match bin
+        .ok_or_else(|| "needs servers started by the bench (not --url)".to_owned())
+        .and_then(|bin| start(bin, dir, durability, core).map_err(|e| e.to_string()))
+    {
+        Ok(servers) => servers,
+        Err(reason) => {
+            for (phase, _, _) in PHASES {
+                for (name, _, _) in SERVERS {
+                    ctx.results.fail(&key(d, phase, name), &reason);
+                }
+                for (cost, _, _) in COSTS {
+                    ctx.results.fail(&key(d, phase, cost), &reason);
+                }
+            }
+            return;
+        }
+    };
+    eprintln!("== metrics and access-log cost, {d}");
+    for rep in 0..ctx.plan.reps {
+        run(ctx, &servers, durability, rep).await;
+    }
 }
 
 /// W4 and W5 (with the broadcast baseline), after checking that `/sync/ws` upgrades.

@@ -149,6 +149,13 @@ fn copy_lines(
     });
 }
 
+/// The log filter the bench's servers run with: start-up lines, no access line per request
+/// (their cost is measured on its own, by the `metrics` workload, with [`ACCESS_LOG`]).
+pub const QUIET_ACCESS: &str = "info,atomsync::access=warn";
+
+/// The server's default filter: an access line for every request.
+pub const ACCESS_LOG: &str = "info";
+
 /// A running `atomsync-server` on its own temporary database.
 pub struct AtomsyncServer {
     /// Where it listens.
@@ -167,18 +174,34 @@ impl AtomsyncServer {
         durability: Durability,
         core: Option<usize>,
     ) -> Result<AtomsyncServer> {
-        let db = dir.join(format!("atomsync-{}.db", durability.name()));
-        let config = dir.join(format!("atomsync-{}.toml", durability.name()));
+        AtomsyncServer::start_with(bin, dir, durability, core, "", "", QUIET_ACCESS)
+    }
+
+    /// [`start`](Self::start), its files named with `label`, `extra_toml` appended to its
+    /// config (tables after `[server]`, e.g. `[metrics]\nenabled = false`), and `log` as
+    /// its log filter.
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        durability: Durability,
+        core: Option<usize>,
+        label: &str,
+        extra_toml: &str,
+        log: &str,
+    ) -> Result<AtomsyncServer> {
+        let name = format!("{}{label}", durability.name());
+        let db = dir.join(format!("atomsync-{name}.db"));
+        let config = dir.join(format!("atomsync-{name}.toml"));
         let toml = format!(
-            "[server]\nbind = \"127.0.0.1:0\"\ndb = {:?}\ndurability = {:?}\n",
+            "[server]\nbind = \"127.0.0.1:0\"\ndb = {:?}\ndurability = {:?}\n{extra_toml}\n",
             db.display().to_string(),
             durability.name()
         );
         std::fs::write(&config, toml)
             .map_err(|e| BenchError::io("writing the server config", e))?;
         let mut cmd = system::pinned_command(bin, core);
-        cmd.arg("--config").arg(&config).env("ATOMSYNC_LOG", "info");
-        let log = dir.join(format!("server-{}.log", durability.name()));
+        cmd.arg("--config").arg(&config).env("ATOMSYNC_LOG", log);
+        let log = dir.join(format!("server-{name}.log"));
         let (process, addr) = Process::start(cmd, &log, "listening on http://", "atomsync-server")?;
         let addr = addr.parse().map_err(|e| {
             BenchError::Setup(format!("the server said it listens on {addr:?}: {e}"))

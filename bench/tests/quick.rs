@@ -1,7 +1,8 @@
 //! The benchmark's smoke run: `atomsync-bench --quick --json` must start the real server
 //! (built by the bench itself through cargo when missing or stale, since `CARGO` is set
-//! under `cargo test`), run every workload (W1..W7 and the native client's) and its baseline, and print one well-formed JSON
-//! line per metric, each with a value. It checks that the bench works, never how fast.
+//! under `cargo test`), run every workload (W1..W7, the clients', Overhead) and its
+//! baseline, and print one well-formed JSON line per metric, each with a value, and
+//! (`--plot`) both charts. It checks that the bench works, never how fast.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -12,8 +13,10 @@ const RUN_LIMIT: Duration = Duration::from_secs(600);
 
 #[test]
 fn quick_run_prints_every_workload() {
+    let charts = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_atomsync-bench"))
-        .args(["--quick", "--json"])
+        .args(["--quick", "--json", "--plot"])
+        .arg(charts.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -81,7 +84,20 @@ fn quick_run_prints_every_workload() {
     let mut expected: BTreeSet<String> = (1..=7).map(|n| format!("W{n}")).collect();
     expected.insert("Browser".into());
     expected.insert("client".to_owned());
+    expected.insert("Overhead".into());
     assert_eq!(workloads, expected, "{stdout}");
+    // --plot wrote both charts, with the rows in them.
+    for (file, needle) in [
+        ("throughput.svg", "W1 · batched push"),
+        ("latency.svg", "W4 · push-to-delivery"),
+    ] {
+        let svg = std::fs::read_to_string(charts.path().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}\n{stderr}"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains(needle),
+            "{file}: {svg}"
+        );
+    }
     // The table (on stderr with --json) shows them too.
     for workload in &expected {
         assert!(

@@ -3,7 +3,8 @@
 // database when a test needs the server down), and headless Debian Chromium driven by
 // playwright-core. Nothing is downloaded: the browser is /usr/bin/chromium.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { get as httpsGet } from "node:https";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -19,7 +20,7 @@ const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 /** The client files the server embeds at build time (src/http/assets.rs). */
 const EMBEDDED = [
   ...["client-js/atomsync.js", "client-js/demo/index.html", "client-js/demo/sw.js"].map((path) => join(REPO, path)),
-  ...readdirSync(join(REPO, "client-js", "atomsync")).map((name) => join(REPO, "client-js", "atomsync", name)),
+  ...["atomsync", "inspect"].flatMap((dir) => readdirSync(join(REPO, "client-js", dir)).map((name) => join(REPO, "client-js", dir, name))),
 ];
 
 /**
@@ -55,35 +56,86 @@ const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 /**
  * Starts the server. `users`: `{name: {token, groups}}` turns auth on. `allowedOrigins`:
  * the origins besides its own whose pages may open a WebSocket (`[server] allowed_origins`).
+ * `admin`: the `[admin] token` (the admin API and the inspector); `tls`: `{cert, key}`, PEM
+ * files for `[server.tls]` (the server then speaks HTTPS only; see {@link makeCertificate}).
  * @returns {Promise<TestServer>}
  */
-export async function startServer({ users, allowedOrigins } = {}) {
+export async function startServer({ users, allowedOrigins, admin, tls } = {}) {
   ensureBinary();
   const dir = mkdtempSync(join(tmpdir(), "atomsync-e2e-"));
   const args = ["--bind", `127.0.0.1:${await freePort()}`, "--db", join(dir, "atomsync.db"), "--durability", "normal", "--log", "warn"];
-  if (users || allowedOrigins) {
-    writeUsers(dir, users ?? {}, allowedOrigins);
+  if (users || allowedOrigins || tls) {
+    writeUsers(dir, users ?? {}, { allowedOrigins, tls });
     args.push("--config", join(dir, "atomsync.toml"));
   }
-  const server = new TestServer(dir, args);
+  if (admin) args.push("--admin-token", admin);
+  const server = new TestServer(dir, args, tls, allowedOrigins);
   await server.start();
   return server;
 }
 
-/** Writes the server's config file (its users, and its allowed origins) into `dir`. */
-function writeUsers(dir, users, allowedOrigins) {
-  const server = allowedOrigins ? `[server]\nallowed_origins = ${JSON.stringify(allowedOrigins)}\n\n` : "";
+/**
+ * Writes the server's config file into `dir`: its users, its allowed origins, its TLS files.
+ * @param {string} dir @param {Record<string, {token: string, groups: string[]}>} users
+ * @param {{allowedOrigins?: string[], tls?: {cert: string, key: string}}} server
+ */
+function writeUsers(dir, users, { allowedOrigins, tls }) {
+  const origins = allowedOrigins ? `[server]\nallowed_origins = ${JSON.stringify(allowedOrigins)}\n\n` : "";
+  const files = tls ? `[server.tls]\ncert = ${JSON.stringify(tls.cert)}\nkey = ${JSON.stringify(tls.key)}\n\n` : "";
+  const server = origins + files;
   const toml = Object.entries(users)
     .map(([name, { token, groups }]) => `[users.${name}]\ntoken = ${JSON.stringify(token)}\ngroups = ${JSON.stringify(groups)}\n`)
     .join("\n");
   writeFileSync(join(dir, "atomsync.toml"), server + toml);
 }
 
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost, made with openssl into a new
+ * temporary folder: `{cert, key, dir}` (paths; `cert` is also its own CA).
+ */
+export function makeCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), "atomsync-tls-"));
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  const made = spawnSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=atomsync test",
+    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+  ], { encoding: "utf8" });
+  if (made.status !== 0) throw new Error(`openssl could not make a certificate: ${made.stderr}`);
+  return { cert, key, dir };
+}
+
+/**
+ * The status of `GET url`; over https, trusting `ca` (PEM text).
+ * @param {string} url
+ * @param {string | undefined} ca
+ * @returns {Promise<number>}
+ */
+function statusOf(url, ca) {
+  if (!url.startsWith("https:")) return fetch(url).then((response) => response.status);
+  return new Promise((resolve, reject) => {
+    const request = httpsGet(url, { ca }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on("error", reject);
+  });
+}
+
 export class TestServer {
-  constructor(dir, args) {
+  /**
+   * @param {string} dir its folder @param {string[]} args its command line
+   * @param {{cert: string, key: string} | undefined} tls
+   * @param {string[] | undefined} allowedOrigins kept for `setUsers`, which rewrites the config
+   */
+  constructor(dir, args, tls, allowedOrigins) {
     this.dir = dir;
     this.args = args;
-    this.origin = `http://${args[1]}`;
+    this.tls = tls;
+    this.allowedOrigins = allowedOrigins;
+    this.ca = tls ? readFileSync(tls.cert, "utf8") : undefined;
+    this.origin = `${tls ? "https" : "http"}://${args[1]}`;
     this.process = null;
     this.log = "";
   }
@@ -100,8 +152,7 @@ export class TestServer {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`atomsync-server exited with ${child.exitCode}:\n${this.log}`);
       try {
-        const response = await fetch(`${this.origin}/healthz`);
-        if (response.ok) return;
+        if ((await statusOf(`${this.origin}/healthz`, this.ca)) === 200) return;
       } catch {
         // Not listening yet.
       }
@@ -138,7 +189,7 @@ export class TestServer {
    */
   setUsers(users) {
     if (!this.args.includes("--config")) throw new Error("setUsers: this server was started without users");
-    writeUsers(this.dir, users);
+    writeUsers(this.dir, users, { allowedOrigins: this.allowedOrigins, tls: this.tls });
   }
 
   /** Stops the server for good and removes its database. */

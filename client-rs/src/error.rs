@@ -50,6 +50,10 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A root certificate given to [`Options::add_root_certificate`](crate::Options::add_root_certificate)
+    /// is unusable (not PEM, not a certificate, unreadable file).
+    #[error("root certificate: {0}")]
+    InvalidCertificate(String),
     /// A value could not be converted to or from an application type.
     #[error("conversion: {0}")]
     Serde(#[from] SerdeError),

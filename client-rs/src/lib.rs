@@ -56,6 +56,7 @@ mod local;
 mod options;
 mod status;
 mod store;
+mod tls;
 mod watchers;
 
 pub use atom::SyncedAtom;
@@ -69,6 +70,7 @@ pub use imbl::ordmap::DiffItem;
 pub use options::{Options, Resolver};
 pub use status::{Connection, Status};
 pub use store::Store;
+pub use tls::RootCertificate;
 pub use watchers::WatchGuard;
 
 /// The map a synced atom holds: document key to value, in key order.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
-use crate::{ClientError, Value};
+use crate::{ClientError, RootCertificate, Value};
 
 /// Decides a conflict: called with the key, the local value that lost (`None` for a local
 /// delete) and the server's current value (`None` when the server has it deleted or never
@@ -31,6 +31,7 @@ pub struct Options {
     pub(crate) url: String,
     pub(crate) token: Option<String>,
     pub(crate) resolver: Option<Resolver>,
+    pub(crate) roots: Vec<RootCertificate>,
 }
 
 impl Options {
@@ -41,7 +42,25 @@ impl Options {
             url: url.into(),
             token: None,
             resolver: None,
+            roots: Vec::new(),
         }
+    }
+
+    /// Trusts `root` (a CA, or a self-signed server certificate) for an `https://` URL,
+    /// beside the usual roots: for a server whose certificate no public authority signed.
+    /// Both HTTPS and WSS use it. Can be called several times.
+    ///
+    /// ```no_run
+    /// use atomsync_client::{Options, RootCertificate};
+    /// let options = Options::new("https://localhost:8443/sync")
+    ///     .add_root_certificate(RootCertificate::from_pem_file("ca.pem")?);
+    /// # Ok::<(), atomsync_client::ClientError>(())
+    /// ```
+    pub fn add_root_certificate(mut self, root: RootCertificate) -> Options {
+        if !self.roots.contains(&root) {
+            self.roots.push(root);
+        }
+        self
     }
 
     /// The bearer token sent with every request (needed when the server has users).
@@ -64,6 +83,7 @@ impl Options {
         ConnectionKey {
             url: self.url.clone(),
             token: self.token.clone(),
+            roots: self.roots.clone(),
         }
     }
 
@@ -74,7 +94,10 @@ impl Options {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
-        self.url == other.url && self.token == other.token && same_resolver
+        self.url == other.url
+            && self.token == other.token
+            && self.roots == other.roots
+            && same_resolver
     }
 }
 
@@ -85,15 +108,18 @@ impl fmt::Debug for Options {
             .field("url", &self.url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("resolver", &self.resolver.is_some())
+            .field("roots", &self.roots.len())
             .finish()
     }
 }
 
-/// What identifies one connection of the engine: the server URL and the token.
+/// What identifies one connection of the engine: the server URL, the token and the roots
+/// its TLS trusts.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct ConnectionKey {
     pub(crate) url: String,
     pub(crate) token: Option<String>,
+    pub(crate) roots: Vec<RootCertificate>,
 }
 
 impl fmt::Debug for ConnectionKey {

@@ -90,7 +90,14 @@ pub fn transcode_msgpack(
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     let mut reader = Reader::new(bytes);
-    transcode_value(&mut reader, max_depth, max_depth, out).map_err(CodecError::top)?;
+    transcode_value(&mut reader, max_depth, max_depth, out).map_err(|error| {
+        // Repeats are compared by their bytes, which for input in other than the
+        // canonical forms can find a later repeat first: the decoder's error is the one
+        // every reader gives. Only bad input pays for it (stored values are valid).
+        crate::msgpack::decode(bytes, max_depth)
+            .err()
+            .unwrap_or_else(|| CodecError::top(error))
+    })?;
     if !reader.canonical {
         // Repeats were compared by their bytes, exact only for canonical input.
         crate::msgpack::decode(bytes, max_depth)?;
@@ -135,6 +142,8 @@ fn transcode_value(
                     .map_err(|e| e.within(Seg::Index(index)))?;
                 items.push(lookahead.slice(start));
             }
+            // In the order `msgpack::decode` checks them, so both refuse with one error.
+            lookahead.end_set(outer_end)?;
             check_unique_item_bytes(&items)?;
             out.extend_from_slice(b"{\"$set\":[");
             transcode_items(reader, len, depth_left, max_depth, out)?;
@@ -366,4 +375,25 @@ fn write_kw(name: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"$kw\":");
     write_str(name, out);
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `msgpack` fuzz target: a set whose payload both repeats an element and
+    /// holds bytes after its array was refused for the repeat by the transcoder but for the
+    /// extra bytes by the decoder. Every reader must give the same answer.
+    #[test]
+    fn transcoding_refuses_a_bad_set_as_decoding_does() {
+        // A set payload of 4 bytes: the array [1, 1], then a stray 0.
+        let bytes = [0xc7, 0x04, 0x03, 0x92, 0x01, 0x01, 0x00];
+        let decoded = crate::msgpack::decode(&bytes, 64).unwrap_err();
+        assert_eq!(
+            decoded,
+            CodecError::invalid("set payload holds bytes after its array")
+        );
+        let mut out = Vec::new();
+        assert_eq!(transcode_msgpack(&bytes, 64, &mut out), Err(decoded));
+    }
 }

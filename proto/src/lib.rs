@@ -17,6 +17,9 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod error;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 mod macros;
 pub mod msgpack;

@@ -100,14 +100,17 @@ pub fn decode_prefix(bytes: &[u8], max_depth: usize) -> Result<(Value, usize), C
 /// bytes are compared; input that is not canonical is decoded to compare the values).
 pub fn validate(bytes: &[u8], max_depth: usize) -> Result<bool, CodecError> {
     let mut reader = Reader::new(bytes);
-    skip_value(&mut reader, max_depth, max_depth).map_err(CodecError::top)?;
-    check_filled(bytes, reader.pos())?;
+    let checked = skip_value(&mut reader, max_depth, max_depth)
+        .map_err(CodecError::top)
+        .and_then(|()| check_filled(bytes, reader.pos()));
     if !reader.canonical {
         // Two keys written in different forms have different bytes: only the values
-        // tell. Rare (canonical writers never produce it), so building them is fine.
+        // tell, both whether any repeats and which repeat comes first (so that the error
+        // is the one `decode` gives). Rare (canonical writers never produce it), so
+        // building the values is fine.
         decode(bytes, max_depth)?;
     }
-    Ok(reader.canonical)
+    checked.map(|()| reader.canonical)
 }
 
 fn check_filled(bytes: &[u8], used: usize) -> Result<(), CodecError> {
@@ -411,5 +414,28 @@ fn write_set(items: &[Value], out: &mut Vec<u8>) {
     out.truncate(start + used + payload_len);
     if let (Some(slot), Some(header)) = (out.get_mut(start..start + used), header.get(..used)) {
         slot.copy_from_slice(header);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `msgpack` fuzz target: in input not in the canonical forms, comparing
+    /// bytes found a later repeat first, so `validate` (and `Packed::from_bytes`) named
+    /// another element than `decode` did.
+    #[test]
+    fn every_reader_names_the_first_repeat_of_a_value() {
+        // A set of 5 (written as uint 8), 5, 1, 1: the first repeat is [1], equal to [0].
+        let bytes = [0xc7, 0x06, 0x03, 0x94, 0xcc, 0x05, 0x05, 0x01, 0x01];
+        let first =
+            CodecError::invalid("duplicate set element (equal to [0])").within(Seg::Index(1));
+        assert_eq!(decode(&bytes, 64), Err(first.clone()));
+        assert_eq!(validate(&bytes, 64), Err(first.clone()));
+        let mut out = Vec::new();
+        assert_eq!(
+            crate::json::transcode_msgpack(&bytes, 64, &mut out),
+            Err(first)
+        );
     }
 }

@@ -21,6 +21,10 @@ pub use admin::{DocAnswer, DocsPage, GroupInfo, GroupsPage, encode_doc};
 pub use page::PageWriter;
 pub use read::{RESPONSE_MAX_DEPTH, decode_error};
 
+/// The envelope scanner, which the fuzz properties hold to the full decoder.
+#[cfg(any(test, fuzzing))]
+pub(crate) use envelope::recover as recover_envelope;
+
 use crate::{ErrorCode, Packed, Value, WireError, json, msgpack};
 
 /// The two encodings of every message.

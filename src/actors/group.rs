@@ -104,6 +104,8 @@ pub struct GroupActor {
     /// The registry's map, to leave it when stopping. Weak: the registry owns the actors'
     /// addresses, not the other way round.
     registry: Weak<Groups>,
+    /// `subscribers.len()` as last added to the subscriptions gauge.
+    counted: usize,
 }
 
 impl GroupActor {
@@ -123,6 +125,19 @@ impl GroupActor {
             idle_timeout,
             idle_round: 0,
             registry,
+            counted: 0,
+        }
+    }
+
+    /// Brings the subscriptions gauge in line with the subscribers held: called after
+    /// every change of them, whichever way they change (subscribe, unsubscribe, too slow).
+    fn recount(&mut self) {
+        let now = self.subscribers.len();
+        if now != self.counted {
+            if let Some(m) = crate::metrics::get() {
+                m.subscriptions.add(now as i64 - self.counted as i64);
+            }
+            self.counted = now;
         }
     }
 
@@ -189,6 +204,7 @@ impl GroupActor {
             }
             true
         });
+        self.recount();
     }
 }
 
@@ -250,6 +266,13 @@ impl Actor for GroupActor {
     }
 }
 
+impl Drop for GroupActor {
+    fn drop(&mut self) {
+        self.subscribers.clear();
+        self.recount();
+    }
+}
+
 impl Handler<Stream> for GroupActor {
     type Result = ();
 
@@ -298,6 +321,7 @@ impl Handler<Stream> for GroupActor {
                 for (_, sub) in actor.subscribers.drain() {
                     sub.overflow.notify_one();
                 }
+                actor.recount();
                 actor.streamed_seq = committed.seq;
                 actor.watch_idle(ctx);
             }
@@ -312,6 +336,7 @@ impl Handler<Subscribe> for GroupActor {
         self.idle_round += 1;
         self.subscribers
             .insert(msg.subscriber.conn_id, msg.subscriber);
+        self.recount();
         SubscribeAck {
             seq: self.streamed_seq,
         }
@@ -323,6 +348,7 @@ impl Handler<Unsubscribe> for GroupActor {
 
     fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
         if self.subscribers.remove(&msg.conn_id).is_some() {
+            self.recount();
             self.watch_idle(ctx);
         }
     }

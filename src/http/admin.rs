@@ -58,8 +58,19 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// True when the request carries the configured admin token (header or `?token=`): what
+/// lets the inspector page load the browser client and tail a group read-only over the
+/// WebSocket, besides the admin API.
+pub(crate) fn is_admin(req: &HttpRequest, state: &AppState) -> bool {
+    let Some(admin) = &state.admin_token else {
+        return false;
+    };
+    let pairs = query_pairs(req).unwrap_or_default();
+    token(req, &pairs).is_some_and(|given| admin.matches(given))
+}
+
 /// Admits the admin, or says why not (403 API off, 401 no or unknown token, 403 a user's).
-fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Result<(), ApiError> {
+pub(crate) fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Result<(), ApiError> {
     let Some(admin) = &state.admin_token else {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -182,6 +193,7 @@ pub async fn group(
     let enc = response_encoding(&req);
     admit(&req, &state, enc)?;
     let name = group_of(&path, enc)?;
+    super::access::note(&req, &name, None);
     let found = state
         .storage
         .group_stats(name.as_str().into())
@@ -202,6 +214,7 @@ pub async fn docs(
     let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
     admit(&req, &state, enc)?;
     let name = group_of(&path, enc)?;
+    super::access::note(&req, &name, None);
     let pairs = query_pairs(&req).map_err(bad)?;
     let after = param(&pairs, "after").map(str::to_owned);
     if let Some(after) = &after {
@@ -235,10 +248,13 @@ pub async fn docs(
         .more
         .then(|| page.docs.last().map(|d| d.key.clone()))
         .flatten();
+    super::access::note(&req, &name, Some(page.docs.len()));
     let body = DocsPage {
         group: name,
         docs: page.docs,
         next,
-    };
-    Ok(ok(enc, body.encode(enc)))
+    }
+    .encode(enc);
+    super::access::note_bytes(&req, body.len());
+    Ok(ok(enc, body))
 }

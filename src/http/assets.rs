@@ -7,7 +7,12 @@
 //! Caching: `Cache-Control: no-cache` with a strong `ETag`, so browsers revalidate on every
 //! load (cheap: 304) and never run a stale client against a newer server.
 //!
-//! With auth on these need a token like every path but `/healthz` (PROTOCOL.md section 5).
+//! `GET /inspect` is the inspector page and `/inspect/*.js` its modules (docs/protocol.md
+//! section 13.3).
+//!
+//! With auth on these need a token like every path but `/healthz` (PROTOCOL.md section 5),
+//! a user's or the admin's; only the inspector page, which holds no data and asks for the
+//! admin token itself, is served without one.
 //! A browser cannot put a header on a module import, so the token comes in the query
 //! (`/atomsync.js?token=...`), and a relative import inside that module would lose it
 //! (`./atomsync/atom.js` resolves without the query). So a module asked for with a
@@ -35,6 +40,8 @@ struct Asset {
     content_type: &'static str,
     /// An ES module whose relative imports carry the request's token on.
     module: bool,
+    /// Served without a token: a page that holds no data and asks for its token itself.
+    open: bool,
 }
 
 /// A module of the browser client: `module!("atom")` is `client-js/atomsync/atom.js` at
@@ -46,11 +53,13 @@ macro_rules! module {
             body: include_str!(concat!("../../client-js/atomsync/", $name, ".js")),
             content_type: JS,
             module: true,
+            open: false,
         }
     };
 }
 
 const DEMO_HTML: &str = include_str!("../../client-js/demo/index.html");
+const INSPECT_HTML: &str = include_str!("../../client-js/inspect/index.html");
 
 /// Every embedded file. A module added under `client-js/atomsync/` must be listed here
 /// (a test checks it).
@@ -60,6 +69,7 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../client-js/atomsync.js"),
         content_type: JS,
         module: true,
+        open: false,
     },
     module!("atom"),
     module!("codec"),
@@ -79,29 +89,56 @@ const ASSETS: &[Asset] = &[
     module!("tabs"),
     module!("timing"),
     module!("values"),
+    // The inspector (`/inspect`): its page asks for the admin token, then imports its
+    // modules with it.
+    Asset {
+        path: "/inspect",
+        body: INSPECT_HTML,
+        content_type: HTML,
+        module: false,
+        open: true,
+    },
+    Asset {
+        path: "/inspect/inspect.js",
+        body: include_str!("../../client-js/inspect/inspect.js"),
+        content_type: JS,
+        module: true,
+        open: false,
+    },
+    Asset {
+        path: "/inspect/render.js",
+        body: include_str!("../../client-js/inspect/render.js"),
+        content_type: JS,
+        module: true,
+        open: false,
+    },
     Asset {
         path: "/sw.js",
         body: include_str!("../../client-js/demo/sw.js"),
         content_type: JS,
         module: false,
+        open: false,
     },
     Asset {
         path: "/",
         body: DEMO_HTML,
         content_type: HTML,
         module: false,
+        open: false,
     },
     Asset {
         path: "/demo/",
         body: DEMO_HTML,
         content_type: HTML,
         module: false,
+        open: false,
     },
     Asset {
         path: "/demo",
         body: DEMO_HTML,
         content_type: HTML,
         module: false,
+        open: false,
     },
 ];
 
@@ -112,6 +149,7 @@ struct Served {
     content_type: &'static str,
     etag: String,
     import_ends: Vec<usize>,
+    open: bool,
 }
 
 /// Registers the asset routes.
@@ -126,6 +164,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             } else {
                 Vec::new()
             },
+            open: asset.open,
         });
         cfg.service(
             web::resource(asset.path)
@@ -133,7 +172,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::Compress::default())
                 .route(web::get().to(
                     |req: HttpRequest, state: Data<AppState>, served: Data<Served>| async move {
-                        identify(&req, &state.auth, response_encoding(&req))?;
+                        // The admin token loads them too: the inspector page imports them.
+                        if !served.open && !super::admin::is_admin(&req, &state) {
+                            identify(&req, &state.auth, response_encoding(&req))?;
+                        }
                         Ok::<_, ApiError>(respond(&req, &served))
                     },
                 ))

@@ -26,6 +26,7 @@ pub async fn get(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;
     let key = param(&pairs, "key").ok_or_else(|| bad("key: missing".into()))?;
     check_key(key).map_err(|e| bad(format!("key: {e}")))?;
+    super::access::note(&req, group, None);
     state
         .auth
         .authorize(&identity, group, Access::Read)

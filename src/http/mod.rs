@@ -8,15 +8,19 @@
 //! - [`assets`]: the browser client module and the demo page.
 //! - [`server`]: the HTTP server over guarded connections.
 //! - [`guard`]: the `Origin` and `Host` checks against foreign pages and DNS rebinding.
+//! - [`metrics`]: `GET /metrics`, the Prometheus scrape.
+//! - [`access`]: the access log line and request count of every request.
 //!
 //! Unknown paths answer 404 and known paths with another method 405, both with the
 //! protocol's error body.
 
+pub mod access;
 pub mod admin;
 pub mod assets;
 pub mod doc;
 pub mod error;
 pub mod guard;
+pub mod metrics;
 pub mod request;
 pub mod server;
 pub mod sync;
@@ -93,6 +97,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/sync/ws")
             .route(web::get().to(crate::ws::upgrade))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::metrics))
             .default_service(web::to(method_not_allowed("GET"))),
     )
     .service(

@@ -13,6 +13,7 @@ use atomsync_proto::{Encoding, ErrorCode, Value};
 use crate::storage::{PageQuery, PageSink};
 
 use super::AppState;
+use super::access::{note, note_bytes};
 use super::error::ApiError;
 use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
 use crate::auth::Access;
@@ -40,6 +41,7 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
     let pairs = query_pairs(&req).map_err(bad)?;
     let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;
+    note(&req, group, None);
     let since = match param(&pairs, "since") {
         None => 0,
         Some(s) => s
@@ -78,10 +80,10 @@ pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
         .pull_into(group.into(), query, Body(writer))
         .await
         .map_err(|e| ApiError::from_request(e, enc))?;
-    Ok(ok(
-        enc,
-        writer.finish_pull(end.seq, end.more, end.reset, end.floor),
-    ))
+    note(&req, group, Some(writer.docs()));
+    let body = writer.finish_pull(end.seq, end.more, end.reset, end.floor);
+    note_bytes(&req, body.len());
+    Ok(ok(enc, body))
 }
 
 /// `POST /sync`: the transport's checks (token, content type, body size, shape), then the
@@ -98,6 +100,7 @@ pub async fn push(
     let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)
         .map_err(|error| ApiError::from_request(error, enc))?;
     drop(body);
+    note(&req, &unchecked.group, Some(unchecked.changes.len()));
     let response = crate::push::push(&state, &identity, unchecked)
         .await
         .map_err(|error| ApiError::from_request(error, enc))?;

@@ -17,6 +17,9 @@ use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
 
+#[cfg(any(test, fuzzing))]
+pub(super) mod fuzzing;
+
 /// The longest header a client frame can have: 2 bytes, an 8-byte length, a 4-byte mask.
 const MAX_HEADER: usize = 14;
 /// Chunks up to this size are copied out of the connection's read buffer (see `poll_next`).

@@ -31,10 +31,15 @@
 
 mod catch_up;
 mod limit;
+/// Not API: the frame scanner's fuzz property, for the fuzz build only (`fuzz/`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use limit::fuzzing::frame_scanner;
 mod outbox;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod stats;
 mod subscription;
 
 use std::pin::Pin;
@@ -87,7 +92,14 @@ pub async fn upgrade(
     // Watched from before the token is checked: rules replaced after this point reach the
     // session, which checks its token again.
     let rules = state.auth.watch();
-    let identity = identify(&req, &state.auth, encoding)?;
+    // The admin token subscribes to any group, read-only (the inspector's live tail): it
+    // reads every document through the admin API already; its pushes are refused.
+    let read_only = crate::http::admin::is_admin(&req, &state) && state.auth.current().is_on();
+    let identity = if read_only {
+        crate::auth::Identity::Open
+    } else {
+        identify(&req, &state.auth, encoding)?
+    };
     if *state.shutdown.borrow() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
@@ -125,6 +137,7 @@ pub async fn upgrade(
         conn: req
             .conn_data::<crate::conn::ConnHandle>()
             .map(|handle| handle.0.clone()),
+        read_only,
     };
     actix_web::rt::spawn(session::run(start));
     Ok(response)

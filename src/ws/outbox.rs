@@ -10,6 +10,7 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason, Closed};
 use atomsync_proto::Encoding;
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use std::time::Duration;
+use super::stats::Tally;
 
 /// Why a session ends, and the close frame it sends.
 #[derive(Debug)]
@@ -32,6 +33,17 @@ pub(super) enum End {
 }
 
 impl End {
+    /// The close code the session ends with, as a client sees it: the code sent or echoed,
+    /// 1005 for a client's close without one, 1006 for a connection that just went away.
+    pub(super) fn code(&self) -> u16 {
+        match self {
+            End::ClientClosed(Some(reason)) => reason.code.into(),
+            End::ClientClosed(None) => 1005,
+            End::Close(code, _) => (*code).into(),
+            End::Gone => 1006,
+        }
+    }
+
     /// 1013: the client cannot keep up; it resumes from its cursor.
     pub(super) fn too_slow() -> End {
         End::Close(
@@ -52,6 +64,8 @@ pub(super) struct Outbox {
     overflow: Arc<Notify>,
     /// A write that waits this long for room ends the session (1013).
     write_timeout: Duration,
+    /// Text and binary frames written so far (pings and pongs are not counted).
+    pub(super) sent: Tally,
 }
 
 impl Outbox {
@@ -66,6 +80,7 @@ impl Outbox {
             socket,
             overflow,
             write_timeout,
+            sent: Tally::default(),
         }
     }
 
@@ -85,7 +100,9 @@ impl Outbox {
             socket,
             overflow,
             write_timeout,
+            sent,
         } = self;
+        sent.add(bytes.len());
         match encoding {
             Encoding::MsgPack => guarded(socket.binary(bytes), overflow, *write_timeout).await,
             // The JSON writer only writes UTF-8; checking it keeps the shared bytes uncopied.
@@ -105,6 +122,7 @@ impl Outbox {
             socket,
             overflow,
             write_timeout,
+            ..
         } = self;
         guarded(socket.ping(b""), overflow, *write_timeout).await
     }
@@ -115,6 +133,7 @@ impl Outbox {
             socket,
             overflow,
             write_timeout,
+            ..
         } = self;
         guarded(socket.pong(payload), overflow, *write_timeout).await
     }

@@ -28,6 +28,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
 use super::catch_up::{self, CatchUpEvent, Round, Step};
 use super::outbox::{End, Outbox};
+use super::stats::SessionStats;
 use super::subscription::{Handover, RoundEnd, Subscription};
 use crate::actors::{GroupActor, LiveFrame, SubscribeAck, Subscriber, Unsubscribe};
 use crate::auth::{Access, Auth, Identity};
@@ -91,6 +92,8 @@ pub(super) struct Start {
     pub(super) identity: Identity,
     /// The rules, watched since before `identity` was checked.
     pub(super) rules: watch::Receiver<Arc<Auth>>,
+    /// The admin token's session: it may subscribe to any group, never push.
+    pub(super) read_only: bool,
     /// Set when the client declared a frame over the limit. Shared (an `Arc` of an atomic)
     /// with the payload adapter that actix-ws's decoder owns, the only one that can tell.
     pub(super) oversized: Arc<AtomicBool>,
@@ -119,6 +122,10 @@ struct Session {
     last_heard: Instant,
     oversized: Arc<AtomicBool>,
     conn: Option<Arc<Conn>>,
+    /// Pushes are refused (403): the admin token reads only.
+    read_only: bool,
+    /// For the session's access-log line and the metrics.
+    stats: SessionStats,
 }
 
 /// Runs a session to its end, then unregisters it from every group.
@@ -152,6 +159,8 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
         last_heard,
         oversized: start.oversized,
         conn: start.conn,
+        read_only: start.read_only,
+        stats: SessionStats::open(),
     };
     tracing::debug!(conn_id, "websocket open");
     serve(
@@ -251,6 +260,7 @@ impl Session {
     /// the silence limit falls before the next tick, the next tick is moved to it, so a
     /// silent connection is closed at the limit, not up to a ping interval later.
     async fn heartbeat(&mut self, heartbeat: &mut Interval) -> Result<(), End> {
+        self.stats.flush(self.out.sent);
         let liveness = self.state.liveness;
         let silent_until = self.last_heard + liveness.idle_timeout;
         if Instant::now() >= silent_until {
@@ -315,9 +325,11 @@ impl Session {
         self.last_heard = Instant::now();
         match message {
             Ok(AggregatedMessage::Text(text)) => {
+                self.stats.received.add(text.len());
                 self.on_frame(text.into_bytes(), Encoding::Json, busy).await
             }
             Ok(AggregatedMessage::Binary(bytes)) => {
+                self.stats.received.add(bytes.len());
                 self.on_frame(bytes, Encoding::MsgPack, busy).await
             }
             Ok(AggregatedMessage::Ping(payload)) => {
@@ -416,6 +428,7 @@ impl Session {
             return self.error(encoding, None, Some(group), error).await;
         }
         let name: Arc<str> = group.into();
+        self.stats.subscribed(&name);
         if let Some(mut old) = self.subscriptions.remove(&name) {
             // The registration below replaces the old one at the actor (same connection).
             old.stop();
@@ -462,6 +475,19 @@ impl Session {
     /// (see [`run`]).
     fn push(&mut self, id: Value, push: UncheckedPush, encoding: Encoding) -> PendingPush {
         let group = push.group.clone();
+        self.stats.push(push.changes.len());
+        if self.read_only {
+            let error = WireError::new(
+                ErrorCode::Forbidden,
+                "token: the admin token reads only; push with a user's token",
+            );
+            let frame = ServerFrame::Error {
+                id: Some(id),
+                group: Some(group),
+                error,
+            };
+            return Box::pin(std::future::ready((encoding, frame)));
+        }
         let answer = crate::push::push(&self.state, &self.identity, push);
         Box::pin(async move {
             let frame = match answer.await {
@@ -652,24 +678,13 @@ impl Session {
         for group in groups {
             self.drop_subscription(&group);
         }
-        match &end {
-            End::Close(CloseCode::Again, _) => {
-                tracing::info!(
-                    conn_id = self.conn_id,
-                    "websocket too slow: closing with 1013"
-                )
-            }
-            End::Close(code, reason) => {
-                tracing::debug!(
-                    conn_id = self.conn_id,
-                    code = u16::from(*code),
-                    reason,
-                    "websocket closing"
-                )
-            }
-            End::ClientClosed(_) | End::Gone => {
-                tracing::debug!(conn_id = self.conn_id, "websocket closed")
-            }
+        if let End::Close(code, reason) = &end {
+            tracing::debug!(
+                conn_id = self.conn_id,
+                code = u16::from(*code),
+                reason,
+                "websocket closing"
+            );
         }
         let grace = self.state.liveness.close_timeout;
         if let Some(conn) = &self.conn {
@@ -677,6 +692,13 @@ impl Session {
             // section 4): a peer that reads nothing cannot hold it open.
             conn.close_within(grace);
         }
-        self.out.close(end, grace).await;
+        let Session {
+            conn_id,
+            out,
+            stats,
+            ..
+        } = self;
+        stats.close(conn_id, out.sent, &end);
+        out.close(end, grace).await;
     }
 }

@@ -276,3 +276,47 @@ fn bad_input_gives_one_clear_line_and_a_failure() {
     .run()
     .ok();
 }
+
+/// `--ca-cert` trusts a CA for a server on https://: get, put and watch (over wss://) work;
+/// without it the command says the certificate is the problem.
+#[test]
+fn ca_cert_reaches_a_tls_server_over_https_and_wss() {
+    let (server, ca_pem) = crate::ops::tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let ca = ca.display().to_string();
+    let with_ca = |args: &[&str]| {
+        let mut all = vec!["--ca-cert", ca.as_str()];
+        all.extend_from_slice(args);
+        Cli::new(&server, &all)
+    };
+    with_ca(&["put", "tls", "a", r#"{"$kw":"secure"}"#])
+        .run()
+        .ok();
+    assert_eq!(
+        with_ca(&["get", "tls", "a"]).run().ok().trim(),
+        r#"{"$kw":"secure"}"#
+    );
+    let watch = with_ca(&["watch", "tls"]).spawn();
+    let wait = Duration::from_secs(20);
+    assert_eq!(
+        json_line(&watch.line(wait)),
+        json!({"key": "a", "version": 1, "seq": 1, "value": {"$kw": "secure"}})
+    );
+    with_ca(&["put", "tls", "b", "2"]).run().ok();
+    assert_eq!(
+        json_line(&watch.line(wait)),
+        json!({"key": "b", "version": 1, "seq": 2, "value": 2})
+    );
+    watch.interrupt();
+    Cli::new(&server, &["get", "tls", "a"])
+        .run()
+        .fails(1, "certificate");
+    Cli::new(
+        &server,
+        &["--ca-cert", "/nonexistent.pem", "get", "tls", "a"],
+    )
+    .run()
+    .fails(1, "--ca-cert");
+}

@@ -20,6 +20,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
     extra_toml: String,
+    flags: Vec<String>,
+    /// `http`, or `https` when the config has `[server.tls]`.
+    scheme: &'static str,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -34,12 +37,24 @@ impl TestServer {
     /// keys of `[server]`: the harness writes `[server]` first, then `extra_toml`, so extra
     /// server keys must come before any other table).
     pub fn start_with(extra_toml: &str) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_with_flags(extra_toml, &[])
+    }
+
+    /// [`start_with`](Self::start_with), with command-line `flags` too (`--log-format json`).
+    pub fn start_with_flags(extra_toml: &str, flags: &[&str]) -> TestServer {
+        TestServer::start_in(tempfile::tempdir().expect("temp dir"), extra_toml, flags)
+    }
+
+    /// A server whose folder is `dir`, made beforehand (e.g. holding TLS files that
+    /// `extra_toml` names).
+    pub fn start_in(dir: tempfile::TempDir, extra_toml: &str, flags: &[&str]) -> TestServer {
         let log = dir.path().join("server.log");
         let mut server = TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             extra_toml: extra_toml.to_owned(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            scheme: "http",
             child: None,
             log,
         };
@@ -70,12 +85,13 @@ impl TestServer {
 
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     /// `ws://127.0.0.1:PORT` + `path`.
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
+        let scheme = if self.scheme == "https" { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// What the server has logged so far.
@@ -147,10 +163,11 @@ impl TestServer {
         // The port of a restart can stay taken for a moment: retry.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match start_process(&config, &self.log) {
-                Ok((child, addr)) => {
+            match start_process(&config, &self.log, &self.flags) {
+                Ok((child, addr, scheme)) => {
                     self.child = Some(child);
                     self.addr = addr;
+                    self.scheme = scheme;
                     return;
                 }
                 Err(e) if Instant::now() < deadline => {
@@ -196,10 +213,15 @@ pub fn run_server_binary(config: &Path, args: &[&str]) -> std::process::Output {
 
 /// Starts the binary and waits for its "listening on" line; the rest of its stderr goes
 /// to `log` (read by a thread, so the pipe never fills).
-fn start_process(config: &Path, log: &Path) -> Result<(Child, SocketAddr), String> {
+fn start_process(
+    config: &Path,
+    log: &Path,
+    flags: &[String],
+) -> Result<(Child, SocketAddr, &'static str), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_atomsync-server"))
         .arg("--config")
         .arg(config)
+        .args(flags)
         .env("ATOMSYNC_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -221,18 +243,30 @@ fn start_process(config: &Path, log: &Path) -> Result<(Child, SocketAddr), Strin
             if let Some(f) = file.as_mut() {
                 let _ = writeln!(f, "{line}");
             }
-            if !sent && let Some(addr) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(Ok(addr.trim().to_owned()));
+            // The line, in either log format: `listening on http://ADDR` (or https).
+            if !sent && let Some(rest) = line.split("listening on http").nth(1) {
+                let tls = rest.starts_with("s://");
+                let addr = rest.trim_start_matches("s://").trim_start_matches("://");
+                let addr: String = addr
+                    .chars()
+                    .take_while(|c| !matches!(c, '"' | ' '))
+                    .collect();
+                let _ = tx.send(Ok((addr, tls)));
                 sent = true;
             }
         }
         let _ = tx.send(Err("server exited before listening".to_owned()));
     });
     match rx.recv_timeout(START_TIMEOUT) {
-        Ok(Ok(addr)) => {
+        Ok(Ok((addr, tls))) => {
             let addr: SocketAddr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
+            if tls {
+                // A plain-HTTP probe cannot speak TLS; the socket was bound before the
+                // line was logged, so connections queue until the workers run.
+                return Ok((child, addr, "https"));
+            }
             wait_healthy(addr)?;
-            Ok((child, addr))
+            Ok((child, addr, "http"))
         }
         other => {
             let _ = child.kill();

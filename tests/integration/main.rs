@@ -7,5 +7,6 @@ mod client;
 mod common;
 mod hostile;
 mod http;
+mod ops;
 mod safety;
 mod ws;

@@ -7,6 +7,7 @@
 //! - [`peer`]: pouchdb-server driven with the same data.
 //! - [`browser`]: the browser client's first sync and `swap` in headless Chromium.
 //! - [`client`]: the native client (issue 10): `swap`, first sync, live apply.
+//! - [`overhead`]: what metrics and the access log cost on the push path (W1, W2).
 //!
 //! Each workload records one sample per repetition into [`Ctx::results`] under a key
 //! (`w1.full.msgpack`, `raw.w1.full`, ...); `main` turns keys into rows.
@@ -14,6 +15,7 @@
 pub mod browser;
 pub mod catchup;
 pub mod client;
+pub mod overhead;
 pub mod peer;
 pub mod stream;
 pub mod write;

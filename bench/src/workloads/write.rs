@@ -104,37 +104,51 @@ fn all_accepted(run: &Run) -> Result<f64> {
 pub async fn w1(ctx: &mut Ctx, target: &Target, rep: usize) {
     for (encoding, name) in [(Encoding::MsgPack, "msgpack"), (Encoding::Json, "json")] {
         let group = format!("w1-{}-{name}-{rep}", target.durability.name());
-        let changes = data::changes("w1", 0..ctx.plan.w1_changes, |_| 0);
-        let bodies = data::push_bodies(&group, &changes, BATCH, encoding);
-        ctx.settle().await;
-        let rate = run_clients(ctx, target, vec![bodies], encoding, false)
-            .await
-            .and_then(|r| all_accepted(&r));
+        let rate = w1_rate(ctx, target, &group, encoding).await;
         ctx.outcome(&format!("w1.{}.{name}", target.durability.name()), rate);
     }
+}
+
+/// One timed W1 phase into the new group `group`: changes/s.
+pub async fn w1_rate(ctx: &Ctx, target: &Target, group: &str, encoding: Encoding) -> Result<f64> {
+    let changes = data::changes("w1", 0..ctx.plan.w1_changes, |_| 0);
+    let bodies = data::push_bodies(group, &changes, BATCH, encoding);
+    ctx.settle().await;
+    run_clients(ctx, target, vec![bodies], encoding, false)
+        .await
+        .and_then(|r| all_accepted(&r))
 }
 
 /// W2, one repetition: one sequential client, then the concurrent clients.
 pub async fn w2(ctx: &mut Ctx, target: &Target, rep: usize) {
     let d = target.durability.name();
-    let encoding = Encoding::MsgPack;
-    let group = format!("w2-{d}-seq-{rep}");
-    let changes = data::changes("w2", 0..ctx.plan.w2_sequential, |_| 0);
-    let bodies = data::push_bodies(&group, &changes, 1, encoding);
-    ctx.settle().await;
-    let rate = run_clients(ctx, target, vec![bodies], encoding, false)
-        .await
-        .and_then(|r| all_accepted(&r));
+    let rate = w2_sequential(ctx, target, &format!("w2-{d}-seq-{rep}")).await;
     ctx.outcome(&format!("w2.{d}.sequential"), rate);
+    let rate = w2_concurrent(ctx, target, &format!("w2-{d}-concurrent-{rep}")).await;
+    ctx.outcome(&format!("w2.{d}.concurrent"), rate);
+}
 
-    let group = format!("w2-{d}-concurrent-{rep}");
+/// One timed phase of single-change pushes from one client into the new group `group`.
+pub async fn w2_sequential(ctx: &Ctx, target: &Target, group: &str) -> Result<f64> {
+    let encoding = Encoding::MsgPack;
+    let changes = data::changes("w2", 0..ctx.plan.w2_sequential, |_| 0);
+    let bodies = data::push_bodies(group, &changes, 1, encoding);
+    ctx.settle().await;
+    run_clients(ctx, target, vec![bodies], encoding, false)
+        .await
+        .and_then(|r| all_accepted(&r))
+}
+
+/// One timed phase of single-change pushes from the plan's concurrent clients.
+pub async fn w2_concurrent(ctx: &Ctx, target: &Target, group: &str) -> Result<f64> {
+    let encoding = Encoding::MsgPack;
     let clients = ctx.plan.w2_clients.max(1);
     let per_client = ctx.plan.w2_concurrent / clients as u64;
     let bodies = (0..clients)
         .map(|c| {
             let first = c as u64 * per_client;
             data::push_bodies(
-                &group,
+                group,
                 &data::changes("w2", first..first + per_client, |_| 0),
                 1,
                 encoding,
@@ -142,10 +156,9 @@ pub async fn w2(ctx: &mut Ctx, target: &Target, rep: usize) {
         })
         .collect();
     ctx.settle().await;
-    let rate = run_clients(ctx, target, bodies, encoding, false)
+    run_clients(ctx, target, bodies, encoding, false)
         .await
-        .and_then(|r| all_accepted(&r));
-    ctx.outcome(&format!("w2.{d}.concurrent"), rate);
+        .and_then(|r| all_accepted(&r))
 }
 
 /// W3, one repetition: every key written once (untimed), then W1 with every odd key's base

@@ -44,6 +44,8 @@ pub(crate) struct Conn {
     pub(crate) key: ConnectionKey,
     pub(crate) endpoints: Endpoints,
     pub(crate) http: HttpApi,
+    /// The WebSocket's TLS connector when the options trust roots of their own.
+    connector: Option<tokio_tungstenite::Connector>,
     pub(crate) commands: mpsc::UnboundedReceiver<ConnCommand>,
     pub(crate) slots: BTreeMap<String, Slot>,
     pub(crate) backoff: Backoff,
@@ -59,6 +61,7 @@ impl Conn {
         key: ConnectionKey,
         endpoints: Endpoints,
         client: reqwest::Client,
+        connector: Option<tokio_tungstenite::Connector>,
         commands: mpsc::UnboundedReceiver<ConnCommand>,
     ) -> Conn {
         let http = HttpApi::new(client, endpoints.http.clone(), key.token.clone());
@@ -66,6 +69,7 @@ impl Conn {
             key,
             endpoints,
             http,
+            connector,
             commands,
             slots: BTreeMap::new(),
             backoff: Backoff::default(),
@@ -88,7 +92,13 @@ impl Conn {
                 }
             }
             let token = self.key.token.clone();
-            let outcome = match Socket::connect(&self.endpoints.ws, token.as_deref()).await {
+            let outcome = match Socket::connect(
+                &self.endpoints.ws,
+                token.as_deref(),
+                self.connector.clone(),
+            )
+            .await
+            {
                 Ok(socket) => live::run(&mut self, socket).await,
                 Err(ConnectError::Unavailable(error)) => {
                     tracing::info!(server = ?self.key, %error, "no WebSocket: syncing over HTTP");

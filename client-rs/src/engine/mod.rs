@@ -67,10 +67,7 @@ pub(crate) struct EngineHandle {
 /// Starts the engine on `runtime`.
 pub(crate) fn start(runtime: &Handle) -> Result<EngineHandle, ClientError> {
     install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .connect_timeout(http::CONNECT_TIMEOUT)
-        .build()
-        .map_err(|e| http::network(&e))?;
+    let client = crate::tls::http_client(&[], http::CONNECT_TIMEOUT)?;
     let (commands, receiver) = mpsc::unbounded_channel();
     let engine = Engine {
         client,
@@ -142,13 +139,30 @@ impl Engine {
                 return;
             }
         };
-        self.routes.insert(shared.name.clone(), key.clone());
-        let sender = self.connections.entry(key.clone()).or_insert_with(|| {
+        if !self.connections.contains_key(&key) {
+            // Custom roots need a client (and a WebSocket connector) of their own.
+            let tls = if key.roots.is_empty() {
+                Ok((self.client.clone(), None))
+            } else {
+                crate::tls::http_client(&key.roots, http::CONNECT_TIMEOUT)
+                    .and_then(|client| Ok((client, crate::tls::ws_connector(&key.roots)?)))
+            };
+            let (client, connector) = match tls {
+                Ok(tls) => tls,
+                Err(error) => {
+                    shared.update_status(|status: &mut Status| status.fail(Arc::new(error)));
+                    return;
+                }
+            };
             let (sender, receiver) = mpsc::unbounded_channel();
-            let connection = conn::Conn::new(key, endpoints, self.client.clone(), receiver);
+            let connection = conn::Conn::new(key.clone(), endpoints, client, connector, receiver);
             running.push(Box::pin(connection.run()));
-            sender
-        });
+            self.connections.insert(key.clone(), sender);
+        }
+        self.routes.insert(shared.name.clone(), key.clone());
+        let Some(sender) = self.connections.get(&key) else {
+            return;
+        };
         let _ = sender.send(ConnCommand::Add(shared));
     }
 

@@ -56,7 +56,11 @@ pub(crate) enum Incoming {
 
 impl Socket {
     /// Opens the WebSocket at `url`, with the token as a bearer header.
-    pub(crate) async fn connect(url: &Url, token: Option<&str>) -> Result<Socket, ConnectError> {
+    pub(crate) async fn connect(
+        url: &Url,
+        token: Option<&str>,
+        connector: Option<tokio_tungstenite::Connector>,
+    ) -> Result<Socket, ConnectError> {
         let mut request = url.as_str().into_client_request().map_err(|e| {
             ConnectError::Network(ClientError::InvalidUrl {
                 url: url.to_string(),
@@ -75,7 +79,12 @@ impl Socket {
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
         // No Nagle: a change should reach the server (and its echo the client) at once.
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        );
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => Err(ConnectError::Network(ClientError::Network(format!(
                 "no WebSocket answer within {} s",

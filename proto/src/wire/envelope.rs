@@ -143,21 +143,31 @@ fn json_envelope(bytes: &[u8]) -> Option<Envelope> {
         let value_start = skip_ws(bytes, pos + 1);
         let value_end = skip_json_value(bytes, value_start)?;
         let value = bytes.get(value_start..value_end)?;
-        match name {
-            b"\"id\"" => id = json::decode(value, 0).ok().filter(is_scalar),
-            b"\"group\"" => {
-                group = match json::decode(value, 0) {
-                    Ok(Value::Str(name)) => Some(name),
-                    _ => None,
-                }
-            }
-            _ => {}
+        if is_name(name, "id") {
+            id = json::decode(value, 0).ok().filter(is_scalar);
+        } else if is_name(name, "group") {
+            group = match json::decode(value, 0) {
+                Ok(Value::Str(name)) => Some(name),
+                _ => None,
+            };
         }
         pos = skip_ws(bytes, value_end);
         match bytes.get(pos) {
             Some(b',') => pos += 1,
             _ => return Some((id, group)),
         }
+    }
+}
+
+/// Whether the quoted member name `quoted` reads as `name`, escapes resolved as the
+/// decoder resolves them (`"\u0069d"` is `id`).
+fn is_name(quoted: &[u8], name: &str) -> bool {
+    let inner = quoted
+        .strip_prefix(b"\"")
+        .and_then(|rest| rest.strip_suffix(b"\""));
+    match inner {
+        Some(inner) if !inner.contains(&b'\\') => inner == name.as_bytes(),
+        _ => json::decode(quoted, 0).is_ok_and(|decoded| decoded.as_str() == Some(name)),
     }
 }
 
@@ -251,6 +261,18 @@ mod tests {
         // A missing separator runs the members together: neither reads as itself.
         assert_eq!(json(r#"{"id":1 "group":"g"}"#), (None, None));
         assert_eq!(json(""), (None, None));
+    }
+
+    /// A member name may be written with escapes; the decoder reads `"\u0069d"` as `id`,
+    /// and so must the envelope, or a frame that decodes names its id while the same frame
+    /// with a broken value does not.
+    #[test]
+    fn json_envelopes_read_escaped_member_names() {
+        assert_eq!(
+            json(r#"{"\u0069d":5,"gro\u0075p":"g","changes":[{"$uuid":"x"}]}"#),
+            (Some(Value::Int(5)), Some("g".into()))
+        );
+        assert_eq!(json(r#"{"i\"d":5}"#), (None, None));
     }
 
     /// A push frame in MessagePack whose one change value is `value_bytes`.

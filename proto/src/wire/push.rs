@@ -224,25 +224,12 @@ impl ClientFrame {
         encoding: Encoding,
         limits: &Limits,
     ) -> Result<ClientFrame, FrameError> {
-        let bare = |error| FrameError {
-            id: None,
-            group: None,
-            error,
-        };
         let message = decode_push(bytes, encoding, limits, "frame").map_err(|error| {
             // The frame as a whole does not decode; its envelope may still name itself.
             let (id, group) = envelope::recover(bytes, encoding);
             FrameError { id, group, error }
         })?;
-        let (id, group_echo) = {
-            let fields = Fields::top(&message, "frame").map_err(bare)?;
-            let id = fields.peek("id").filter(|id| is_scalar(id)).cloned();
-            let group = match fields.peek("group") {
-                Some(Value::Str(group)) => Some(group.clone()),
-                _ => None,
-            };
-            (id, group)
-        };
+        let (id, group_echo) = echo(&message);
         let with_echo = |error| FrameError {
             id: id.clone(),
             group: group_echo.clone(),
@@ -250,6 +237,22 @@ impl ClientFrame {
         };
         frame(message).map_err(with_echo)
     }
+}
+
+/// The `id` (a scalar) and `group` (a string) of a decoded frame, read whatever else the
+/// frame holds (keys that are not strings included), as the envelope scanner reads them
+/// from a frame that does not decode.
+fn echo(message: &Value) -> (Option<Value>, Option<String>) {
+    let member = |name: &str| {
+        message
+            .as_map()?
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(name))
+            .map(|(_, member)| member)
+    };
+    let id = member("id").filter(|id| is_scalar(id)).cloned();
+    let group = member("group").and_then(Value::as_str).map(str::to_owned);
+    (id, group)
 }
 
 /// The frame types a client may send.
@@ -293,5 +296,31 @@ fn frame(message: Value) -> Result<ClientFrame, WireError> {
                 push: shape(message, "frame")?,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `client_frame` fuzz target: a frame that decoded but had a key that is
+    /// not a string lost its `id` in the error, although a frame broken anywhere else kept it.
+    #[test]
+    fn a_frame_with_a_key_that_is_not_a_string_keeps_its_id_and_group() {
+        // {"type": "push", "id": 7, "group": "todo", 86: nil}
+        let mut frame = vec![0x84, 0xa4];
+        frame.extend_from_slice(b"type\xa4push\xa2id\x07\xa5group\xa4todo\x56\xc0");
+        let error = ClientFrame::decode(&frame, Encoding::MsgPack, &Limits::default())
+            .expect_err("keys must be strings");
+        assert_eq!(error.id, Some(Value::Int(7)));
+        assert_eq!(error.group.as_deref(), Some("todo"));
+        assert_eq!(error.error.message, "frame: must be a map with string keys");
+
+        let json = br#"{"$map":[["id","p-1"],["group","g"],[1,2]]}"#;
+        let error = ClientFrame::decode(json, Encoding::Json, &Limits::default()).unwrap_err();
+        assert_eq!(
+            (error.id, error.group.as_deref()),
+            (Some(Value::from("p-1")), Some("g"))
+        );
     }
 }

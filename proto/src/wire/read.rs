@@ -199,12 +199,6 @@ impl<'a> Fields<'a> {
         Ok(found)
     }
 
-    /// The member `name` when it is readable, ignoring every error: for echoing what a bad
-    /// frame carried.
-    pub(crate) fn peek(&self, name: &str) -> Option<&'a Value> {
-        self.get(name).ok().flatten()
-    }
-
     pub(crate) fn string(&self, name: &str) -> Result<&'a str, WireError> {
         match self.get(name)? {
             Some(Value::Str(text)) => Ok(text),

@@ -300,7 +300,19 @@ impl Walker<'_> {
         let start = self.reader.pos();
         let canonical_before = self.reader.canonical;
         self.reader.canonical = true;
-        skip_value(&mut self.reader, depth_left, self.max_depth)?;
+        if let Err(error) = skip_value(&mut self.reader, depth_left, self.max_depth) {
+            // Repeats were compared by their bytes, which in other than the canonical forms
+            // can find a later repeat first: the decoder names the first, as elsewhere.
+            if self.reader.canonical {
+                return Err(error);
+            }
+            let rest = self.bytes.get(start..).unwrap_or_default();
+            return Err(
+                read_value(&mut Reader::new(rest), depth_left, self.max_depth)
+                    .err()
+                    .unwrap_or(error),
+            );
+        }
         let canonical = self.reader.canonical;
         self.reader.canonical = canonical_before && canonical;
         let bytes = self
@@ -373,6 +385,23 @@ mod tests {
         }
         let error = first_value(&[pull_body(&[0x01]), vec![0x01]].concat()).unwrap_err();
         assert!(error.contains("1 bytes after the value"), "{error}");
+    }
+
+    #[test]
+    fn a_repeat_in_a_value_not_in_canonical_form_is_named_as_the_decoder_names_it() {
+        // A set of 5 (written as uint 8), 5, 1, 1: the first repeat is [1], not [3].
+        let set = [0xc7, 0x06, 0x03, 0x94, 0xcc, 0x05, 0x05, 0x01, 0x01];
+        let error = first_value(&pull_body(&set)).unwrap_err();
+        assert_eq!(
+            error,
+            "body: changes[0].value[1]: duplicate set element (equal to [0])"
+        );
+        let in_a_map = [&[0x81, 0xa1, b'a'][..], &set].concat();
+        let error = first_value(&pull_body(&in_a_map)).unwrap_err();
+        assert_eq!(
+            error,
+            "body: changes[0].value.a[1]: duplicate set element (equal to [0])"
+        );
     }
 
     #[test]

@@ -224,9 +224,20 @@ impl Sqlite {
         // A database found lost answers nothing more: what it holds is gone at the restart.
         self.inner.identity.still_there()?;
         let pool = self.inner.pool.clone();
-        tokio::task::spawn_blocking(move || read(&mut *pool.get()?))
-            .await
-            .map_err(StorageError::task)?
+        tokio::task::spawn_blocking(move || {
+            let waited = std::time::Instant::now();
+            let conn = pool.get();
+            if let Some(m) = crate::metrics::get() {
+                m.pool_wait_seconds
+                    .observe(crate::metrics::seconds(waited.elapsed()));
+                if conn.is_err() {
+                    m.pool_timeouts.inc();
+                }
+            }
+            read(&mut *conn?)
+        })
+        .await
+        .map_err(StorageError::task)?
     }
 }
 

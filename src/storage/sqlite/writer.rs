@@ -119,6 +119,10 @@ struct WriterInner {
 
 impl Writer {
     pub(super) fn start(setup: Setup) -> Result<Writer, StorageError> {
+        // FULL (2) or EXTRA (3) fsync the WAL at every commit; NORMAL only at checkpoints.
+        let synchronous: i64 = setup
+            .conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))?;
         let (jobs, queue) = mpsc::channel();
         let requeue = jobs.clone();
         let thread = std::thread::Builder::new()
@@ -133,6 +137,7 @@ impl Writer {
                     commits: setup.commits,
                     max_answer_bytes: setup.max_answer_bytes,
                     requeue,
+                    fsync_per_commit: synchronous >= 2,
                 }
                 .run(queue)
             })
@@ -234,6 +239,8 @@ struct WriterThread {
     max_answer_bytes: usize,
     /// Puts a compaction's next step behind the pushes queued meanwhile.
     requeue: Sender<Job>,
+    /// Each commit fsyncs the WAL (durability full): counted as such in the metrics.
+    fsync_per_commit: bool,
 }
 
 /// A job applied inside the open transaction, waiting for the commit.
@@ -366,9 +373,14 @@ impl WriterThread {
             }
             return;
         }
+        let started = Instant::now();
+        let (pushes, changes) = (batch.len(), batch.iter().map(|j| j.changes.len()).sum());
         let applied = match self.apply_batch(batch) {
             Ok(applied) => applied,
             Err((jobs, e)) => {
+                if let Some(m) = crate::metrics::get() {
+                    m.commit_failures.inc();
+                }
                 // Nothing of this batch is durable: every job hears so, and the cached
                 // group rows may describe rolled-back writes.
                 self.groups.clear();
@@ -397,6 +409,9 @@ impl WriterThread {
             }
             return;
         }
+        if let Some(m) = crate::metrics::get() {
+            self.count(m, started, pushes, changes, &applied);
+        }
         for Applied { job, result } in applied {
             match result {
                 Ok((outcome, committed)) => {
@@ -412,6 +427,35 @@ impl WriterThread {
                 }
             }
         }
+    }
+
+    /// Counts a durable commit: its time, size and fsync, and its changes by outcome.
+    fn count(
+        &self,
+        m: &crate::metrics::Metrics,
+        started: Instant,
+        pushes: usize,
+        changes: usize,
+        applied: &[Applied],
+    ) {
+        m.commit_seconds
+            .observe(crate::metrics::seconds(started.elapsed()));
+        m.commit_pushes.observe(pushes as f64);
+        m.commit_changes.observe(changes as f64);
+        if self.fsync_per_commit {
+            m.fsyncs.inc();
+        }
+        let (mut accepted, mut conflicts) = (0, 0);
+        for outcome in applied.iter().filter_map(|a| a.result.as_ref().ok()) {
+            for result in &outcome.0.results {
+                match result {
+                    PushResult::Accepted { .. } => accepted += 1,
+                    PushResult::Conflict { .. } => conflicts += 1,
+                }
+            }
+        }
+        m.changes_accepted.inc_by(accepted);
+        m.changes_conflict.inc_by(conflicts);
     }
 
     /// Applies every job in one transaction and commits it. On a failed commit, gives the

@@ -113,7 +113,12 @@ impl Cli {
     pub fn bare(args: &[&str]) -> Cli {
         let mut command = Command::new(binary());
         command.args(args);
-        for var in ["ATOMSYNC_SERVER", "ATOMSYNC_TOKEN", "ATOMSYNC_ADMIN_TOKEN"] {
+        for var in [
+            "ATOMSYNC_SERVER",
+            "ATOMSYNC_TOKEN",
+            "ATOMSYNC_ADMIN_TOKEN",
+            "ATOMSYNC_CA_CERT",
+        ] {
             command.env_remove(var);
         }
         Cli {

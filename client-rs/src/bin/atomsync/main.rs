@@ -78,6 +78,10 @@ struct Cli {
         value_name = "TOKEN"
     )]
     admin_token: Option<String>,
+    /// A CA certificate (PEM) to trust beside the system's, for a server on https://
+    /// whose certificate no public authority signed.
+    #[arg(long, global = true, env = "ATOMSYNC_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// No summaries and no progress on standard error (errors still show).
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -207,7 +211,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let notes = Notes::new(cli.quiet);
-    let server = Server::new(&cli.server, cli.token, cli.admin_token)?;
+    let server = Server::new(
+        &cli.server,
+        cli.token,
+        cli.admin_token,
+        cli.ca_cert.as_deref(),
+    )?;
     match cli.command {
         Command::Get { group, key, doc } => {
             docs::get(&server, input::group(&group)?, input::key(&key)?, doc).await

@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn pages_are_sized_by_the_documents_read() {
-        let server = Server::new("127.0.0.1:1", None, None).unwrap();
+        let server = Server::new("127.0.0.1:1", None, None, None).unwrap();
         let mut pager = Pager::new(&server, "g", 0, Notes::new(true));
         assert_eq!(pager.limit, FIRST_PAGE);
         pager.size_next(&page(100, 1 << 20));

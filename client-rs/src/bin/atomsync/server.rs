@@ -16,6 +16,29 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Client, RequestBuilder, Url};
 
 use crate::error::CliError;
+use atomsync_client::RootCertificate;
+
+/// A rustls connector trusting the Mozilla roots and `root` (as the client library does).
+fn ws_connector(root: &RootCertificate) -> Result<tokio_tungstenite::Connector, CliError> {
+    let bad = |e: String| CliError::Input(format!("--ca-cert: {e}"));
+    let mut store =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in root.ders() {
+        store
+            .add(der.to_vec().into())
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
+        config,
+    )))
+}
 
 /// How long establishing a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +58,8 @@ pub struct Server {
     base: Url,
     token: Option<String>,
     admin_token: Option<String>,
+    /// The WebSocket's TLS connector when `--ca-cert` names a root of its own.
+    connector: Option<tokio_tungstenite::Connector>,
 }
 
 impl Server {
@@ -43,14 +68,30 @@ impl Server {
         url: &str,
         token: Option<String>,
         admin_token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
     ) -> Result<Server, CliError> {
         let base = base_url(url)?;
         // reqwest and tungstenite are built without a default TLS crypto provider;
         // installing one twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::builder()
+        let root = ca_cert
+            .map(RootCertificate::from_pem_file)
+            .transpose()
+            .map_err(|e| CliError::Input(format!("--ca-cert: {e}")))?;
+        let mut builder = Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let mut connector = None;
+        if let Some(root) = &root {
+            let certs = root
+                .ders()
+                .map(reqwest::Certificate::from_der)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CliError::Input(format!("--ca-cert: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+            connector = Some(ws_connector(root)?);
+        }
+        let client = builder
             .build()
             .map_err(|e| CliError::Network(format!("cannot start an HTTP client: {e}")))?;
         Ok(Server {
@@ -58,6 +99,7 @@ impl Server {
             base,
             token: token.filter(|t| !t.is_empty()),
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            connector,
         })
     }
 
@@ -81,6 +123,11 @@ impl Server {
     /// The user token, for the WebSocket.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
+    }
+
+    /// The WebSocket's TLS connector (`None`: tokio-tungstenite's, the Mozilla roots).
+    pub fn connector(&self) -> Option<tokio_tungstenite::Connector> {
+        self.connector.clone()
     }
 
     /// `GET /sync/doc`: one document, `None` inside when never written.
@@ -339,7 +386,7 @@ mod tests {
 
     #[test]
     fn endpoints_keep_a_path_prefix() {
-        let server = Server::new("https://example.com/atomsync/sync", None, None).unwrap();
+        let server = Server::new("https://example.com/atomsync/sync", None, None, None).unwrap();
         assert_eq!(
             server.url("/sync").as_str(),
             "https://example.com/atomsync/sync"
@@ -348,7 +395,7 @@ mod tests {
             server.ws_url().as_str(),
             "wss://example.com/atomsync/sync/ws"
         );
-        let server = Server::new("127.0.0.1:8090", None, None).unwrap();
+        let server = Server::new("127.0.0.1:8090", None, None, None).unwrap();
         assert_eq!(
             server.url("/sync/doc").as_str(),
             "http://127.0.0.1:8090/sync/doc"

@@ -189,7 +189,12 @@ async fn connect(server: &Server) -> Result<Socket, CliError> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        server.connector(),
+    );
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => Err(CliError::Network(format!(
             "no WebSocket answer from {url} within {} s",
