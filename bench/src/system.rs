@@ -123,6 +123,21 @@ pub fn vm_hwm_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmHWM")
 }
 
+/// The CPU time process `pid` has used so far, user and system, in seconds (fields 14 and
+/// 15 of `/proc/PID/stat`, in the kernel's clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| BenchError::io(format!("reading /proc/{pid}/stat"), e))?;
+    // The command name (field 2) may hold spaces; the fields after it are numbers.
+    let ticks: Option<u64> = stat.rsplit_once(')').and_then(|(_, rest)| {
+        let mut fields = rest.split_whitespace().skip(11);
+        Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+    });
+    ticks
+        .map(|ticks| ticks as f64 / 100.0)
+        .ok_or_else(|| BenchError::Setup(format!("no CPU times in /proc/{pid}/stat")))
+}
+
 /// A `kB` field of `/proc/PID/status`.
 fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

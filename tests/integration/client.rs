@@ -185,6 +185,13 @@ async fn the_store_persists_across_client_restarts() {
     })
     .unwrap();
     in_sync(&atom).await;
+    // The push's answer settles the ten changes; the cursor moves when their echo (a
+    // `changes` frame, in no set order with the answer) is stored. Ten changes into a new
+    // group: seq 10.
+    eventually("the echo of the ten changes stored", || {
+        atom.status().cursor == 10
+    })
+    .await;
     let before = atom.snapshot();
     let cursor = atom.status().cursor;
     drop(atom);

@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use atomsync_proto::wire::Doc;
 use tokio::task::JoinHandle;
 
 use super::batch::{ChangesBatch, GroupChanges};
 use super::round::{Slot, task_failed};
 use crate::ClientError;
 use crate::group::GroupShared;
+use crate::local::Received;
 
 /// The store in progress and the frames waiting for it.
 #[derive(Default)]
@@ -35,7 +35,7 @@ impl Applier {
         &mut self,
         slots: &BTreeMap<String, Slot>,
         group: String,
-        docs: Vec<Doc>,
+        docs: Vec<Received>,
         seq: u64,
     ) -> Result<(), ClientError> {
         if slots.get(&group).is_some_and(|slot| !slot.forbidden) {

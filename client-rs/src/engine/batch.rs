@@ -9,10 +9,9 @@
 //! keeps up at any rate its disk allows. Watchers therefore see every change, in order,
 //! but one call may carry the changes of several frames.
 
-use atomsync_proto::wire::Doc;
-
 use super::round::check_frame;
 use crate::ClientError;
+use crate::local::Received;
 
 /// The most documents stored in one transaction: bounds the memory a batch holds and how
 /// long the group's write lock is held (a local `swap` waits for it).
@@ -36,13 +35,13 @@ pub(crate) struct ChangesBatch {
 pub(crate) struct GroupChanges {
     pub(crate) group: String,
     /// Its frames' documents, frame by frame (kept apart: no copying into one vector).
-    pub(crate) frames: Vec<Vec<Doc>>,
+    pub(crate) frames: Vec<Vec<Received>>,
     pub(crate) seq: u64,
 }
 
 impl GroupChanges {
     /// Every document, in arrival order.
-    pub(crate) fn docs(self) -> impl Iterator<Item = Doc> {
+    pub(crate) fn docs(self) -> impl Iterator<Item = Received> {
         self.frames.into_iter().flatten()
     }
 }
@@ -53,14 +52,16 @@ impl ChangesBatch {
     pub(crate) fn add(
         &mut self,
         group: String,
-        docs: Vec<Doc>,
+        docs: Vec<Received>,
         seq: u64,
     ) -> Result<(), ClientError> {
-        check_frame(&docs, seq)?;
+        check_frame(docs.iter().map(|received| &received.doc), seq)?;
         self.docs += docs.len();
         self.bytes += docs
             .iter()
-            .map(|doc| doc.key.len() + doc.value.as_ref().map_or(0, |value| value.len()))
+            .map(|Received { doc, .. }| {
+                doc.key.len() + doc.value.as_ref().map_or(0, |value| value.len())
+            })
             .sum::<usize>();
         match self
             .groups
@@ -102,15 +103,16 @@ impl ChangesBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atomsync_proto::wire::Doc;
     use atomsync_proto::{Packed, Value};
 
-    fn doc(key: &str, seq: u64) -> Doc {
-        Doc {
+    fn doc(key: &str, seq: u64) -> Received {
+        Received::from(Doc {
             key: key.to_owned(),
             version: 1,
             seq,
             value: Some(Packed::from_value(&Value::from(seq))),
-        }
+        })
     }
 
     #[test]
@@ -127,7 +129,7 @@ mod tests {
         assert_eq!((groups[1].group.as_str(), groups[1].seq), ("b", 7));
         let first = groups.into_iter().next().unwrap();
         assert_eq!((first.group.as_str(), first.seq), ("a", 5));
-        let seqs: Vec<u64> = first.docs().map(|doc| doc.seq).collect();
+        let seqs: Vec<u64> = first.docs().map(|received| received.doc.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3]);
     }
 
@@ -149,7 +151,7 @@ mod tests {
     #[test]
     fn a_batch_is_bounded_by_documents() {
         let mut batch = ChangesBatch::default();
-        let docs: Vec<Doc> = (1..=MAX_BATCH_DOCS as u64 - 1)
+        let docs: Vec<Received> = (1..=MAX_BATCH_DOCS as u64 - 1)
             .map(|seq| doc("k", seq))
             .collect();
         batch.add("a".into(), docs, MAX_BATCH_DOCS as u64).unwrap();

@@ -63,8 +63,8 @@ async fn session(conn: &mut Conn, socket: &mut Socket) -> Result<Outcome, Client
             incoming = socket.next(), if !applier.is_backlogged() => {
                 last_heard = Instant::now();
                 match incoming {
-                    Incoming::Frame(ServerFrame::Changes { group, changes, seq }) => {
-                        if catch_up_restarted(conn, &group, &changes) {
+                    Incoming::Changes { group, changes, seq } => {
+                        if catch_up_restarted(conn, &group, changes.iter().map(|received| &received.doc)) {
                             // Whatever came before is stored under the old cursor first.
                             applier.flush(&conn.slots).await?;
                             begin_reset(conn, &group).await?;
@@ -177,14 +177,19 @@ async fn start_pushes(conn: &mut Conn, socket: &mut Socket) -> Result<(), Client
 /// True when a `changes` frame of `group`'s catch-up starts at or below the cursor it
 /// subscribed from: the server compacted past that cursor and catches up from 0
 /// (PROTOCOL.md section 8), so every document is stale until the catch-up returns it.
-fn catch_up_restarted(conn: &Conn, group: &str, changes: &[atomsync_proto::wire::Doc]) -> bool {
+fn catch_up_restarted<'a>(
+    conn: &Conn,
+    group: &str,
+    changes: impl IntoIterator<Item = &'a atomsync_proto::wire::Doc>,
+) -> bool {
     conn.slots.get(group).is_some_and(|slot| {
         !slot.forbidden
             && !slot.live
             && !slot.reset_begun
             && slot.subscribed_since > 0
             && changes
-                .first()
+                .into_iter()
+                .next()
                 .is_some_and(|doc| doc.seq <= slot.subscribed_since)
     })
 }

@@ -145,7 +145,10 @@ pub(crate) async fn apply_changes(
 
 /// Checks one `changes` frame or pull page: documents in strictly ascending `seq`, none
 /// after the cursor `seq` it carries.
-pub(crate) fn check_frame(docs: &[Doc], seq: u64) -> Result<(), ClientError> {
+pub(crate) fn check_frame<'a>(
+    docs: impl IntoIterator<Item = &'a Doc>,
+    seq: u64,
+) -> Result<(), ClientError> {
     check_order(docs, 0, seq)
 }
 
@@ -186,7 +189,11 @@ pub(crate) fn check_page(page: &PullResponse, group: &str, since: u64) -> Result
 }
 
 /// Documents must come in strictly ascending `seq`, after `since`, none after `seq`.
-fn check_order(docs: &[Doc], since: u64, seq: u64) -> Result<(), ClientError> {
+fn check_order<'a>(
+    docs: impl IntoIterator<Item = &'a Doc>,
+    since: u64,
+    seq: u64,
+) -> Result<(), ClientError> {
     let mut last = since;
     for doc in docs {
         if doc.seq <= last || doc.seq > seq {

@@ -15,6 +15,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::http::{CONNECT_TIMEOUT, network, status_error};
 use crate::ClientError;
+use crate::local::Received;
 
 /// The largest frame or message accepted from the server; the same cap as HTTP answers.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -37,6 +38,13 @@ pub(crate) enum ConnectError {
 
 /// What the socket gave.
 pub(crate) enum Incoming {
+    /// A `changes` frame, its documents' values decoded as they were read.
+    Changes {
+        group: String,
+        changes: Vec<Received>,
+        seq: u64,
+    },
+    /// Any other frame.
     Frame(ServerFrame),
     /// A frame that does not decode: reported, the connection goes on.
     Bad(ClientError),
@@ -123,9 +131,11 @@ impl Socket {
             Some(Err(error)) => return Incoming::Closed(network(&error)),
             Some(Ok(message)) => message,
         };
+        // Values are decoded with the frame: the atom needs them as `Value`s, and reading
+        // each once costs less than checking it here and decoding its bytes later.
         let decoded = match message {
-            Message::Binary(bytes) => ServerFrame::decode(&bytes, Encoding::MsgPack),
-            Message::Text(text) => ServerFrame::decode(text.as_bytes(), Encoding::Json),
+            Message::Binary(bytes) => ServerFrame::decode_with_values(&bytes, Encoding::MsgPack),
+            Message::Text(text) => ServerFrame::decode_with_values(text.as_bytes(), Encoding::Json),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Incoming::Alive,
             Message::Close(frame) => {
                 let why = frame.map_or_else(
@@ -138,7 +148,23 @@ impl Socket {
             }
         };
         match decoded {
-            Ok(frame) => Incoming::Frame(frame),
+            Ok((
+                ServerFrame::Changes {
+                    group,
+                    changes,
+                    seq,
+                },
+                values,
+            )) => Incoming::Changes {
+                group,
+                changes: changes
+                    .into_iter()
+                    .zip(values.into_iter().chain(std::iter::repeat_with(|| None)))
+                    .map(|(doc, value)| Received { doc, value })
+                    .collect(),
+                seq,
+            },
+            Ok((frame, _)) => Incoming::Frame(frame),
             Err(error) => Incoming::Bad(ClientError::Protocol(format!(
                 "WebSocket frame: {}",
                 error.message

@@ -158,14 +158,19 @@ impl GroupShared {
         // 100,000 values here.
         for (key, value) in std::mem::take(&mut applied.edits) {
             changed |= match value {
-                Some(value) => {
-                    // One walk for a key the map lacks (all of a first sync's), a second
-                    // one only to tell an unchanged value from a changed one.
-                    match next.insert(key.clone(), value) {
-                        None => true,
-                        Some(previous) => next.get(&key) != Some(&previous),
+                // The key moves into the map: no copy of it for a key the map lacks (all
+                // of a first sync's), and a value equal to the one held is left in place.
+                Some(value) => match next.get_mut(&key) {
+                    Some(held) if *held == value => false,
+                    Some(held) => {
+                        *held = value;
+                        true
                     }
-                }
+                    None => {
+                        next.insert(key, value);
+                        true
+                    }
+                },
                 None => next.remove(&key).is_some(),
             };
         }

@@ -6,8 +6,8 @@ use atomsync_proto::Packed;
 use atomsync_proto::wire::Doc;
 use rusqlite::params;
 
-use super::tx::GroupTx;
-use super::{Applied, Commit, LocalDb, PendingChange, ResetMode, to_sql_u64};
+use super::tx::{GroupTx, ROWS_PER_STATEMENT};
+use super::{Applied, Commit, LocalDb, PendingChange, Received, ResetMode, to_sql_u64};
 use crate::ClientError;
 
 /// What the server's epoch says about the local data.
@@ -43,20 +43,28 @@ impl LocalDb {
     /// they arrive together) and advances the cursor to `cursor`, in one transaction. A
     /// document older than the one stored is skipped (pages and frames can overlap with
     /// push answers).
-    pub(crate) fn apply_remote(
+    pub(crate) fn apply_remote<D: Into<Received>>(
         &self,
         group: &str,
-        docs: impl IntoIterator<Item = Doc>,
+        docs: impl IntoIterator<Item = D>,
         cursor: u64,
     ) -> Result<Applied, ClientError> {
         self.with_group(group, Commit::Relaxed, |g| {
-            let docs = docs.into_iter();
+            let mut docs = docs.into_iter().map(Into::into);
             let mut edits = Vec::with_capacity(docs.size_hint().0);
             let mut writer = g.doc_writer()?;
-            for doc in docs {
-                if writer.store(&doc)? {
-                    let value = g.visible_after_storing(&doc)?;
-                    edits.push((doc.key, value));
+            let mut run = Vec::with_capacity(ROWS_PER_STATEMENT);
+            loop {
+                run.extend(docs.by_ref().take(ROWS_PER_STATEMENT));
+                if run.is_empty() {
+                    break;
+                }
+                let stored = writer.store_run(&run)?;
+                for (Received { doc, value }, stored) in run.drain(..).zip(stored) {
+                    if stored {
+                        let value = g.visible_after_storing(&doc, value)?;
+                        edits.push((doc.key, value));
+                    }
                 }
             }
             drop(writer);

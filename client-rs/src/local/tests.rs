@@ -294,3 +294,128 @@ fn a_newer_schema_is_refused() {
         Err(crate::ClientError::Corrupt(_))
     ));
 }
+
+/// Every row of the group's `docs` table: key, version, value, stale.
+fn docs_rows(db: &LocalDb) -> Vec<(String, i64, Option<Vec<u8>>, i64)> {
+    let inner = db.inner.lock().unwrap();
+    let mut statement = inner
+        .conn
+        .prepare("SELECT key, version, value, stale FROM docs WHERE grp = ?1 ORDER BY key")
+        .unwrap();
+    statement
+        .query_map([G], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A store holding what a run of documents can meet: newer and older stored copies,
+/// stale rows (a reset under way), tombstones, and pending local changes.
+fn store_to_meet_runs() -> (tempfile::TempDir, LocalDb) {
+    let (dir, db) = open();
+    let held: Vec<Doc> = (0..40)
+        .map(|i| {
+            doc(
+                &format!("k{i:03}"),
+                5,
+                i + 1,
+                (i % 7 != 0).then_some(i as i64),
+            )
+        })
+        .collect();
+    db.apply_remote(G, held, 40).unwrap();
+    db.write_local(G, &[set("k001", "mine"), set("k100", "mine too")])
+        .unwrap();
+    (dir, db)
+}
+
+/// What a run of documents meets: new keys, keys stored at version 5 sent again older
+/// (3), equal (5) and newer (6), deletes, and one key twice in the same run and another
+/// in two runs; 3 runs of 64 and a short one.
+fn runs_of_documents() -> Vec<Doc> {
+    let mut docs = Vec::new();
+    for i in 0..200u64 {
+        let (key, version) = match i {
+            0..40 => (format!("k{i:03}"), [3, 5, 6][i as usize % 3]),
+            _ => (format!("k{i:03}"), 1),
+        };
+        docs.push(doc(
+            &key,
+            version,
+            100 + i,
+            (i % 11 != 0).then_some(1000 + i as i64),
+        ));
+    }
+    docs.insert(70, doc("k150", 2, 0, Some(-1)));
+    docs.insert(75, doc("k150", 3, 0, Some(-2)));
+    docs.insert(10, doc("k199", 7, 0, Some(-3)));
+    for (seq, doc) in docs.iter_mut().enumerate() {
+        doc.seq = seq as u64 + 100;
+    }
+    docs
+}
+
+/// Applies `edits` in order to `map`, as the atom does.
+fn replay(map: &mut crate::Map, edits: Vec<(String, Option<Value>)>) {
+    for (key, value) in edits {
+        match value {
+            Some(value) => map.insert(key, value),
+            None => map.remove(&key),
+        };
+    }
+}
+
+#[test]
+fn documents_stored_in_runs_end_as_stored_one_by_one() {
+    for reset in [false, true] {
+        let (_dirs, dbs): (Vec<_>, Vec<_>) = (0..2).map(|_| store_to_meet_runs()).unzip();
+        if reset {
+            for db in &dbs {
+                db.begin_compaction_reset(G).unwrap();
+            }
+        }
+        let mut maps: Vec<crate::Map> = dbs.iter().map(|db| db.load(G).unwrap().visible).collect();
+        let docs = runs_of_documents();
+        let cursor = docs.len() as u64 + 100;
+        // Together: runs of 64 rows per statement. One by one: a row per statement.
+        replay(
+            &mut maps[0],
+            dbs[0].apply_remote(G, docs.clone(), cursor).unwrap().edits,
+        );
+        for doc in docs {
+            let seq = doc.seq;
+            replay(
+                &mut maps[1],
+                dbs[1].apply_remote(G, vec![doc], seq).unwrap().edits,
+            );
+        }
+        assert_eq!(docs_rows(&dbs[0]), docs_rows(&dbs[1]), "reset: {reset}");
+        assert_eq!(maps[0], maps[1], "reset: {reset}");
+        for (db, map) in dbs.iter().zip(&maps) {
+            assert_eq!(&db.load(G).unwrap().visible, map, "reset: {reset}");
+        }
+        assert_eq!(maps[0].get("k001"), Some(&Value::from("mine")));
+        // Sent at versions 2 and 3 in one run, then 1 in a later one: 3 stays.
+        assert_eq!(maps[0].get("k150"), Some(&Value::from(-2)));
+    }
+}
+
+#[test]
+fn a_first_sync_in_runs_keeps_pending_changes_visible() {
+    let (_dir, db) = open();
+    db.write_local(G, &[set("k005", "offline edit")]).unwrap();
+    let docs: Vec<Doc> = (0..130u64)
+        .map(|i| doc(&format!("k{i:03}"), 1, i + 1, Some(i as i64)))
+        .collect();
+    let mut map = db.load(G).unwrap().visible;
+    let applied = db.apply_remote(G, docs, 130).unwrap();
+    assert_eq!(applied.edits.len(), 130);
+    replay(&mut map, applied.edits);
+    assert_eq!(map.len(), 130);
+    assert_eq!(map.get("k005"), Some(&Value::from("offline edit")));
+    assert_eq!(map.get("k129"), Some(&Value::from(129)));
+    assert_eq!(map, db.load(G).unwrap().visible);
+    assert_eq!(all_pending(&db)[0].base, 0);
+}

@@ -10,9 +10,9 @@
 
 use atomsync_proto::wire::Doc;
 use atomsync_proto::{Packed, Value};
-use rusqlite::{CachedStatement, OptionalExtension, Transaction};
+use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
-use super::{Applied, GroupMeta, ResetMode, decode, from_sql_u64, to_sql_u64};
+use super::{Applied, GroupMeta, Received, ResetMode, decode, from_sql_u64, to_sql_u64};
 use crate::ClientError;
 
 /// One open transaction on one group.
@@ -112,13 +112,21 @@ impl GroupTx<'_> {
         bytes.map(|bytes| decode(&bytes, key)).transpose()
     }
 
-    /// What the application sees for a document just stored: its own value unless a
-    /// pending change of the key hides it (then that change's value). Spares reading back
-    /// and decoding twice what the server sent.
-    pub(super) fn visible_after_storing(&self, doc: &Doc) -> Result<Option<Value>, ClientError> {
+    /// What the application sees for a document just stored: its own value (`decoded`,
+    /// when the frame decoder read it already) unless a pending change of the key hides it
+    /// (then that change's value). Spares reading back and decoding twice what the server
+    /// sent.
+    pub(super) fn visible_after_storing(
+        &self,
+        doc: &Doc,
+        decoded: Option<Value>,
+    ) -> Result<Option<Value>, ClientError> {
         match self.pending_value(&doc.key)? {
             Some(bytes) => bytes.map(|bytes| decode(&bytes, &doc.key)).transpose(),
-            None => Ok(doc.value.as_ref().map(Packed::to_value)),
+            None => Ok(doc
+                .value
+                .as_ref()
+                .map(|packed| decoded.unwrap_or_else(|| packed.to_value()))),
         }
     }
 
@@ -130,15 +138,14 @@ impl GroupTx<'_> {
 
     /// A [`DocWriter`] for this group, to store a run of documents.
     pub(super) fn doc_writer(&self) -> Result<DocWriter<'_>, ClientError> {
-        // One upsert: the version check is its `WHERE`, so an older copy changes no row.
-        let mut statement = self.statement(
-            "INSERT INTO docs (grp, key, version, value, stale) VALUES (?1, ?2, ?3, ?4, 0)
-             ON CONFLICT (grp, key) DO UPDATE
-             SET version = excluded.version, value = excluded.value, stale = 0
-             WHERE docs.stale = 1 OR excluded.version > docs.version",
-        )?;
-        statement.raw_bind_parameter(1, self.group)?;
-        Ok(DocWriter { statement })
+        let mut upsert = self.statement(UPSERT)?;
+        upsert.raw_bind_parameter(1, self.group)?;
+        Ok(DocWriter {
+            group: self.group,
+            tx: &self.tx,
+            upsert,
+            insert_new: None,
+        })
     }
 
     /// The revision of the pending change of `key`, if any.
@@ -163,21 +170,112 @@ impl GroupTx<'_> {
     }
 }
 
-/// Stores server documents of one group: the statement held across the run, the group
-/// bound once (a first sync stores 100,000 documents; a lookup in the statement cache
-/// hashes the SQL text, and each binding copies its text).
+/// Documents stored by one statement of a [`DocWriter`]: a first sync stores 100,000
+/// documents, and one statement per row spent a third of its SQLite time starting and
+/// ending statements. 64 rows of 3 parameters stay far below SQLite's limit of 32,766.
+pub(super) const ROWS_PER_STATEMENT: usize = 64;
+
+/// The upsert of one server document of a group (`?1`): the version check is its
+/// `WHERE`, so an older copy changes no row, and a stale one (from before a reset) is
+/// always replaced.
+const UPSERT: &str = "INSERT INTO docs (grp, key, version, value, stale) VALUES (?1, ?2, ?3, ?4, 0)
+     ON CONFLICT (grp, key) DO UPDATE
+     SET version = excluded.version, value = excluded.value, stale = 0
+     WHERE docs.stale = 1 OR excluded.version > docs.version";
+
+/// The insert of [`ROWS_PER_STATEMENT`] documents of a group (`?1`) whose keys it does not
+/// hold yet; a key it holds is left as it is. `OR IGNORE` rather than an upsert: a
+/// statement of many rows that may stop half-way (as an upsert may, on a `NOT NULL`)
+/// makes SQLite copy every page it touches into a statement journal first, which cost as
+/// much as the statements it saves.
+fn insert_new_sql() -> String {
+    let values: Vec<String> = (0..ROWS_PER_STATEMENT)
+        .map(|row| {
+            let first = 2 + 3 * row;
+            format!("(?1, ?{first}, ?{}, ?{}, 0)", first + 1, first + 2)
+        })
+        .collect();
+    format!(
+        "INSERT OR IGNORE INTO docs (grp, key, version, value, stale) VALUES {}",
+        values.join(", ")
+    )
+}
+
+/// Stores server documents of one group: the statements held across the run, the group
+/// bound once (a lookup in the statement cache hashes the SQL text, and each binding
+/// copies its text).
 pub(super) struct DocWriter<'conn> {
-    statement: CachedStatement<'conn>,
+    group: &'conn str,
+    tx: &'conn Transaction<'conn>,
+    /// One row, version-checked.
+    upsert: CachedStatement<'conn>,
+    /// [`ROWS_PER_STATEMENT`] new rows, prepared on first use.
+    insert_new: Option<CachedStatement<'conn>>,
 }
 
 impl DocWriter<'_> {
     /// Stores `doc` unless the stored copy is newer (see [`GroupTx::store_doc`]).
     pub(super) fn store(&mut self, doc: &Doc) -> Result<bool, ClientError> {
-        self.statement.raw_bind_parameter(2, doc.key.as_str())?;
-        self.statement
-            .raw_bind_parameter(3, to_sql_u64(doc.version)?)?;
-        self.statement
-            .raw_bind_parameter(4, doc.value.as_ref().map(Packed::as_bytes))?;
-        Ok(self.statement.raw_execute()? > 0)
+        bind_doc(&mut self.upsert, 0, doc)?;
+        Ok(self.upsert.raw_execute()? > 0)
     }
+
+    /// Stores up to [`ROWS_PER_STATEMENT`] documents in order, each unless the stored copy
+    /// is newer, and tells for each whether it is to be seen: stored, or equal to what is
+    /// stored. A key written twice in the run counts for its last stored version only.
+    pub(super) fn store_run(&mut self, run: &[Received]) -> Result<Vec<bool>, ClientError> {
+        let docs = || run.iter().map(|received| &received.doc);
+        if run.len() != ROWS_PER_STATEMENT {
+            // A short run (the end of a batch, a live change): one row at a time.
+            return docs().map(|doc| self.store(doc)).collect();
+        }
+        let insert = match &mut self.insert_new {
+            Some(insert) => insert,
+            None => {
+                let mut insert = self.tx.prepare_cached(&insert_new_sql())?;
+                insert.raw_bind_parameter(1, self.group)?;
+                self.insert_new.insert(insert)
+            }
+        };
+        for (row, doc) in docs().enumerate() {
+            bind_doc(insert, row, doc)?;
+        }
+        // As many rows inserted as documents: every key was new and each holds its
+        // document, the usual case (a first sync).
+        if insert.raw_execute()? == run.len() {
+            return Ok(vec![true; run.len()]);
+        }
+        // Some keys were held already (or came twice): the others are in; these get the
+        // version-checked upsert, a no-op for the rows just inserted. Which ones were
+        // stored no longer shows: a document is to be seen when its row holds it now (of
+        // one key stored twice, the later one; an equal copy changes nothing seen).
+        for doc in docs() {
+            self.store(doc)?;
+        }
+        docs().map(|doc| self.holds(doc)).collect()
+    }
+
+    /// Whether the group's row of `doc.key` holds `doc` (its version and value).
+    fn holds(&self, doc: &Doc) -> Result<bool, ClientError> {
+        let row: Option<(i64, Option<Vec<u8>>)> = self
+            .tx
+            .prepare_cached("SELECT version, value FROM docs WHERE grp = ?1 AND key = ?2")?
+            .query_row(params![self.group, doc.key], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        Ok(row.is_some_and(|(version, value)| {
+            to_sql_u64(doc.version).is_ok_and(|wanted| wanted == version)
+                && value.as_deref() == doc.value.as_ref().map(Packed::as_bytes)
+        }))
+    }
+}
+
+/// Binds `doc` to row `row` of [`UPSERT`] (row 0) or [`insert_new_sql`].
+fn bind_doc(statement: &mut CachedStatement<'_>, row: usize, doc: &Doc) -> Result<(), ClientError> {
+    let first = 2 + 3 * row;
+    statement.raw_bind_parameter(first, doc.key.as_str())?;
+    statement.raw_bind_parameter(first + 1, to_sql_u64(doc.version)?)?;
+    statement.raw_bind_parameter(first + 2, doc.value.as_ref().map(Packed::as_bytes))?;
+    Ok(())
 }

@@ -29,7 +29,7 @@ pub fn server_message(data: &[u8]) {
             push_response(response);
             both(|encoding| PushResponse::decode(&response.encode(encoding), encoding))
         }),
-        2 => check(ServerFrame::decode(bytes, encoding), |frame| {
+        2 => check(with_values(bytes, encoding), |frame| {
             match frame {
                 ServerFrame::Changes { changes, .. } => changes.iter().for_each(doc),
                 ServerFrame::Pushed { response, .. } => push_response(response),
@@ -43,6 +43,34 @@ pub fn server_message(data: &[u8]) {
             })
         }),
     }
+}
+
+/// [`ServerFrame::decode`], checked against the native client's own reading,
+/// [`ServerFrame::decode_with_values`] (each value read once into its bytes and its
+/// `Value`): both accept the same frames, equal, or refuse with the same error, and each
+/// value given beside a `changes` frame is the one its document's bytes hold.
+fn with_values(bytes: &[u8], encoding: Encoding) -> Result<ServerFrame, WireError> {
+    let decoded = ServerFrame::decode(bytes, encoding);
+    let kept = ServerFrame::decode_with_values(bytes, encoding);
+    match (&decoded, kept) {
+        (Ok(frame), Ok((again, values))) => {
+            assert_eq!(
+                &again, frame,
+                "decode_with_values reads the frame decode reads"
+            );
+            let expected: Vec<_> = match frame {
+                ServerFrame::Changes { changes, .. } => changes
+                    .iter()
+                    .map(|doc| doc.value.as_ref().map(|packed| packed.to_value()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            assert_eq!(values, expected, "the values beside a frame's documents");
+        }
+        (Err(error), Err(again)) => assert_eq!(&again, error, "both refuse alike"),
+        (decoded, kept) => panic!("decode gave {decoded:?}, decode_with_values {kept:?}"),
+    }
+    decoded
 }
 
 /// A refusal is a 400 that names a place; an accepted message comes back equal from

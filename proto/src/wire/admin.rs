@@ -6,7 +6,7 @@
 //! Readers follow the rest of `wire`: unknown members are ignored so that a newer server
 //! can add some, and the known ones are typed strictly, with errors naming the path.
 
-use super::read::{Fields, RESPONSE_MAX_DEPTH, decode_message, doc as read_doc};
+use super::read::{Fields, Place, RESPONSE_MAX_DEPTH, decode_message, doc as read_doc};
 use super::write::doc as write_doc;
 use super::writer::Writer;
 use super::{Doc, Encoding};
@@ -153,12 +153,11 @@ impl GroupsPage {
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<GroupsPage, WireError> {
         let (message, _) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
         let fields = Fields::top(&message, "body")?;
-        let path = fields.path_of("groups");
         let groups = fields
             .list("groups")?
             .iter()
             .enumerate()
-            .map(|(index, item)| read_group(&Fields::nested(item, format!("{path}[{index}]"))?))
+            .map(|(index, item)| read_group(&Fields::nested(item, Place::item("groups", index))?))
             .collect::<Result<_, _>>()?;
         Ok(GroupsPage {
             groups,
@@ -190,12 +189,11 @@ impl DocsPage {
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<DocsPage, WireError> {
         let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "body")?;
         let fields = Fields::top(&message, "body")?;
-        let path = fields.path_of("docs");
         let docs = fields
             .list("docs")?
             .iter()
             .enumerate()
-            .map(|(index, item)| read_doc(item, format!("{path}[{index}]"), &slots))
+            .map(|(index, item)| read_doc(item, Place::item("docs", index), &slots))
             .collect::<Result<_, _>>()?;
         Ok(DocsPage {
             group: fields.string("group")?.to_owned(),
@@ -232,7 +230,7 @@ impl DocAnswer {
         let fields = Fields::top(&message, "body")?;
         let doc = match fields.get("doc")? {
             None | Some(Value::Nil) => None,
-            Some(doc) => Some(read_doc(doc, fields.path_of("doc"), &slots)?),
+            Some(doc) => Some(read_doc(doc, fields.place_of("doc"), &slots)?),
         };
         Ok(DocAnswer {
             group: fields.string("group")?.to_owned(),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::envelope;
-use super::read::{Fields, VALUE_OR_DELETED, codec_error, is_scalar, quoted};
+use super::read::{Fields, Place, VALUE_OR_DELETED, codec_error, is_scalar, quoted};
 use super::{
     Change, ClientFrame, Encoding, FrameError, Limits, Op, PushRequest, UncheckedPush, check_group,
     check_key,
@@ -117,7 +117,7 @@ impl UncheckedPush {
         let mut changes = Vec::with_capacity(count);
         let mut scratch = Vec::new();
         for (index, raw) in self.changes.iter().enumerate() {
-            let fields = Fields::nested(raw, format!("changes[{index}]"))?;
+            let fields = Fields::nested(raw, Place::item("changes", index))?;
             let key = fields.string("key")?;
             check_key(key).map_err(|reason| {
                 WireError::bad_request(format!("{}: {reason}", fields.path_of("key")))
@@ -148,12 +148,7 @@ fn change(
     let base = fields.uint("base")?;
     let deleted = fields.opt_bool("deleted")? == Some(true);
     let op = match (fields.get("value")?, deleted) {
-        (Some(value), false) => Op::Set(checked_value(
-            value,
-            &fields.path_of("value"),
-            limits,
-            scratch,
-        )?),
+        (Some(value), false) => Op::Set(checked_value(value, fields, limits, scratch)?),
         (None, true) => Op::Delete,
         _ => return Err(fields.fail_here(VALUE_OR_DELETED)),
     };
@@ -168,20 +163,22 @@ fn change(
 /// through `scratch`, reused across the changes of a push).
 fn checked_value(
     value: &Value,
-    path: &str,
+    fields: &Fields<'_>,
     limits: &Limits,
     scratch: &mut Vec<u8>,
 ) -> Result<Packed, WireError> {
     if value.depth() > limits.max_depth {
         return Err(WireError::bad_request(format!(
-            "{path}: nesting deeper than {}",
+            "{}: nesting deeper than {}",
+            fields.path_of("value"),
             limits.max_depth
         )));
     }
     let packed = Packed::from_value_in(value, scratch);
     if packed.len() > limits.max_value_bytes {
         return Err(WireError::too_large(format!(
-            "{path}: {} bytes, over the limit of {}",
+            "{}: {} bytes, over the limit of {}",
+            fields.path_of("value"),
             packed.len(),
             limits.max_value_bytes
         )));

@@ -1,14 +1,17 @@
 //! Reading the wire messages: a body is decoded to a [`Value`] with the matching codec
 //! (depth-bounded), then its members are taken out by name with typed checks whose errors
 //! name the path (`results[2].current.seq: must be an integer >= 0`). In MessagePack the
-//! document values are not decoded but kept as their bytes (`slots`).
+//! document values are not decoded but kept as their bytes, and the documents of a
+//! `changes` list are read straight into [`Doc`]s (`slots`). A path is kept as its parts
+//! ([`Place`]) and written out only for an error: a page of a thousand documents builds
+//! no text for any of them.
 //!
 //! Unknown extra members are ignored, so that a newer peer can add fields; the types of
 //! the known ones are strict.
 
-use super::slots::{self, Slots};
+use super::slots::{self, DocItem, Slots};
 use super::{Doc, Encoding, PullResponse, PushResponse, PushResult, ServerFrame};
-use crate::{CodecError, ErrorCode, Value, WireError, json};
+use crate::{CodecError, ErrorCode, Packed, Value, WireError, json};
 
 /// How deep a message a client decodes: room for values twice as deep as the server's
 /// default limit (64) plus a message's own nesting (at most 4, a conflict's `current`),
@@ -25,8 +28,19 @@ pub(crate) fn decode_message(
     max_depth: usize,
     what: &str,
 ) -> Result<(Value, Slots), WireError> {
+    decode_message_keeping(bytes, encoding, max_depth, what, false)
+}
+
+/// [`decode_message`], with `keep_values` for [`slots::decode`].
+fn decode_message_keeping(
+    bytes: &[u8],
+    encoding: Encoding,
+    max_depth: usize,
+    what: &str,
+    keep_values: bool,
+) -> Result<(Value, Slots), WireError> {
     let decoded = match encoding {
-        Encoding::MsgPack => slots::decode(bytes, max_depth),
+        Encoding::MsgPack => slots::decode(bytes, max_depth, keep_values),
         Encoding::Json => json::decode(bytes, max_depth).map(|message| (message, Slots::default())),
     };
     decoded.map_err(|error| codec_error(what, &error))
@@ -53,40 +67,111 @@ pub(crate) fn join(path: &str, name: &str) -> String {
     }
 }
 
+/// Where a map is in a message (`changes[3]`, `results[0].current`), for errors: kept as
+/// its parts and written out only when an error is reported, so that decoding a page of a
+/// thousand documents builds no text for any of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'p> {
+    /// The top-level member that holds the map, or whose list it is an item of; empty for
+    /// the top of the message.
+    member: &'p str,
+    /// Its index in that list.
+    index: Option<usize>,
+    /// A member below that item (a conflict's `current`).
+    below: Option<&'p str>,
+}
+
+impl<'p> Place<'p> {
+    /// The top of a message.
+    pub(crate) const TOP: Place<'static> = Place {
+        member: "",
+        index: None,
+        below: None,
+    };
+
+    /// Item `index` of the top-level list `member`.
+    pub(crate) fn item(member: &'p str, index: usize) -> Place<'p> {
+        Place {
+            member,
+            index: Some(index),
+            below: None,
+        }
+    }
+
+    /// The member `name` of the map here. Places go two levels deep at most (a list item's
+    /// member); deeper, the innermost name is kept.
+    pub(crate) fn member_of(self, name: &'p str) -> Place<'p> {
+        match self.index {
+            None if self.member.is_empty() => Place {
+                member: name,
+                ..self
+            },
+            _ => Place {
+                below: Some(name),
+                ..self
+            },
+        }
+    }
+
+    /// The place as text: `changes[3]`, `results[0].current`, empty at the top.
+    pub(crate) fn render(&self) -> String {
+        let mut text = self.member.to_owned();
+        if let Some(index) = self.index {
+            text.push_str(&format!("[{index}]"));
+        }
+        match self.below {
+            Some(name) => join(&text, name),
+            None => text,
+        }
+    }
+}
+
 /// A message map whose members are looked up by name.
 pub(crate) struct Fields<'a> {
     entries: &'a [(Value, Value)],
-    /// Where the map is; empty for the top of a message.
-    path: String,
+    /// Where the map is.
+    place: Place<'a>,
 }
 
 impl<'a> Fields<'a> {
     /// The top of a message: a map with string keys. `what` names it in errors.
     pub(crate) fn top(value: &'a Value, what: &str) -> Result<Fields<'a>, WireError> {
-        Fields::at_path(value, String::new(), what)
+        Fields::at_place(value, Place::TOP, || what.to_owned())
     }
 
-    /// A map inside a message, at `path`.
-    pub(crate) fn nested(value: &'a Value, path: String) -> Result<Fields<'a>, WireError> {
-        let shown = path.clone();
-        Fields::at_path(value, path, &shown)
+    /// A map inside a message, at `place`.
+    pub(crate) fn nested(value: &'a Value, place: Place<'a>) -> Result<Fields<'a>, WireError> {
+        Fields::at_place(value, place, || place.render())
     }
 
-    fn at_path(value: &'a Value, path: String, shown: &str) -> Result<Fields<'a>, WireError> {
+    fn at_place(
+        value: &'a Value,
+        place: Place<'a>,
+        shown: impl FnOnce() -> String,
+    ) -> Result<Fields<'a>, WireError> {
         let Value::Map(entries) = value else {
-            return Err(WireError::bad_request(format!("{shown}: must be a map")));
+            return Err(WireError::bad_request(format!(
+                "{}: must be a map",
+                shown()
+            )));
         };
         if entries.iter().any(|(key, _)| !matches!(key, Value::Str(_))) {
             return Err(WireError::bad_request(format!(
-                "{shown}: must be a map with string keys"
+                "{}: must be a map with string keys",
+                shown()
             )));
         }
-        Ok(Fields { entries, path })
+        Ok(Fields { entries, place })
+    }
+
+    /// The place of member `name`.
+    pub(crate) fn place_of(&self, name: &'a str) -> Place<'a> {
+        self.place.member_of(name)
     }
 
     /// The path of a member, for errors.
     pub(crate) fn path_of(&self, name: &str) -> String {
-        join(&self.path, name)
+        join(&self.place.render(), name)
     }
 
     /// A 400 about member `name`.
@@ -96,7 +181,7 @@ impl<'a> Fields<'a> {
 
     /// A 400 about the map itself.
     pub(crate) fn fail_here(&self, what: &str) -> WireError {
-        WireError::bad_request(format!("{}: {what}", self.path))
+        WireError::bad_request(format!("{}: {what}", self.place.render()))
     }
 
     /// The member `name`, if present. A name given twice is refused rather than resolved
@@ -181,9 +266,9 @@ pub(crate) fn is_scalar(value: &Value) -> bool {
 /// The message when a change or document has both or neither of `value` and `deleted: true`.
 pub(crate) const VALUE_OR_DELETED: &str = "must have either value or deleted: true, not both";
 
-/// A DOC at `path`.
-pub(crate) fn doc(value: &Value, path: String, slots: &Slots) -> Result<Doc, WireError> {
-    let fields = Fields::nested(value, path)?;
+/// A DOC at `place`.
+pub(crate) fn doc(value: &Value, place: Place<'_>, slots: &Slots) -> Result<Doc, WireError> {
+    let fields = Fields::nested(value, place)?;
     let key = fields.string("key")?.to_owned();
     let version = fields.uint("version")?;
     let seq = fields.uint("seq")?;
@@ -201,18 +286,47 @@ pub(crate) fn doc(value: &Value, path: String, slots: &Slots) -> Result<Doc, Wir
     })
 }
 
-fn docs(fields: &Fields<'_>, name: &str, slots: &Slots) -> Result<Vec<Doc>, WireError> {
-    let path = fields.path_of(name);
+/// The top-level list `changes` of documents; with `keep_values`, also each document's
+/// value as a [`Value`] (`None` for a tombstone), in the same order.
+fn changes(
+    fields: &Fields<'_>,
+    slots: &Slots,
+    keep_values: bool,
+) -> Result<(Vec<Doc>, Vec<Option<Value>>), WireError> {
+    let name = "changes";
     let items = fields.list(name)?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| doc(item, format!("{path}[{index}]"), slots))
-        .collect()
+    let decoded = |doc: &Doc| doc.value.as_ref().map(Packed::to_value);
+    let mut docs = Vec::new();
+    let mut values = Vec::new();
+    if let Some(read) = slots.take_changes() {
+        docs.reserve_exact(read.len());
+        for (index, item) in read.into_iter().enumerate() {
+            let (doc, value) = match item {
+                DocItem::Read(doc, value) => (doc, value),
+                DocItem::Tree(tree) => {
+                    let doc = self::doc(&tree, Place::item(name, index), slots)?;
+                    let value = if keep_values { decoded(&doc) } else { None };
+                    (doc, value)
+                }
+            };
+            if keep_values {
+                values.push(value);
+            }
+            docs.push(doc);
+        }
+    } else {
+        for (index, item) in items.iter().enumerate() {
+            docs.push(doc(item, Place::item(name, index), slots)?);
+        }
+        if keep_values {
+            values = docs.iter().map(decoded).collect();
+        }
+    }
+    Ok((docs, values))
 }
 
-fn result(value: &Value, path: String, slots: &Slots) -> Result<PushResult, WireError> {
-    let fields = Fields::nested(value, path)?;
+fn result(value: &Value, place: Place<'_>, slots: &Slots) -> Result<PushResult, WireError> {
+    let fields = Fields::nested(value, place)?;
     let key = fields.string("key")?.to_owned();
     if fields.boolean("ok")? {
         Ok(PushResult::Accepted {
@@ -223,7 +337,7 @@ fn result(value: &Value, path: String, slots: &Slots) -> Result<PushResult, Wire
     } else {
         let current = match fields.get("current")? {
             None | Some(Value::Nil) => None,
-            Some(current) => Some(doc(current, fields.path_of("current"), slots)?),
+            Some(current) => Some(doc(current, fields.place_of("current"), slots)?),
         };
         Ok(PushResult::Conflict { key, current })
     }
@@ -233,12 +347,11 @@ fn result(value: &Value, path: String, slots: &Slots) -> Result<PushResult, Wire
 fn push_response(fields: &Fields<'_>, slots: &Slots) -> Result<PushResponse, WireError> {
     let group = fields.string("group")?.to_owned();
     let epoch = fields.string("epoch")?.to_owned();
-    let path = fields.path_of("results");
     let results = fields
         .list("results")?
         .iter()
         .enumerate()
-        .map(|(index, item)| result(item, format!("{path}[{index}]"), slots))
+        .map(|(index, item)| result(item, Place::item("results", index), slots))
         .collect::<Result<_, _>>()?;
     Ok(PushResponse {
         group,
@@ -264,7 +377,7 @@ impl PullResponse {
         Ok(PullResponse {
             group: fields.string("group")?.to_owned(),
             epoch: fields.string("epoch")?.to_owned(),
-            changes: docs(&fields, "changes", &slots)?,
+            changes: changes(&fields, &slots, false)?.0,
             seq: fields.uint("seq")?,
             more: fields.boolean("more")?,
             reset: fields.opt_bool("reset")?.unwrap_or(false),
@@ -289,41 +402,71 @@ pub(crate) fn quoted(text: &str) -> String {
 impl ServerFrame {
     /// Decodes a frame (client side).
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ServerFrame, WireError> {
-        let (message, slots) = decode_message(bytes, encoding, RESPONSE_MAX_DEPTH, "frame")?;
-        let fields = Fields::top(&message, "frame")?;
-        let group = || fields.string("group").map(str::to_owned);
-        match fields.string("type")? {
-            "changes" => Ok(ServerFrame::Changes {
-                group: group()?,
-                changes: docs(&fields, "changes", &slots)?,
-                seq: fields.uint("seq")?,
-            }),
-            "subscribed" => Ok(ServerFrame::Subscribed {
-                group: group()?,
-                epoch: fields.string("epoch")?.to_owned(),
-                seq: fields.uint("seq")?,
-                reset: fields.opt_bool("reset")?.unwrap_or(false),
-                floor: fields.opt_uint("floor")?.unwrap_or(0),
-            }),
-            "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
-            "pushed" => Ok(ServerFrame::Pushed {
-                id: fields.any("id")?.clone(),
-                response: push_response(&fields, &slots)?,
-            }),
-            "error" => {
-                let group = match fields.get("group")? {
-                    None => None,
-                    Some(_) => Some(group()?),
-                };
-                Ok(ServerFrame::Error {
-                    id: fields.get("id")?.cloned(),
-                    group,
-                    error: error_members(&fields)?,
-                })
-            }
-            other => Err(fields.fail("type", &format!("unknown frame type {}", quoted(other)))),
-        }
+        decode_frame(bytes, encoding, false).map(|(frame, _)| frame)
     }
+
+    /// Decodes a frame as [`ServerFrame::decode`] does and, for a `changes` frame, also
+    /// each document's value as a [`Value`], in the order of `changes` (`None` for a
+    /// tombstone; empty for any other frame). For a client that keeps values in memory:
+    /// each value is read once into both its bytes and its `Value`, rather than checked
+    /// here and decoded again from the bytes.
+    pub fn decode_with_values(
+        bytes: &[u8],
+        encoding: Encoding,
+    ) -> Result<(ServerFrame, Vec<Option<Value>>), WireError> {
+        decode_frame(bytes, encoding, true)
+    }
+}
+
+/// A frame, and with `keep_values` its documents' values (see
+/// [`ServerFrame::decode_with_values`]).
+fn decode_frame(
+    bytes: &[u8],
+    encoding: Encoding,
+    keep_values: bool,
+) -> Result<(ServerFrame, Vec<Option<Value>>), WireError> {
+    let (message, slots) =
+        decode_message_keeping(bytes, encoding, RESPONSE_MAX_DEPTH, "frame", keep_values)?;
+    let fields = Fields::top(&message, "frame")?;
+    let group = || fields.string("group").map(str::to_owned);
+    let mut values = Vec::new();
+    let frame = match fields.string("type")? {
+        "changes" => {
+            let group = group()?;
+            let (changes, decoded) = changes(&fields, &slots, keep_values)?;
+            values = decoded;
+            Ok(ServerFrame::Changes {
+                group,
+                changes,
+                seq: fields.uint("seq")?,
+            })
+        }
+        "subscribed" => Ok(ServerFrame::Subscribed {
+            group: group()?,
+            epoch: fields.string("epoch")?.to_owned(),
+            seq: fields.uint("seq")?,
+            reset: fields.opt_bool("reset")?.unwrap_or(false),
+            floor: fields.opt_uint("floor")?.unwrap_or(0),
+        }),
+        "unsubscribed" => Ok(ServerFrame::Unsubscribed { group: group()? }),
+        "pushed" => Ok(ServerFrame::Pushed {
+            id: fields.any("id")?.clone(),
+            response: push_response(&fields, &slots)?,
+        }),
+        "error" => {
+            let group = match fields.get("group")? {
+                None => None,
+                Some(_) => Some(group()?),
+            };
+            Ok(ServerFrame::Error {
+                id: fields.get("id")?.cloned(),
+                group,
+                error: error_members(&fields)?,
+            })
+        }
+        other => Err(fields.fail("type", &format!("unknown frame type {}", quoted(other)))),
+    }?;
+    Ok((frame, values))
 }
 
 /// Decodes an error body (client side).

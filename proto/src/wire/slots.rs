@@ -8,6 +8,13 @@
 //! tree holds `Value::UInt(n)`, the index of its bytes in [`Slots`], which the readers in
 //! `read` resolve; the checks (depth, extensions, UTF-8, keywords, instants) are the
 //! codec's own, through its reader.
+//!
+//! The items of a top-level `changes` list (a pull page, a `changes` frame) are read
+//! straight into [`Doc`]s: no map of members, no member names copied, only the key. An
+//! item that is not a well-formed document is read again as a tree, for the readers in
+//! `read` to refuse with the message they always gave. A client that keeps values in
+//! memory asks for each value decoded in the same reading (`keep_values`), rather than
+//! checked here and decoded from its bytes later.
 
 use crate::error::Seg;
 use std::cell::RefCell;
@@ -15,6 +22,7 @@ use std::cell::RefCell;
 use crate::msgpack::reader::{Reader, Token};
 use crate::msgpack::{inner_depth, read_value, skip_value};
 use crate::value::entry_seg;
+use crate::wire::Doc;
 use crate::{CodecError, Packed, Value, msgpack};
 
 /// The document values taken out of a message, or none for a message decoded whole
@@ -22,11 +30,30 @@ use crate::{CodecError, Packed, Value, msgpack};
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
     table: Option<Vec<Packed>>,
+    /// The items of the message's top-level `changes` list, read straight into documents
+    /// (its place in the tree holds an empty list); taken once by the message reader.
+    changes: RefCell<Option<Vec<DocItem>>>,
     /// The buffer that a tree's values are encoded through, reused across documents.
     scratch: RefCell<Vec<u8>>,
 }
 
+/// One item of a top-level `changes` list.
+#[derive(Debug)]
+pub(crate) enum DocItem {
+    /// A well-formed document, read without building its map; with its value decoded as
+    /// well when the message was decoded keeping values.
+    Read(Doc, Option<Value>),
+    /// Anything else, as a tree, for the message reader to check and name what is wrong.
+    Tree(Value),
+}
+
 impl Slots {
+    /// The items of the top-level `changes` list, when it was read into documents (a
+    /// MessagePack message); `None` for a JSON message, whose list is in the tree.
+    pub(crate) fn take_changes(&self) -> Option<Vec<DocItem>> {
+        self.changes.borrow_mut().take()
+    }
+
     /// The document value that `value` stands for at a `value` member.
     pub(crate) fn packed(&self, value: &Value) -> Packed {
         let held = match (&self.table, value) {
@@ -61,12 +88,20 @@ enum At {
 
 /// Decodes one message that fills `bytes`, containers nested at most `max_depth` (the
 /// values' nesting counted from the message's top, as [`msgpack::decode`] counts it).
-pub(crate) fn decode(bytes: &[u8], max_depth: usize) -> Result<(Value, Slots), CodecError> {
+/// With `keep_values`, the values of the documents of a top-level `changes` list are
+/// decoded as well as kept as bytes, in the same reading (see [`DocItem::Read`]).
+pub(crate) fn decode(
+    bytes: &[u8],
+    max_depth: usize,
+    keep_values: bool,
+) -> Result<(Value, Slots), CodecError> {
     let mut walker = Walker {
         reader: Reader::new(bytes),
         bytes,
         max_depth,
         table: Vec::new(),
+        changes: None,
+        keep_values,
     };
     let message = walker.node(At::Top, max_depth).map_err(CodecError::top)?;
     let used = walker.reader.pos();
@@ -76,6 +111,7 @@ pub(crate) fn decode(bytes: &[u8], max_depth: usize) -> Result<(Value, Slots), C
     }
     let slots = Slots {
         table: Some(walker.table),
+        changes: RefCell::new(walker.changes),
         scratch: RefCell::default(),
     };
     Ok((message, slots))
@@ -86,6 +122,8 @@ struct Walker<'a> {
     bytes: &'a [u8],
     max_depth: usize,
     table: Vec<Packed>,
+    changes: Option<Vec<DocItem>>,
+    keep_values: bool,
 }
 
 impl Walker<'_> {
@@ -110,14 +148,26 @@ impl Walker<'_> {
                 }
                 Ok(Value::Map(pairs))
             }
-            (Token::Array(len), At::Docs | At::Results) => {
+            (Token::Array(len), At::Docs) => {
                 self.reader = ahead;
                 let inner = inner_depth(depth_left, max_depth)?;
-                let item = if at == At::Docs { At::Doc } else { At::Result };
                 let mut items = Vec::with_capacity(len.min(self.reader.remaining()));
                 for index in 0..len {
                     items.push(
-                        self.node(item, inner)
+                        self.doc_item(inner)
+                            .map_err(|e| e.within(Seg::Index(index)))?,
+                    );
+                }
+                self.changes = Some(items);
+                Ok(Value::List(Vec::new()))
+            }
+            (Token::Array(len), At::Results) => {
+                self.reader = ahead;
+                let inner = inner_depth(depth_left, max_depth)?;
+                let mut items = Vec::with_capacity(len.min(self.reader.remaining()));
+                for index in 0..len {
+                    items.push(
+                        self.node(At::Result, inner)
                             .map_err(|e| e.within(Seg::Index(index)))?,
                     );
                 }
@@ -144,8 +194,109 @@ impl Walker<'_> {
         self.node(next, depth_left)
     }
 
+    /// One item of a `changes` list: a well-formed document is read straight into a
+    /// [`Doc`] (no map of members built, no text copied but its key); anything else is
+    /// read again as a tree, so that the message reader reports it as it always has.
+    fn doc_item(&mut self, depth_left: usize) -> Result<DocItem, CodecError> {
+        let start = self.reader.clone();
+        if let Some((doc, value)) = self.plain_doc(depth_left) {
+            return Ok(DocItem::Read(doc, value));
+        }
+        self.reader = start;
+        self.node(At::Doc, depth_left).map(DocItem::Tree)
+    }
+
+    /// A document map with a string `key`, integers >= 0 `version` and `seq`, and either
+    /// a valid `value` or `deleted: true`, each member once (others are checked and
+    /// skipped); `None` for anything else, including bytes that do not decode. With its
+    /// value decoded when the walker keeps values.
+    fn plain_doc(&mut self, depth_left: usize) -> Option<(Doc, Option<Value>)> {
+        let Ok(Token::Map(len)) = self.reader.next() else {
+            return None;
+        };
+        let inner = inner_depth(depth_left, self.max_depth).ok()?;
+        let (mut key, mut version, mut seq, mut deleted, mut value, mut decoded) =
+            (None, None, None, None, None, None);
+        for _ in 0..len {
+            let Ok(Token::Str(name)) = self.reader.next() else {
+                return None;
+            };
+            let fresh = match name {
+                "key" => match self.reader.next() {
+                    Ok(Token::Str(text)) => key.replace(text).is_none(),
+                    _ => return None,
+                },
+                "version" => version.replace(self.uint()?).is_none(),
+                "seq" => seq.replace(self.uint()?).is_none(),
+                "deleted" => match self.reader.next() {
+                    Ok(Token::Bool(flag)) => deleted.replace(flag).is_none(),
+                    _ => return None,
+                },
+                "value" if self.keep_values => {
+                    let (packed, read) = self.packed_and_value(inner).ok()?;
+                    decoded = Some(read);
+                    value.replace(packed).is_none()
+                }
+                "value" => value.replace(self.packed(inner).ok()?).is_none(),
+                _ => skip_value(&mut self.reader, inner, self.max_depth).is_ok(),
+            };
+            if !fresh {
+                return None;
+            }
+        }
+        let value = match (value, deleted == Some(true)) {
+            (Some(value), false) => Some(value),
+            (None, true) => None,
+            _ => return None,
+        };
+        let doc = Doc {
+            key: key?.to_owned(),
+            version: version?,
+            seq: seq?,
+            value,
+        };
+        Some((doc, decoded))
+    }
+
+    /// An integer >= 0, whichever of the two integer forms holds it.
+    fn uint(&mut self) -> Option<u64> {
+        match self.reader.next().ok()? {
+            Token::UInt(number) => Some(number),
+            Token::Int(number) => u64::try_from(number).ok(),
+            _ => None,
+        }
+    }
+
     /// Checks the document value here and keeps its bytes; returns its placeholder.
     fn slot(&mut self, depth_left: usize) -> Result<Value, CodecError> {
+        let packed = self.packed(depth_left)?;
+        let index = self.table.len();
+        self.table.push(packed);
+        Ok(Value::UInt(index as u64))
+    }
+
+    /// Reads the document value here, once, into both its canonical bytes and a [`Value`].
+    fn packed_and_value(&mut self, depth_left: usize) -> Result<(Packed, Value), CodecError> {
+        let start = self.reader.pos();
+        let canonical_before = self.reader.canonical;
+        self.reader.canonical = true;
+        let value = read_value(&mut self.reader, depth_left, self.max_depth)?;
+        let canonical = self.reader.canonical;
+        self.reader.canonical = canonical_before && canonical;
+        let bytes = self
+            .bytes
+            .get(start..self.reader.pos())
+            .ok_or_else(CodecError::incomplete)?;
+        let packed = if canonical {
+            Packed::from_checked(bytes)
+        } else {
+            Packed::from_value(&value)
+        };
+        Ok((packed, value))
+    }
+
+    /// Checks the document value here and returns its canonical bytes.
+    fn packed(&mut self, depth_left: usize) -> Result<Packed, CodecError> {
         let start = self.reader.pos();
         let canonical_before = self.reader.canonical;
         self.reader.canonical = true;
@@ -168,15 +319,12 @@ impl Walker<'_> {
             .bytes
             .get(start..self.reader.pos())
             .ok_or_else(CodecError::incomplete)?;
-        let packed = if canonical {
+        Ok(if canonical {
             Packed::from_checked(bytes)
         } else {
             // Valid but in a longer form than needed (a float 32, ...): re-encoded.
             Packed::from_value(&msgpack::decode(bytes, depth_left)?)
-        };
-        let index = self.table.len();
-        self.table.push(packed);
-        Ok(Value::UInt(index as u64))
+        })
     }
 }
 
@@ -277,5 +425,173 @@ mod tests {
             let decoded = PushResponse::decode(&response.encode(encoding), encoding);
             assert_eq!(decoded.as_ref(), Ok(&response));
         }
+    }
+
+    /// A `changes` frame holding `docs`, in `encoding`.
+    fn changes_frame(docs: Vec<Value>, encoding: Encoding) -> Vec<u8> {
+        let frame = Value::Map(vec![
+            ("type".into(), "changes".into()),
+            ("group".into(), "g".into()),
+            ("changes".into(), Value::List(docs)),
+            ("seq".into(), 9u64.into()),
+        ]);
+        match encoding {
+            Encoding::MsgPack => msgpack::encode(&frame),
+            Encoding::Json => crate::json::encode(&frame).into_bytes(),
+        }
+    }
+
+    #[test]
+    fn documents_read_directly_decode_and_fail_as_the_tree_reader_does() {
+        use crate::wire::ServerFrame;
+        let map = |members: &[(&str, Value)]| {
+            Value::Map(
+                members
+                    .iter()
+                    .map(|(name, value)| (Value::from(*name), value.clone()))
+                    .collect(),
+            )
+        };
+        let good = map(&[
+            ("key", "a".into()),
+            ("version", 2u64.into()),
+            ("seq", 1u64.into()),
+            ("value", Value::list([1, 2])),
+        ]);
+        let cases = [
+            good.clone(),
+            map(&[
+                ("seq", 2u64.into()),
+                ("deleted", true.into()),
+                ("version", 3u64.into()),
+                ("key", "b".into()),
+                ("extra", Value::set([1, 2])),
+            ]),
+            map(&[
+                ("key", "c".into()),
+                ("version", 1u64.into()),
+                ("seq", 3u64.into()),
+                ("deleted", false.into()),
+                ("value", Value::Nil),
+            ]),
+            Value::from(5u64),
+            Value::Map(vec![(1u64.into(), "x".into())]),
+            map(&[
+                ("key", 7u64.into()),
+                ("version", 1u64.into()),
+                ("seq", 4u64.into()),
+            ]),
+            map(&[
+                ("key", "d".into()),
+                ("version", (-1i64).into()),
+                ("seq", 4u64.into()),
+                ("value", 1.into()),
+            ]),
+            map(&[
+                ("key", "d".into()),
+                ("version", 1u64.into()),
+                ("value", 1.into()),
+            ]),
+            map(&[
+                ("key", "d".into()),
+                ("version", 1u64.into()),
+                ("seq", 4u64.into()),
+            ]),
+            map(&[
+                ("key", "d".into()),
+                ("version", 1u64.into()),
+                ("seq", 4u64.into()),
+                ("value", 1.into()),
+                ("deleted", true.into()),
+            ]),
+            map(&[
+                ("key", "d".into()),
+                ("version", 1u64.into()),
+                ("seq", 4u64.into()),
+                ("deleted", "yes".into()),
+                ("value", 1.into()),
+            ]),
+        ];
+        for case in cases {
+            // The second document shows that a bad first one is named, not a later one.
+            let docs = vec![case.clone(), good.clone()];
+            let read = |encoding| {
+                ServerFrame::decode(&changes_frame(docs.clone(), encoding), encoding)
+                    .map_err(|e| e.message)
+            };
+            assert_eq!(read(Encoding::MsgPack), read(Encoding::Json), "{case:?}");
+        }
+        // A member given twice: JSON refuses the repeated key as it decodes, MessagePack
+        // messages leave it to the reader.
+        let twice = map(&[
+            ("key", "d".into()),
+            ("key", "e".into()),
+            ("version", 1u64.into()),
+            ("seq", 4u64.into()),
+            ("value", 1.into()),
+        ]);
+        let frame = changes_frame(vec![good, twice], Encoding::MsgPack);
+        assert_eq!(
+            ServerFrame::decode(&frame, Encoding::MsgPack).map_err(|e| e.message),
+            Err("changes[1].key: appears more than once".to_owned())
+        );
+    }
+
+    #[test]
+    fn values_decoded_with_the_frame_equal_the_values_of_its_bytes() {
+        use crate::wire::ServerFrame;
+        let doc = |key: &str, value: Option<Value>| {
+            let mut members = vec![
+                (Value::from("key"), Value::from(key)),
+                ("version".into(), 1u64.into()),
+                ("seq".into(), 1u64.into()),
+            ];
+            match value {
+                Some(value) => members.push(("value".into(), value)),
+                None => members.push(("deleted".into(), true.into())),
+            }
+            Value::Map(members)
+        };
+        let docs = vec![
+            doc(
+                "a",
+                Some(Value::map([
+                    ("n", Value::from(1)),
+                    ("tags", Value::set(["x", "y"])),
+                    ("t", Value::List(vec![1.5.into(), "s".into(), Value::Nil])),
+                ])),
+            ),
+            doc("b", None),
+            doc("c", Some(Value::Nil)),
+        ];
+        for encoding in [Encoding::MsgPack, Encoding::Json] {
+            let mut bytes = changes_frame(docs.clone(), encoding);
+            if encoding == Encoding::MsgPack {
+                // The float 64 of 1.5 written as a float 32: valid, not canonical.
+                let float64 = [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0];
+                let at = bytes.windows(9).position(|w| w == float64).unwrap();
+                bytes.splice(at..at + 9, [0xca, 0x3f, 0xc0, 0, 0]);
+            }
+            let plain = ServerFrame::decode(&bytes, encoding).unwrap();
+            let (frame, values) = ServerFrame::decode_with_values(&bytes, encoding).unwrap();
+            assert_eq!(frame, plain);
+            let ServerFrame::Changes { changes, .. } = frame else {
+                panic!("not a changes frame: {frame:?}");
+            };
+            let expected: Vec<Option<Value>> = changes
+                .iter()
+                .map(|doc| doc.value.as_ref().map(Packed::to_value))
+                .collect();
+            assert_eq!(values, expected, "{encoding:?}");
+            assert_eq!(values[1], None);
+        }
+        let subscribed = msgpack::encode(&Value::map([
+            ("type", Value::from("subscribed")),
+            ("group", "g".into()),
+            ("epoch", "e".into()),
+            ("seq", 1u64.into()),
+        ]));
+        let (_, values) = ServerFrame::decode_with_values(&subscribed, Encoding::MsgPack).unwrap();
+        assert!(values.is_empty());
     }
 }
