@@ -253,11 +253,17 @@ pub async fn run_with_reload(
     tracing::info!("listening on {scheme}://{addr}");
     let handle = server.handle();
     let sweeper = actix_web::rt::spawn(connections.clone().run_sweeper());
+    let close_timeout = s.close_timeout;
     actix_web::rt::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_sessions.send(true);
         connections.close_idle();
+        // WebSocket sessions run outside actix's dispatcher, which would not wait for them
+        // to send their close frames; each is gone within the close timeout.
+        connections
+            .sessions_ended(close_timeout + conn::SWEEP_INTERVAL * 2)
+            .await;
         handle.stop(true).await;
     });
     let reloader = actix_web::rt::spawn(apply_reloads(config, reloads, state_for_reload));

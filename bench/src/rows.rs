@@ -200,7 +200,7 @@ pub fn specs(plan: &Plan, durabilities: &[&str]) -> Vec<RowSpec> {
         "mem.atomsync".into(),
         "tokio-tungstenite broadcast server".into(),
         Some("mem.bcast".into()),
-        Some(Target::AtMost(16.0)),
+        Some(Target::AtMost(12.0)),
     ));
     for d in &modes {
         rows.push(row(

@@ -334,6 +334,27 @@ impl Connections {
         }
     }
 
+    /// Waits until no WebSocket connection is open (none [`Phase::Upgraded`] or
+    /// [`Phase::Closing`]), for at most `within`: at shutdown, each session sends its close
+    /// frame and goes within the close timeout.
+    pub async fn sessions_ended(&self, within: Duration) {
+        let give_up = Instant::now() + within;
+        while Instant::now() < give_up && self.any_session() {
+            tokio::time::sleep(SWEEP_INTERVAL / 2).await;
+        }
+    }
+
+    fn any_session(&self) -> bool {
+        let table = self
+            .inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        table
+            .values()
+            .any(|conn| matches!(conn.phase(), Phase::Upgraded | Phase::Closing))
+    }
+
     /// Runs [`Connections::sweep`] every [`SWEEP_INTERVAL`] until the task is dropped.
     pub async fn run_sweeper(self) {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);

@@ -82,6 +82,15 @@ impl Guarded {
     }
 }
 
+impl Drop for Guarded {
+    /// A connection aborted and dropped before its stream was polled again still gets the
+    /// abort's effect: after a reset, the kernel must not go on retrying what the peer
+    /// never read.
+    fn drop(&mut self) {
+        let _ = self.aborted();
+    }
+}
+
 impl AsyncRead for Guarded {
     fn poll_read(
         self: Pin<&mut Self>,

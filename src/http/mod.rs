@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod request;
 pub mod server;
 pub mod sync;
+mod upgrade;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, middleware, web};

@@ -14,13 +14,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
-use actix_http::{HttpService, Protocol};
+use actix_http::{HttpService, Protocol, Request};
 use actix_server::Server;
 use actix_service::{
     IntoServiceFactory, ServiceFactory, ServiceFactoryExt, fn_service, map_config,
 };
-use actix_web::dev::{AppConfig, Extensions};
+use actix_web::dev::{AppConfig, Extensions, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::{App, middleware, web};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -124,7 +125,7 @@ fn accept(
 
 /// A stream the HTTP service runs over, plain or TLS: either way over a [`Guarded`]
 /// socket, whose connection the handlers can reach (to abort it, or to time its request).
-trait Served: AsyncRead + AsyncWrite + Unpin + 'static {
+pub(super) trait Served: AsyncRead + AsyncWrite + Unpin + 'static {
     fn guarded(&self) -> &Guarded;
 }
 
@@ -140,14 +141,19 @@ impl Served for TlsStream<Guarded> {
     }
 }
 
-/// actix's HTTP/1 service with every route, over streams of type `T`.
-fn http<T: Served>(
+/// Every route, with the access log, the request deadlines and (on a loopback bind) the
+/// `Host` check.
+fn routes(
     state: web::Data<AppState>,
     listen: Listen,
-    addr: SocketAddr,
-) -> impl ServiceFactory<Accepted<T>, Config = (), Response = (), Error = DispatchError, InitError = ()>
-{
-    let app = App::new()
+) -> impl ServiceFactory<
+    Request,
+    Config = AppConfig,
+    Response = ServiceResponse<impl MessageBody + 'static>,
+    Error = actix_web::Error,
+    InitError = (),
+> + 'static {
+    App::new()
         .app_data(state)
         .configure(super::configure)
         .wrap(middleware::from_fn(conn::deadline::request_deadline))
@@ -156,7 +162,20 @@ fn http<T: Served>(
             middleware::from_fn(super::guard::loopback_hosts_only),
         ))
         // Outermost: every answer is logged and counted, the guards' refusals too.
-        .wrap(middleware::from_fn(super::access::access));
+        .wrap(middleware::from_fn(super::access::access))
+        .into_factory()
+}
+
+/// actix's HTTP/1 service with every route, over streams of type `T`; WebSocket upgrades
+/// leave it for a session of their own ([`super::upgrade`]).
+fn http<T: Served>(
+    state: web::Data<AppState>,
+    listen: Listen,
+    addr: SocketAddr,
+) -> impl ServiceFactory<Accepted<T>, Config = (), Response = (), Error = DispatchError, InitError = ()>
+{
+    let app = routes(state.clone(), listen);
+    let upgrades = super::upgrade::service::<T, _, _>(move || routes(state.clone(), listen));
     HttpService::build()
         .keep_alive(listen.keep_alive)
         .client_request_timeout(listen.request_timeout)
@@ -166,9 +185,9 @@ fn http<T: Served>(
         .on_connect_ext(|io: &T, data: &mut Extensions| {
             data.insert(ConnHandle(io.guarded().conn().clone()));
         })
+        .upgrade(upgrades)
         .finish(map_config(
-            app.into_factory()
-                .map_err(|err: actix_web::Error| err.error_response()),
+            app.map_err(|err: actix_web::Error| err.error_response()),
             |_| AppConfig::default(),
         ))
 }

@@ -3,10 +3,10 @@
 //!
 //! Why not actix's own `max_frame_size`: its parser checks the length only once the whole
 //! frame is buffered, so a frame declaring 4 GiB would be read into memory first. This
-//! adapter sits between the connection and actix-ws's decoder, follows the frame headers as
-//! the bytes pass (it never copies or unmasks a payload), and fails the stream at the first
-//! header over the limit. The session sees the failure, finds [`FrameLimit::tripped`] set,
-//! and closes with 1009.
+//! adapter sits between the connection and the frame decoder ([`super::incoming`]), follows
+//! the frame headers as the bytes pass (it never copies or unmasks a payload), and fails the
+//! stream at the first header over the limit. The decoder sees the failure, finds
+//! [`FrameLimit::tripped`] set, and the session closes with 1009.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +22,6 @@ pub(super) mod fuzzing;
 
 /// The longest header a client frame can have: 2 bytes, an 8-byte length, a 4-byte mask.
 const MAX_HEADER: usize = 14;
-/// Chunks up to this size are copied out of the connection's read buffer (see `poll_next`).
-const COPY_CHUNKS_UP_TO: usize = 4096;
 
 /// Follows the frames of a byte stream and checks each declared length.
 #[derive(Debug, Default)]
@@ -173,8 +171,8 @@ where
         match this.state {
             Tripped::No => {}
             Tripped::Pause => {
-                // actix-ws's decoder reads the payload until it is pending and only then
-                // decodes; an error straight away would drop the good frames just passed on.
+                // Pending once, so that the decoder takes the good frames just passed on
+                // before it meets the error.
                 this.state = Tripped::Report;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -186,12 +184,6 @@ where
             other => return other,
         };
         match this.scanner.feed(&chunk, this.limit) {
-            // A small chunk is copied: as it is, it may be a slice of actix-http's read
-            // buffer (8 KiB), and actix-ws keeps the remains of the last chunk it decoded,
-            // which would pin that buffer for as long as the connection idles.
-            Ok(()) if chunk.len() <= COPY_CHUNKS_UP_TO => {
-                Poll::Ready(Some(Ok(Bytes::copy_from_slice(&chunk))))
-            }
             Ok(()) => Poll::Ready(Some(Ok(chunk))),
             Err(OverLimit { frame_start }) => {
                 this.tripped.store(true, Ordering::Release);

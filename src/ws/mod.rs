@@ -3,9 +3,12 @@
 //!
 //! ## How a session, its queue and the group actors fit together
 //!
-//! - [`upgrade`] checks the token (401 before any upgrade), wraps the request body in a
-//!   [`limit::FrameLimit`] (a frame declaring more than the body limit closes with 1009
-//!   before it is read), and spawns the session task on the worker's arbiter.
+//! - [`upgrade`] checks the token (401 before any upgrade) and answers 101; the server
+//!   takes the connection out of actix-http, writes the 101 and runs the session task on
+//!   it ([`start`]; `crate::http::upgrade`). The session reads and writes the socket
+//!   itself ([`socket`]), with no buffer kept while the connection idles; client frames
+//!   pass a [`limit::FrameLimit`] (a frame declaring more than the body limit closes with
+//!   1009 before it is read) and actix-http's frame codec ([`incoming`]).
 //! - The session task ([`session`]) owns one bounded queue of
 //!   [`LiveFrame`](crate::actors::LiveFrame)s for the whole connection, shared by all its
 //!   subscriptions, and an overflow signal. `subscribe` sends the group actor a `Subscribe`
@@ -30,6 +33,7 @@
 //!   shutdown, and when it ends for any reason unregisters from every group actor.
 
 mod catch_up;
+mod incoming;
 mod limit;
 /// Not API: the frame scanner's fuzz property, for the fuzz build only (`fuzz/`).
 #[cfg(fuzzing)]
@@ -39,19 +43,16 @@ mod outbox;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod socket;
 mod stats;
 mod subscription;
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use actix_web::dev;
-use actix_web::error::PayloadError;
-use actix_web::web::{Data, Payload};
-use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use actix_web::web::Data;
+use actix_web::{HttpRequest, HttpResponse};
 use atomsync_proto::ErrorCode;
 use bytes::Bytes;
-use futures_util::Stream;
 
 use crate::http::request::{identify, response_encoding};
 use crate::http::{ApiError, AppState};
@@ -78,15 +79,47 @@ impl Default for Liveness {
     }
 }
 
-/// What actix-web's request payload holds: any stream of body chunks.
-type PayloadStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
-
-/// `GET /sync/ws`: authenticates, then upgrades the request to a WebSocket session.
-pub async fn upgrade(
-    req: HttpRequest,
-    body: Payload,
+/// What the upgrade handler leaves in its 101 response: the session to run on the
+/// connection once the server has sent the response ([`start`]).
+pub struct Accepted {
     state: Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+    identity: crate::auth::Identity,
+    rules: tokio::sync::watch::Receiver<std::sync::Arc<crate::auth::Auth>>,
+    read_only: bool,
+    conn: Option<std::sync::Arc<crate::conn::Conn>>,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the session of an [`Accepted`] upgrade on `io`, the connection the 101 response was
+/// written to; `leftover`: what the client sent after its request, already read. Returns
+/// when the session has ended and the connection is closed.
+pub fn start(
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + 'static,
+    leftover: Bytes,
+    accepted: Accepted,
+) -> impl std::future::Future<Output = ()> {
+    session::run(session::Start {
+        io: socket::shared(io),
+        leftover,
+        state: accepted.state,
+        identity: accepted.identity,
+        rules: accepted.rules,
+        read_only: accepted.read_only,
+        conn: accepted.conn,
+    })
+}
+
+/// `GET /sync/ws`: authenticates, then answers 101 with the session to run (an
+/// [`Accepted`] in the response's extensions), which the server starts on the connection
+/// once the response is written (`crate::http::upgrade`).
+pub async fn upgrade(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let encoding = response_encoding(&req);
     crate::http::guard::check_upgrade_origin(&req, &state.auth.current())?;
     // Watched from before the token is checked: rules replaced after this point reach the
@@ -107,38 +140,22 @@ pub async fn upgrade(
             encoding,
         ));
     }
-
-    let limited = limit::FrameLimit::new(body.into_inner(), state.max_body_bytes);
-    let oversized = limited.tripped();
-    let stream: PayloadStream = Box::pin(limited);
-    let mut payload = dev::Payload::Stream { payload: stream };
-    let body = Payload::from_request(&req, &mut payload)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("upgrade: {e}"), encoding))?;
-    let (response, socket, messages) = actix_ws::handle(&req, body).map_err(|e| {
+    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
             format!("upgrade: {e}; /sync/ws takes a WebSocket handshake"),
             encoding,
         )
     })?;
-    // FrameLimit refuses oversized frames first; these bound what actix buffers anyway.
-    let messages = messages
-        .max_frame_size(state.max_body_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(state.max_body_bytes);
-    let start = session::Start {
-        socket,
-        messages,
-        state: state.clone(),
+    let mut response = HttpResponse::from(response.finish().map_into_boxed_body());
+    response.extensions_mut().insert(Accepted {
+        state,
         identity,
         rules,
-        oversized,
+        read_only,
         conn: req
             .conn_data::<crate::conn::ConnHandle>()
             .map(|handle| handle.0.clone()),
-        read_only,
-    };
-    actix_web::rt::spawn(session::run(start));
+    });
     Ok(response)
 }

@@ -1,24 +1,22 @@
 //! [`Outbox`]: what a session writes to its socket, and how a session ends ([`End`]).
 //!
-//! Every write can wait: actix-ws hands frames to the connection through a small channel,
-//! and a client that does not read fills it. So every write also watches the connection's
-//! overflow signal (a group actor found its queue full) and a deadline: a session stuck
-//! writing to a client that does not read is still closed with 1013, and never waits
-//! forever.
+//! Frames are encoded into the connection's write buffer and flushed by the session between
+//! its other work. Past [`WRITE_HIGH_WATER`](super::socket::WRITE_HIGH_WATER) buffered
+//! bytes a write waits for the client to read, and a client that does not read never makes
+//! room. So a waiting write also watches the connection's overflow signal (a group actor
+//! found its queue full) and a deadline: a session stuck writing to a client that does not
+//! read is still closed with 1013, and never waits forever.
 
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use actix_ws::{CloseCode, CloseReason, Closed};
+use actix_http::ws::{CloseCode, CloseReason, OpCode};
 use atomsync_proto::Encoding;
 use atomsync_proto::wire::ServerFrame;
-use bytes::Bytes;
-use bytestring::ByteString;
 use tokio::sync::Notify;
 
+use super::socket::Writer;
 use super::stats::Tally;
 
 /// Why a session ends, and the close frame it sends.
@@ -60,7 +58,7 @@ impl End {
 
 /// The sending half of a connection.
 pub(super) struct Outbox {
-    socket: actix_ws::Session,
+    writer: Writer,
     overflow: Arc<Notify>,
     /// A write that waits this long for room ends the session (1013).
     write_timeout: Duration,
@@ -69,15 +67,11 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Writes to `socket`; gives up when `overflow` is notified or a write waits for
+    /// Writes through `writer`; gives up when `overflow` is notified or a write waits for
     /// `write_timeout`.
-    pub(super) fn new(
-        socket: actix_ws::Session,
-        overflow: Arc<Notify>,
-        write_timeout: Duration,
-    ) -> Outbox {
+    pub(super) fn new(writer: Writer, overflow: Arc<Notify>, write_timeout: Duration) -> Outbox {
         Outbox {
-            socket,
+            writer,
             overflow,
             write_timeout,
             sent: Tally::default(),
@@ -90,103 +84,115 @@ impl Outbox {
         encoding: Encoding,
         frame: &ServerFrame,
     ) -> Result<(), End> {
-        self.bytes(encoding, Bytes::from(frame.encode(encoding)))
-            .await
+        let bytes = frame.encode(encoding);
+        self.bytes(encoding, &bytes).await
     }
 
-    /// Sends an encoded frame: MessagePack as a binary frame, JSON as a text frame.
-    pub(super) async fn bytes(&mut self, encoding: Encoding, bytes: Bytes) -> Result<(), End> {
-        let Outbox {
-            socket,
-            overflow,
-            write_timeout,
-            sent,
-        } = self;
-        sent.add(bytes.len());
-        match encoding {
-            Encoding::MsgPack => guarded(socket.binary(bytes), overflow, *write_timeout).await,
-            // The JSON writer only writes UTF-8; checking it keeps the shared bytes uncopied.
-            Encoding::Json => match ByteString::try_from(bytes) {
-                Ok(text) => guarded(socket.text(text), overflow, *write_timeout).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "an encoded JSON frame is not UTF-8; not sent");
-                    Ok(())
-                }
-            },
-        }
+    /// Sends an encoded frame: MessagePack as a binary frame, JSON as a text frame (the
+    /// JSON writer only writes UTF-8).
+    pub(super) async fn bytes(&mut self, encoding: Encoding, bytes: &[u8]) -> Result<(), End> {
+        self.sent.add(bytes.len());
+        let opcode = match encoding {
+            Encoding::MsgPack => OpCode::Binary,
+            Encoding::Json => OpCode::Text,
+        };
+        self.room().await?;
+        self.writer.frame(opcode, bytes);
+        Ok(())
     }
 
     /// Sends a ping.
     pub(super) async fn ping(&mut self) -> Result<(), End> {
-        let Outbox {
-            socket,
-            overflow,
-            write_timeout,
-            ..
-        } = self;
-        guarded(socket.ping(b""), overflow, *write_timeout).await
+        self.room().await?;
+        self.writer.frame(OpCode::Ping, b"");
+        Ok(())
     }
 
     /// Answers a ping.
     pub(super) async fn pong(&mut self, payload: &[u8]) -> Result<(), End> {
+        self.room().await?;
+        self.writer.frame(OpCode::Pong, payload);
+        Ok(())
+    }
+
+    /// Frames are waiting to be written: the session flushes them ([`Outbox::flush`]) as
+    /// soon as the socket takes them, between its other work.
+    pub(super) fn pending(&self) -> bool {
+        self.writer.pending()
+    }
+
+    /// Writes what is buffered; fails when the connection does.
+    pub(super) async fn flush(&mut self) -> Result<(), End> {
+        poll_fn(|cx| self.writer.poll_flush(cx))
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    /// Waits until the buffer has room for another frame. Most writes find room at once;
+    /// only one that has to wait for the client arms the deadline and watches the overflow
+    /// signal (arming a timer for every frame cost more than the write itself under
+    /// fan-out). An overflow that fires meanwhile is not lost: `Notify` keeps the permit
+    /// for the session's own watch.
+    async fn room(&mut self) -> Result<(), End> {
+        if self.writer.has_room() {
+            return Ok(());
+        }
         let Outbox {
-            socket,
+            writer,
             overflow,
             write_timeout,
             ..
         } = self;
-        guarded(socket.pong(payload), overflow, *write_timeout).await
+        // Boxed: the timer is large, and every session's state machine would carry its room.
+        Box::pin(wait(
+            poll_fn(|cx| writer.poll_flush(cx)),
+            overflow,
+            *write_timeout,
+        ))
+        .await
     }
 
-    /// Sends the close frame `end` calls for, waiting at most `grace` for room: a client
-    /// that reads nothing gets its connection dropped instead (and its socket aborted by
-    /// the connection's deadline, see [`crate::conn`]).
-    pub(super) async fn close(self, end: End, grace: Duration) {
+    /// Sends the close frame `end` calls for and ends the connection, within `grace`: the
+    /// frame and whatever is buffered before it are flushed, the sending side is shut,
+    /// and what the client still sends is read until it closes its side. A client that
+    /// reads nothing gets its connection dropped instead (and its socket aborted by the
+    /// connection's deadline, see [`crate::conn`]). False if the client did not take it.
+    pub(super) async fn close(mut self, end: End, grace: Duration) -> bool {
         let reason = match end {
-            End::Gone => return,
+            End::Gone => return true,
             End::ClientClosed(reason) => reason,
             End::Close(code, description) => Some(CloseReason {
                 code,
                 description: Some(description),
             }),
         };
-        if tokio::time::timeout(grace, self.socket.close(reason))
-            .await
-            .is_err()
-        {
-            tracing::debug!("the client read nothing for {grace:?}; dropping the connection");
+        self.writer.close_frame(reason);
+        let writer = &mut self.writer;
+        let closing = async {
+            poll_fn(|cx| writer.poll_flush(cx)).await?;
+            poll_fn(|cx| writer.poll_shutdown(cx)).await?;
+            poll_fn(|cx| writer.poll_drain(cx)).await;
+            Ok::<(), std::io::Error>(())
+        };
+        if tokio::time::timeout(grace, closing).await.is_err() {
+            tracing::debug!(
+                "the client did not take the close within {grace:?}; dropping the connection"
+            );
+            return false;
         }
+        true
     }
 }
 
-/// Waits for a write, unless the connection overflows or the write stalls first.
-///
-/// Most writes find room in actix-ws's channel and finish on their first poll; only a write
-/// that has to wait arms the deadline and watches the overflow signal. Arming a timer (and
-/// registering with the signal) for every frame cost more than the write itself under
-/// fan-out. An overflow that fires meanwhile is not lost: `Notify` keeps the permit for the
-/// session's own watch.
-async fn guarded(
-    write: impl Future<Output = Result<(), Closed>>,
-    overflow: &Notify,
-    write_timeout: Duration,
-) -> Result<(), End> {
-    let mut write = pin!(write);
-    if let Poll::Ready(written) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-        return written.map_err(|Closed| End::Gone);
-    }
-    // Boxed: the timer is large, and every session's state machine would carry its room.
-    Box::pin(wait(write, overflow, write_timeout)).await
-}
-
-/// The slow path of [`guarded`]: a write that must wait for the client to read.
+/// Waits for the client to take what is buffered, unless the connection overflows or the
+/// write stalls first.
 async fn wait(
-    write: Pin<&mut impl Future<Output = Result<(), Closed>>>,
+    flushed: impl Future<Output = std::io::Result<()>>,
     overflow: &Notify,
     write_timeout: Duration,
 ) -> Result<(), End> {
     tokio::select! {
-        written = write => written.map_err(|Closed| End::Gone),
+        written = flushed => written.map_err(|_| End::Gone),
         () = overflow.notified() => Err(End::too_slow()),
         () = tokio::time::sleep(write_timeout) => Err(End::too_slow()),
     }

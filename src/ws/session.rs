@@ -13,13 +13,13 @@ use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use actix::Addr;
+use actix_http::ws::CloseCode;
 use actix_web::web::Data;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError};
 use atomsync_proto::wire::{ClientFrame, FrameError, ServerFrame, UncheckedPush};
 use atomsync_proto::{Encoding, ErrorCode, Value, WireError};
 use bytes::Bytes;
@@ -27,7 +27,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
 use super::catch_up::{self, CatchUpEvent, Round, Step};
+use super::incoming::{Incoming, Message, ReadError};
 use super::outbox::{End, Outbox};
+use super::socket::{Chunks, SharedIo, Writer};
 use super::stats::SessionStats;
 use super::subscription::{Handover, RoundEnd, Subscription};
 use crate::actors::{GroupActor, LiveFrame, SubscribeAck, Subscriber, Unsubscribe};
@@ -43,8 +45,8 @@ pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 /// Live frames queued for one connection, all its groups together, before it counts as too
 /// slow (1013). Frames are shared `Bytes`, so this bounds pointers, not copies.
 pub(super) const QUEUE_CAPACITY: usize = 256;
-/// The most live frames a session writes per wake-up: as many as actix-ws's channel to the
-/// connection holds, so a batch rarely waits, and client frames still get their turn.
+/// The most live frames a session writes per wake-up: they leave in one write, and client
+/// frames still get their turn.
 pub(super) const LIVE_BATCH: usize = 32;
 /// Pushes of one connection sent to storage and not yet answered: they are committed
 /// together (group commit) and their frames fan out together, where one push at a time
@@ -82,10 +84,10 @@ struct Held {
 
 /// What a new session starts from.
 pub(super) struct Start {
-    /// The sending half of the socket.
-    pub(super) socket: actix_ws::Session,
-    /// The client's frames.
-    pub(super) messages: AggregatedMessageStream,
+    /// The connection, its HTTP exchange done.
+    pub(super) io: SharedIo,
+    /// What the client sent after its upgrade request, read with it.
+    pub(super) leftover: Bytes,
     /// The server.
     pub(super) state: Data<AppState>,
     /// Who authenticated at the upgrade.
@@ -94,9 +96,6 @@ pub(super) struct Start {
     pub(super) rules: watch::Receiver<Arc<Auth>>,
     /// The admin token's session: it may subscribe to any group, never push.
     pub(super) read_only: bool,
-    /// Set when the client declared a frame over the limit. Shared (an `Arc` of an atomic)
-    /// with the payload adapter that actix-ws's decoder owns, the only one that can tell.
-    pub(super) oversized: Arc<AtomicBool>,
     /// The connection's registration, to abort its socket once the session has ended
     /// (absent in tests without a real connection).
     pub(super) conn: Option<Arc<Conn>>,
@@ -120,7 +119,6 @@ struct Session {
     subscriptions: HashMap<Arc<str>, Box<Subscription>>,
     generations: u64,
     last_heard: Instant,
-    oversized: Arc<AtomicBool>,
     conn: Option<Arc<Conn>>,
     /// Pushes are refused (403): the admin token reads only.
     read_only: bool,
@@ -143,21 +141,27 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
     let last_heard = Instant::now();
     let mut heartbeat = interval_at(last_heard + liveness.ping_interval, liveness.ping_interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let messages = start.messages;
+    let messages = Incoming::new(
+        Chunks::new(start.io.clone(), start.leftover),
+        start.state.max_body_bytes,
+    );
     let session = Session {
         conn_id,
         identity: start.identity,
         state: start.state,
         // A write that waits as long as the silence limit for a client that reads
         // nothing ends the session (1013).
-        out: Outbox::new(start.socket, overflow.clone(), liveness.idle_timeout),
+        out: Outbox::new(
+            Writer::new(start.io),
+            overflow.clone(),
+            liveness.idle_timeout,
+        ),
         live_tx,
         overflow: overflow.clone(),
         catch_up: None,
         subscriptions: HashMap::new(),
         generations: 0,
         last_heard,
-        oversized: start.oversized,
         conn: start.conn,
         read_only: start.read_only,
         stats: SessionStats::open(),
@@ -171,7 +175,7 @@ pub(super) fn run(start: Start) -> impl Future<Output = ()> {
 /// The session's loop, then its end.
 async fn serve(
     mut session: Session,
-    mut messages: AggregatedMessageStream,
+    mut messages: Incoming<Chunks>,
     mut live_rx: mpsc::Receiver<Arc<LiveFrame>>,
     overflow: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -219,6 +223,9 @@ async fn serve(
                 step
             }
             Some(frame) = live_rx.recv() => Box::pin(session.on_live_batch(frame, &mut live_rx)).await,
+            // What the handlers wrote leaves as soon as the socket takes it, in one write
+            // for all the frames of a wake-up.
+            flushed = session.out.flush(), if session.out.pending() => flushed,
             message = messages.recv(), if pending.len() < PUSHES_IN_FLIGHT && held.is_none() => {
                 let busy = !pending.is_empty();
                 Box::pin(session.on_message(message, busy)).await.map(|next| match next {
@@ -316,7 +323,7 @@ impl Session {
     /// A client frame; `busy`: pushes are in flight, so only another push may go ahead.
     async fn on_message(
         &mut self,
-        message: Option<Result<AggregatedMessage, ProtocolError>>,
+        message: Option<Result<Message, ReadError>>,
         busy: bool,
     ) -> Result<Next, End> {
         let Some(message) = message else {
@@ -324,43 +331,41 @@ impl Session {
         };
         self.last_heard = Instant::now();
         match message {
-            Ok(AggregatedMessage::Text(text)) => {
+            Ok(Message::Text(text)) => {
                 self.stats.received.add(text.len());
-                self.on_frame(text.into_bytes(), Encoding::Json, busy).await
+                self.on_frame(text, Encoding::Json, busy).await
             }
-            Ok(AggregatedMessage::Binary(bytes)) => {
+            Ok(Message::Binary(bytes)) => {
                 self.stats.received.add(bytes.len());
                 self.on_frame(bytes, Encoding::MsgPack, busy).await
             }
-            Ok(AggregatedMessage::Ping(payload)) => {
-                self.out.pong(&payload).await.map(|()| Next::Idle)
-            }
-            Ok(AggregatedMessage::Pong(_)) => Ok(Next::Idle),
-            Ok(AggregatedMessage::Close(reason)) => Err(End::ClientClosed(reason)),
+            Ok(Message::Ping(payload)) => self.out.pong(&payload).await.map(|()| Next::Idle),
+            Ok(Message::Pong) => Ok(Next::Idle),
+            Ok(Message::Close(reason)) => Err(End::ClientClosed(reason)),
             // Any error frame it sends is not a push's answer; it may go ahead of them.
             Err(error) => self.on_protocol_error(error).await.map(|()| Next::Idle),
         }
     }
 
-    async fn on_protocol_error(&mut self, error: ProtocolError) -> Result<(), End> {
-        if self.oversized.load(Ordering::Acquire) || matches!(error, ProtocolError::Overflow) {
-            let limit = self.state.max_body_bytes;
-            return Err(End::Close(
-                CloseCode::Size,
-                format!("frame over the limit of {limit} bytes"),
-            ));
-        }
+    async fn on_protocol_error(&mut self, error: ReadError) -> Result<(), End> {
         match error {
-            ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            ReadError::TooLarge => {
+                let limit = self.state.max_body_bytes;
+                Err(End::Close(
+                    CloseCode::Size,
+                    format!("frame over the limit of {limit} bytes"),
+                ))
+            }
+            ReadError::NotUtf8(e) => {
                 // A text frame that is not UTF-8 is a bad frame like any other.
                 let error = WireError::bad_request(format!("frame: text is not UTF-8: {e}"));
                 self.error(Encoding::Json, None, None, error).await
             }
-            ProtocolError::Io(e) => {
+            ReadError::Io(e) => {
                 tracing::debug!(conn_id = self.conn_id, error = %e, "websocket read failed");
                 Err(End::Gone)
             }
-            other => Err(End::Close(CloseCode::Protocol, other.to_string())),
+            ReadError::Protocol(other) => Err(End::Close(CloseCode::Protocol, other.to_string())),
         }
     }
 
@@ -526,7 +531,7 @@ impl Session {
             return Ok(());
         };
         match sub.handover.live(frame) {
-            Some((encoding, bytes)) => self.out.bytes(encoding, bytes).await,
+            Some((encoding, bytes)) => self.out.bytes(encoding, &bytes).await,
             None => Ok(()),
         }
     }
@@ -542,7 +547,7 @@ impl Session {
         match event.step {
             Step::Frame { bytes, seq } => {
                 sub.handover.sent_page(seq);
-                self.out.bytes(encoding, bytes).await
+                self.out.bytes(encoding, &bytes).await
             }
             Step::Done {
                 seq,
@@ -561,7 +566,7 @@ impl Session {
                     };
                     self.out.frame(encoding, &subscribed).await?;
                     for (encoding, bytes) in frames {
-                        self.out.bytes(encoding, bytes).await?;
+                        self.out.bytes(encoding, &bytes).await?;
                     }
                     Ok(())
                 }
@@ -701,9 +706,16 @@ impl Session {
             conn_id,
             out,
             stats,
+            conn,
             ..
         } = self;
         stats.close(conn_id, out.sent, &end);
-        out.close(end, grace).await;
+        if !out.close(end, grace).await
+            && let Some(conn) = conn
+        {
+            // Reset, not closed: the kernel would go on offering the unread bytes to a
+            // peer that takes none, holding the socket for minutes.
+            conn.abort(crate::conn::Abort::Reset);
+        }
     }
 }

@@ -1,22 +1,21 @@
-//! Session tests in process, on a fake connection: the request body is a channel the test
-//! writes client frames into, and the response body is read frame by frame. Time is paused
-//! for the heartbeat and silence tests, so 45 s pass in no time and exactly.
+//! Session tests in process, on an in-memory connection: the upgrade handler answers 101,
+//! the session runs on one end of a pipe, and the test is the client on the other end.
+//! Time is paused for the heartbeat and silence tests, so 45 s pass in no time and exactly.
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::error::PayloadError;
-use actix_web::web::{BytesMut, Data, Payload};
-use actix_web::{FromRequest, dev, test::TestRequest};
+use actix_web::test::TestRequest;
+use actix_web::web::{BytesMut, Data};
 use atomsync_proto::Encoding;
 use atomsync_proto::wire::{Change, ClientFrame, Op, ServerFrame};
 use atomsync_proto::{Packed, Value};
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::session::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, QUEUE_CAPACITY};
+use super::socket::WRITE_HIGH_WATER;
 use crate::actors::Registry;
 use crate::auth::{Auth, SharedAuth};
 use crate::config::Config;
@@ -56,10 +55,12 @@ async fn harness() -> Harness {
     }
 }
 
-/// The client's end of one fake connection.
+/// What the pipe holds each way: small, so that a client that reads nothing soon fills it.
+const PIPE_BYTES: usize = 4096;
+
+/// The client's end of one in-memory connection.
 struct Conn {
-    to_server: mpsc::UnboundedSender<Result<Bytes, PayloadError>>,
-    from_server: BoxBody,
+    io: DuplexStream,
     buf: BytesMut,
 }
 
@@ -71,17 +72,16 @@ async fn connect(h: &Harness) -> Conn {
         .insert_header(("sec-websocket-version", "13"))
         .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
         .to_http_request();
-    let (to_server, mut incoming) = mpsc::unbounded_channel();
-    let stream: super::PayloadStream = Box::pin(futures_util::stream::poll_fn(move |cx| {
-        incoming.poll_recv(cx)
-    }));
-    let mut payload = dev::Payload::Stream { payload: stream };
-    let body = Payload::from_request(&req, &mut payload).await.unwrap();
-    let response = super::upgrade(req, body, h.state.clone()).await.unwrap();
+    let mut response = super::upgrade(req, h.state.clone()).await.unwrap();
     assert_eq!(response.status(), 101);
+    let accepted = response
+        .extensions_mut()
+        .remove::<super::Accepted>()
+        .expect("the session to start");
+    let (io, server) = tokio::io::duplex(PIPE_BYTES);
+    actix_rt::spawn(super::start(server, Bytes::new(), accepted));
     Conn {
-        to_server,
-        from_server: response.into_body(),
+        io,
         buf: BytesMut::new(),
     }
 }
@@ -92,14 +92,15 @@ async fn subscribed(h: &Harness, group: &str) -> Conn {
     conn.send_frame(&ClientFrame::Subscribe {
         group: group.into(),
         since: 0,
-    });
+    })
+    .await;
     assert!(matches!(conn.data().await, ServerFrame::Subscribed { .. }));
     conn
 }
 
 impl Conn {
     /// Sends a masked client frame (mask key 0, so the payload reads as is).
-    fn send(&self, opcode: u8, payload: &[u8]) {
+    async fn send(&mut self, opcode: u8, payload: &[u8]) {
         let mut frame = vec![0x80 | opcode];
         match payload.len() {
             len @ 0..=125 => frame.push(0x80 | len as u8),
@@ -110,22 +111,22 @@ impl Conn {
         }
         frame.extend_from_slice(&[0; 4]);
         frame.extend_from_slice(payload);
-        self.to_server.send(Ok(Bytes::from(frame))).unwrap();
+        self.io.write_all(&frame).await.unwrap();
     }
 
-    fn send_frame(&self, frame: &ClientFrame) {
-        self.send(TEXT, &frame.encode(Encoding::Json));
+    async fn send_frame(&mut self, frame: &ClientFrame) {
+        self.send(TEXT, &frame.encode(Encoding::Json)).await;
     }
 
-    /// The next server frame: its opcode and payload. `None` once the body ended.
+    /// The next server frame: its opcode and payload. `None` once the server closed.
     async fn next(&mut self) -> Option<(u8, Bytes)> {
         loop {
             if let Some(frame) = self.parse() {
                 return Some(frame);
             }
-            let chunk =
-                std::future::poll_fn(|cx| Pin::new(&mut self.from_server).poll_next(cx)).await?;
-            self.buf.extend_from_slice(&chunk.unwrap());
+            if self.io.read_buf(&mut self.buf).await.ok()? == 0 {
+                return None;
+            }
         }
     }
 
@@ -192,7 +193,11 @@ async fn a_silent_client_is_pinged_every_15_s_and_closed_after_45_s() {
     assert_eq!(opcode, CLOSE);
     assert_eq!(close_code(&payload), 1008);
     assert_at(start, CLIENT_TIMEOUT);
-    assert!(conn.next().await.is_none(), "the body ends after the close");
+    conn.io.shutdown().await.unwrap();
+    assert!(
+        conn.next().await.is_none(),
+        "the connection ends after the close"
+    );
 }
 
 #[actix_rt::test]
@@ -205,15 +210,16 @@ async fn a_client_that_answers_pings_stays() {
     for _ in 0..6 {
         let (opcode, payload) = conn.next().await.unwrap();
         assert_eq!(opcode, PING);
-        conn.send(PONG, &payload);
+        conn.send(PONG, &payload).await;
     }
     assert_at(start, HEARTBEAT_INTERVAL * 6);
     // Any frame counts as a sign of life, and pings are answered.
-    conn.send(PING, b"hi");
+    conn.send(PING, b"hi").await;
     let (opcode, payload) = conn.next().await.unwrap();
     assert_eq!((opcode, &payload[..]), (PONG, &b"hi"[..]));
     tokio::time::advance(Duration::from_secs(40)).await;
-    conn.send_frame(&ClientFrame::Unsubscribe { group: "g".into() });
+    conn.send_frame(&ClientFrame::Unsubscribe { group: "g".into() })
+        .await;
     assert_eq!(
         conn.data().await,
         ServerFrame::Unsubscribed { group: "g".into() }
@@ -233,10 +239,11 @@ async fn shutdown_closes_with_1001() {
 async fn a_client_that_reads_nothing_overflows_its_queue_and_gets_1013() {
     let h = harness().await;
     let mut conn = subscribed(&h, "g").await;
-    // Nothing reads the response body from here on: the socket's channel fills, then the
-    // connection's queue, and the actor reports the overflow.
+    // Nothing reads from here on: the pipe fills, then the session's write buffer, then the
+    // connection's queue, and the actor reports the overflow. A change frame is over 32
+    // bytes.
     let addr = h.state.registry.get("g");
-    let pushes = QUEUE_CAPACITY as u64 + 100;
+    let pushes = (QUEUE_CAPACITY + (PIPE_BYTES + WRITE_HIGH_WATER) / 32 + 100) as u64;
     for i in 0..pushes {
         let value = Packed::from_value(&Value::from(i));
         let change = Change {
