@@ -255,7 +255,13 @@ fn stage(
 
 /// Refuses anything at `path` but an Atomsync database; `what` names it in the message.
 fn must_be_atomsync(path: &Path, what: &str) -> Result<(), StorageError> {
-    match schema::inspect(path)? {
+    let found = schema::inspect(path).map_err(|e| match e {
+        StorageError::Foreign(why) => {
+            StorageError::Foreign(format!("{what}: {why}; nothing was done"))
+        }
+        e => e,
+    })?;
+    match found {
         Found::Atomsync { .. } => Ok(()),
         Found::Nothing => Err(StorageError::Foreign(format!(
             "{what} {} does not exist or is empty: not an Atomsync database",

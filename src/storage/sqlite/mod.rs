@@ -76,7 +76,12 @@ impl Sqlite {
     pub(crate) fn open(options: &OpenOptions) -> Result<Sqlite, StorageError> {
         let path = options.db.as_path();
         // Nothing is created, not even the state file, beside what is not ours.
-        schema::inspect(path)?;
+        schema::inspect(path).map_err(|e| match e {
+            StorageError::Foreign(why) => StorageError::Foreign(format!(
+                "{why}; Atomsync leaves it untouched: point the config's db at another path"
+            )),
+            e => e,
+        })?;
         // Then the lock: a second server must not even migrate a database in use.
         let mut lineage = options
             .state_file

@@ -104,8 +104,7 @@ pub fn inspect(path: &Path) -> Result<Found, StorageError> {
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
     if read.is_err() || &header != b"SQLite format 3\0" {
         return Err(StorageError::Foreign(format!(
-            "{shown} is not an SQLite database (not an Atomsync database); \
-             Atomsync leaves it untouched: point the config's db at another path"
+            "{shown} is not an SQLite database (not an Atomsync database)"
         )));
     }
     // Read-write without create: reading the pragmas and the schema writes nothing, and a
@@ -126,7 +125,7 @@ pub fn inspect(path: &Path) -> Result<Found, StorageError> {
     let foreign = |why: String| {
         StorageError::Foreign(format!(
             "{shown} is an SQLite database of another application, not an Atomsync database \
-             ({why}); Atomsync leaves it untouched: point the config's db at another path"
+             ({why})"
         ))
     };
     if application_id == APPLICATION_ID {
