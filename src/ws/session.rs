@@ -458,13 +458,20 @@ impl Session {
         for group in groups {
             self.drop_subscription(&group);
         }
-        if let End::Close(code, reason) = &end {
-            tracing::debug!(
+        match &end {
+            // Worth an operator's eye: a client (or its network) that cannot keep up.
+            End::Close(CloseCode::Again, reason) => tracing::warn!(
+                conn_id = self.conn_id,
+                reason,
+                "websocket too slow: closing with 1013"
+            ),
+            End::Close(code, reason) => tracing::debug!(
                 conn_id = self.conn_id,
                 code = u16::from(*code),
                 reason,
                 "websocket closing"
-            );
+            ),
+            _ => {}
         }
         let grace = self.state.liveness.close_timeout;
         if let Some(conn) = &self.conn {
