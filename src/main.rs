@@ -144,7 +144,7 @@ impl Cli {
     /// The file's config (or the embedded default), with environment and flags on top.
     fn config(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
+            Some(path) => Config::load(path)?,
             None => Config::default(),
         };
         let s = &mut config.server;

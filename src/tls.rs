@@ -25,12 +25,12 @@ pub fn server_config(tls: &TlsConfig) -> Result<ServerConfig, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(&tls.cert, &format!("TLS versions: {e}")))?
+        .map_err(|e| invalid("cert", &tls.cert, &format!("TLS versions: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {
             ConfigError::Invalid(format!(
-                "server.tls: the key {} does not fit the certificate {}: {e}",
+                "server.tls.key: the key {} does not fit the certificate {}: {e}",
                 tls.key.display(),
                 tls.cert.display()
             ))
@@ -41,9 +41,10 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> 
     let pem = read(path, "cert")?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(path, &format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| invalid("cert", path, &format!("not a PEM certificate chain: {e}")))?;
     if certs.is_empty() {
         return Err(invalid(
+            "cert",
             path,
             "holds no certificate (expected -----BEGIN CERTIFICATE-----)",
         ));
@@ -55,6 +56,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let pem = read(path, "key")?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         invalid(
+            "key",
             path,
             &format!("no PEM private key (PKCS#8, PKCS#1 or SEC1) in it: {e}"),
         )
@@ -70,8 +72,9 @@ fn read(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
-fn invalid(path: &Path, what: &str) -> ConfigError {
-    ConfigError::Invalid(format!("server.tls: {}: {what}", path.display()))
+/// `server.tls.KEY: PATH: WHAT`: the key first, so that the error can be placed in the file.
+fn invalid(key: &str, path: &Path, what: &str) -> ConfigError {
+    ConfigError::Invalid(format!("server.tls.{key}: {}: {what}", path.display()))
 }
 
 #[cfg(test)]

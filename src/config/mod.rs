@@ -1,8 +1,10 @@
 //! Configuration: one [`Config`], loaded from a TOML file, then `ATOMSYNC_*` environment
 //! variables, then the command line, each overriding the one before.
 //!
-//! Unknown keys and wrong types stop start-up with a message naming the file, the line and
-//! the key. `config/atomsync.toml` shows every key with a comment.
+//! Unknown keys, wrong types and unusable values (an address that does not parse, a
+//! timeout of 0, a TLS file that cannot be read) stop start-up with a message naming the
+//! file, the line and the key ([`Config::load`]). `config/atomsync.toml` shows every key
+//! with a comment.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use serde::Deserialize;
 
 mod database;
 mod duration;
+mod locate;
 
 pub use self::database::Database;
 use self::database::redact_url;
@@ -318,6 +321,18 @@ pub enum ConfigError {
     /// A value is well-typed but unusable.
     #[error("config: {0}")]
     Invalid(String),
+    /// A value of the file is well-typed but unusable: where it is, and why.
+    #[error("{path}: line {line}: {key}: {message}")]
+    InvalidInFile {
+        /// The file.
+        path: PathBuf,
+        /// The key's line, from 1.
+        line: usize,
+        /// The key, e.g. `server.pool_size` or `users.alice.groups[1]`.
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 impl Config {
@@ -331,6 +346,39 @@ impl Config {
             path: path.to_owned(),
             message,
         })
+    }
+
+    /// Reads, parses and validates a TOML file (TLS files included) as it stands, before
+    /// any environment variable or flag is put on top: every error names the file, and the
+    /// line and key of a value that is unusable. What [`Config::validate`] then finds on
+    /// the merged configuration comes from the environment or the command line.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::from_file(path)?;
+        let checked = config.validate().and_then(|()| match &config.server.tls {
+            Some(tls) => crate::tls::server_config(tls).map(drop),
+            None => Ok(()),
+        });
+        match checked {
+            Err(ConfigError::Invalid(text)) => Err(config.place(path, text)),
+            other => other.map(|()| config),
+        }
+    }
+
+    /// `text` (`key: message`) as an error at the key's line of the file `path`.
+    fn place(&self, path: &Path, text: String) -> ConfigError {
+        let file = std::fs::read_to_string(path).unwrap_or_default();
+        let located = text.split_once(": ").and_then(|(key, message)| {
+            locate::line_of(&file, key).map(|line| (line, key, message))
+        });
+        match located {
+            Some((line, key, message)) => ConfigError::InvalidInFile {
+                path: path.to_owned(),
+                line,
+                key: key.to_owned(),
+                message: message.to_owned(),
+            },
+            None => ConfigError::Invalid(format!("{}: {text}", path.display())),
+        }
     }
 
     /// Parses TOML text; the error is toml's message (line, column, key).

@@ -281,3 +281,55 @@ fn timeouts_are_positive_seconds() {
     let err = c.validate().unwrap_err().to_string();
     assert!(err.contains("server.allowed_origins[0]"), "{err}");
 }
+
+#[test]
+fn every_unusable_value_of_a_file_names_the_file_its_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atomsync.toml");
+    let header = "# the first line\n[server]\ndb = \"x.db\"\n";
+    for (body, line, key) in [
+        ("bind = \"nonsense\"\n", 4, "server.bind"),
+        ("pool_size = 0\n", 4, "server.pool_size"),
+        ("max_depth = 0\n", 4, "server.max_depth"),
+        ("request_timeout = 0\n", 4, "server.request_timeout"),
+        ("idle_timeout = \"2d\"\n", 4, "server.idle_timeout"),
+        (
+            "allowed_origins = [\n  \"https://ok\",\n  \"nope\",\n]\n",
+            6,
+            "server.allowed_origins[1]",
+        ),
+        ("\n[compaction]\nevery = \"0s\"\n", 6, "compaction.every"),
+        ("\n[users.a]\ntoken = \"\"\n", 6, "users.a.token"),
+        (
+            "\n[users.a]\ngroups = []\n",
+            5,
+            "users.a.token or token_sha256",
+        ),
+        (
+            "\n[users.a]\ntoken = \"t\"\ngroups = [\"ok\", \"bad group\"]\n",
+            7,
+            "users.a.groups[1]",
+        ),
+        (
+            "\n[users.a]\ntoken = \"t\"\n[users.b]\ntoken = \"t\"\n",
+            7,
+            "users.b",
+        ),
+        ("\n[admin]\ntoken = \"\"\n", 6, "admin.token"),
+        (
+            "\n[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n",
+            6,
+            "server.tls.cert",
+        ),
+    ] {
+        std::fs::write(&path, format!("{header}{body}")).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        let want = format!("{}: line {line}: {key}: ", path.display());
+        assert!(
+            err.starts_with(&want),
+            "{body:?}: {err:?} is not at {want:?}"
+        );
+    }
+    std::fs::write(&path, header).unwrap();
+    assert!(Config::load(&path).is_ok());
+}

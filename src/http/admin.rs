@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
-use super::request::{param, query_pairs, response_encoding, token};
+use super::request::{param, query_pairs, response_encoding, token, token_pairs};
 use crate::actors::SubscriberCount;
 use crate::auth::Identity;
 use crate::storage::{GroupStats, KeyRange};
@@ -78,7 +78,7 @@ pub(crate) fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Resul
             enc,
         ));
     };
-    let pairs = query_pairs(req).unwrap_or_default();
+    let pairs = token_pairs(req).map_err(|e| ApiError::new(ErrorCode::Unauthorized, e, enc))?;
     let Some(given) = token(req, &pairs) else {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,

@@ -1,7 +1,8 @@
 //! What an operator sees: `GET /metrics` (counts of requests, changes, commits, WebSocket
 //! sessions; behind the admin token; off by config), the access log (one line per request
-//! and per WebSocket session, text or JSON, never a token), and TLS (`[server.tls]`) with a
-//! certificate the test makes, reached by the native client over HTTPS and WSS.
+//! and per WebSocket session, text or JSON, never a token), TLS (`[server.tls]`) with a
+//! certificate the test makes, reached by the native client over HTTPS and WSS, and a
+//! config file with a mistake, which stops the start naming the file, the line and the key.
 
 use std::time::{Duration, Instant};
 
@@ -440,4 +441,38 @@ async fn the_admin_token_loads_the_inspector_and_tails_any_group_read_only() {
         .await
         .unwrap();
     assert_eq!(doc["doc"], Json::Null, "the refused push wrote nothing");
+}
+
+/// A value that parses but cannot be used stops the start (and every command) with the
+/// file, the line and the key, as a value of the wrong type does.
+#[test]
+fn an_unusable_config_value_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("atomsync.toml");
+    for (text, at) in [
+        (
+            "[server]\nbind = \"127.0.0.1:0\"\npool_size = 0\n",
+            "line 3: server.pool_size: must be at least 1",
+        ),
+        (
+            "[server]\nbind = \"127.0.0.1:0\"\n\n[users.alice]\ntoken = \"t\"\ngroups = [\"todo\", \"my todo\"]\n",
+            "line 6: users.alice.groups[1]: must be 1..128 characters",
+        ),
+        (
+            "[server]\nbind = \"127.0.0.1:0\"\n[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n",
+            "line 4: server.tls.cert: cannot read /nonexistent/c.pem",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        for args in [&[][..], &["compact", "--older-than", "1d"][..]] {
+            let out = crate::common::run_server_binary(&config, args);
+            assert!(!out.status.success(), "{text:?} {args:?} started");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let want = format!("{}: {at}", config.display());
+            assert!(
+                stderr.contains(&want),
+                "{args:?}: {stderr:?} lacks {want:?}"
+            );
+        }
+    }
 }
