@@ -268,6 +268,15 @@ fn read_batches(
                     }
                 }
                 Err(e) => {
+                    // The lines before the bad one are imported, as the README says: the
+                    // batch read so far goes first, then the error.
+                    if !batch.lines.is_empty() {
+                        batch.read = read - got as u64;
+                        batch.last = number - 1;
+                        if sender.blocking_send(Ok(batch)).is_err() {
+                            return;
+                        }
+                    }
                     let _ = sender.blocking_send(Err(e));
                     return;
                 }
@@ -299,6 +308,9 @@ fn read_batches(
 /// One input line: `{"key": K, "value": V}` or `{"key": K, "deleted": true}` (other
 /// members, such as `version` and `seq` in `pull`'s lines, are ignored); `None` for a blank
 /// line.
+/// The members a line may have: those `export` writes.
+const KNOWN_MEMBERS: [&str; 5] = ["key", "value", "deleted", "version", "seq"];
+
 fn parse_line(text: &[u8], number: u64) -> Result<Option<Line>, CliError> {
     let bad = |why: String| CliError::Input(format!("line {number}: {why}"));
     if text.iter().all(u8::is_ascii_whitespace) {
@@ -309,6 +321,20 @@ fn parse_line(text: &[u8], number: u64) -> Result<Option<Line>, CliError> {
     let Value::Map(members) = decoded else {
         return Err(bad(r#"must be an object {"key": ..., "value": ...}"#.into()));
     };
+    // What `export` writes; anything else is a typo (`"delted": true`) that would
+    // otherwise be dropped without a word.
+    for (name, _) in &members {
+        match name {
+            Value::Str(n) if KNOWN_MEMBERS.contains(&n.as_str()) => {}
+            Value::Str(n) => {
+                return Err(bad(format!(
+                    "unknown member {n:?}; a line has \"key\", \"value\" or \"deleted\", \
+                     and may keep export's \"version\" and \"seq\""
+                )));
+            }
+            _ => return Err(bad("member names must be strings".into())),
+        }
+    }
     let member = |name: &str| {
         members
             .iter()
@@ -390,10 +416,31 @@ mod tests {
                 b"{\"key\": \"k\", \"value\": 1, \"deleted\": true}",
                 "either",
             ),
+            (
+                b"{\"key\": \"k\", \"value\": 1, \"delted\": true}",
+                "line 7: unknown member \"delted\"",
+            ),
         ] {
             let err = parse_line(text, 7).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn the_lines_before_a_bad_one_are_sent_before_its_error() {
+        let input = b"{\"key\":\"a\",\"value\":1}\n{\"key\":\"b\",\"value\":2}\nnot json\n{\"key\":\"c\",\"value\":3}\n";
+        let (sender, mut receiver) = mpsc::channel(10);
+        read_batches(&input[..], 100, &sender);
+        drop(sender);
+        let first = receiver.try_recv().unwrap().unwrap();
+        let keys: Vec<&str> = first.lines.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(first.last, 2);
+        let Err(err) = receiver.try_recv().unwrap() else {
+            panic!("the bad line's error must follow the batch before it");
+        };
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(receiver.try_recv().is_err(), "nothing after the error");
     }
 
     #[test]
