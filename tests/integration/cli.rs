@@ -311,9 +311,10 @@ fn ca_cert_reaches_a_tls_server_over_https_and_wss() {
         json!({"key": "b", "version": 1, "seq": 2, "value": 2})
     );
     watch.interrupt();
+    // Without the CA: the refusal, and what to do about it.
     Cli::new(&server, &["get", "tls", "a"])
         .run()
-        .fails(1, "certificate");
+        .fails(1, "trust its CA with --ca-cert");
     Cli::new(
         &server,
         &["--ca-cert", "/nonexistent.pem", "get", "tls", "a"],

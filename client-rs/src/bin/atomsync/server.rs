@@ -278,7 +278,12 @@ impl Server {
             }
             cause = e.source();
         }
-        let hint = if error.is_connect() {
+        // rustls says why it refused a certificate; an unknown issuer is a certificate no
+        // public authority signed (a company CA, a test certificate).
+        let hint = if text.contains("certificate") {
+            " (a certificate no public authority signed: trust its CA with --ca-cert FILE or \
+             ATOMSYNC_CA_CERT)"
+        } else if error.is_connect() {
             " (is the server running? set it with --server or ATOMSYNC_SERVER)"
         } else {
             ""
