@@ -26,7 +26,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::request::{param, query_pairs, response_encoding, token, token_pairs};
 use crate::actors::SubscriberCount;
-use crate::auth::Identity;
+use crate::auth::{Access, Identity};
 use crate::storage::{GroupStats, KeyRange};
 
 /// Groups per page: the default, and the most one request gets. Each group's counts cost a
@@ -68,6 +68,29 @@ pub(crate) fn is_admin(req: &HttpRequest, state: &AppState) -> bool {
     let pairs = query_pairs(req).unwrap_or_default();
     token(req, &pairs).is_some_and(|given| admin.matches(given))
 }
+
+/// Who a sync request (pull, push, one document, WebSocket) acts for, the admin token
+/// included: with auth on, it reads any group, as over the admin API, and never writes
+/// (403 for `Access::Write`); the bool says it was the admin. Any other token as
+/// [`identify`](super::request::identify) says.
+pub(crate) fn identify_sync(
+    req: &HttpRequest,
+    state: &AppState,
+    access: Access,
+    enc: Encoding,
+) -> Result<(Identity, bool), ApiError> {
+    if !(is_admin(req, state) && state.auth.current().is_on()) {
+        return super::request::identify(req, &state.auth, enc).map(|id| (id, false));
+    }
+    match access {
+        Access::Read => Ok((Identity::Open, true)),
+        Access::Write => Err(ApiError::new(ErrorCode::Forbidden, ADMIN_READS_ONLY, enc)),
+    }
+}
+
+/// Why the admin token's writes are refused, over HTTP and the WebSocket alike.
+pub(crate) const ADMIN_READS_ONLY: &str =
+    "token: the admin token reads only; push with a user's token";
 
 /// Admits the admin, or says why not (403 API off, 401 no or unknown token, 403 a user's).
 pub(crate) fn admit(req: &HttpRequest, state: &AppState, enc: Encoding) -> Result<(), ApiError> {

@@ -12,7 +12,7 @@ use atomsync_proto::wire::{DocAnswer, check_group, check_key};
 
 use super::AppState;
 use super::error::ApiError;
-use super::request::{identify, param, query_pairs, response_encoding};
+use super::request::{param, query_pairs, response_encoding};
 use crate::auth::Access;
 
 /// `GET /sync/doc?group=G&key=K`: `{"group", "epoch", "doc": DOC | null}`, null when the
@@ -20,7 +20,7 @@ use crate::auth::Access;
 pub async fn get(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
     let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
-    let identity = identify(&req, &state.auth, enc)?;
+    let (identity, _) = super::admin::identify_sync(&req, &state, Access::Read, enc)?;
     let pairs = query_pairs(&req).map_err(bad)?;
     let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;

@@ -15,7 +15,7 @@ use crate::storage::{PageQuery, PageSink};
 use super::AppState;
 use super::access::{note, note_bytes};
 use super::error::ApiError;
-use super::request::{body_encoding, identify, param, query_pairs, read_body, response_encoding};
+use super::request::{body_encoding, param, query_pairs, read_body, response_encoding};
 use crate::auth::Access;
 
 /// The default and the largest page of a pull.
@@ -37,7 +37,7 @@ impl PageSink for Body {
 pub async fn pull(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
     let bad = |message: String| ApiError::new(ErrorCode::BadRequest, message, enc);
-    let identity = identify(&req, &state.auth, enc)?;
+    let (identity, _) = super::admin::identify_sync(&req, &state, Access::Read, enc)?;
     let pairs = query_pairs(&req).map_err(bad)?;
     let group = param(&pairs, "group").ok_or_else(|| bad("group: missing".into()))?;
     check_group(group).map_err(|e| bad(format!("group: {e}")))?;
@@ -111,7 +111,7 @@ pub async fn push(
     state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let enc = response_encoding(&req);
-    let identity = identify(&req, &state.auth, enc)?;
+    let (identity, _) = super::admin::identify_sync(&req, &state, Access::Write, enc)?;
     let body_enc = body_encoding(&req, enc)?;
     let body = read_body(&req, body, state.max_body_bytes, enc).await?;
     let unchecked = UncheckedPush::decode(&body, body_enc, &state.limits)

@@ -54,7 +54,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use atomsync_proto::ErrorCode;
 use bytes::Bytes;
 
-use crate::http::request::{identify, response_encoding};
+use crate::auth::Access;
+use crate::http::request::response_encoding;
 use crate::http::{ApiError, AppState};
 
 /// How a session keeps a connection alive and how fast it lets one go.
@@ -127,12 +128,8 @@ pub async fn upgrade(req: HttpRequest, state: Data<AppState>) -> Result<HttpResp
     let rules = state.auth.watch();
     // The admin token subscribes to any group, read-only (the inspector's live tail): it
     // reads every document through the admin API already; its pushes are refused.
-    let read_only = crate::http::admin::is_admin(&req, &state) && state.auth.current().is_on();
-    let identity = if read_only {
-        crate::auth::Identity::Open
-    } else {
-        identify(&req, &state.auth, encoding)?
-    };
+    let (identity, read_only) =
+        crate::http::admin::identify_sync(&req, &state, Access::Read, encoding)?;
     if *state.shutdown.borrow() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,

@@ -426,10 +426,7 @@ impl Session {
         let group = push.group.clone();
         self.stats.push(push.changes.len());
         if self.read_only {
-            let error = WireError::new(
-                ErrorCode::Forbidden,
-                "token: the admin token reads only; push with a user's token",
-            );
+            let error = WireError::new(ErrorCode::Forbidden, crate::http::admin::ADMIN_READS_ONLY);
             let frame = ServerFrame::Error {
                 id: Some(id),
                 group: Some(group),

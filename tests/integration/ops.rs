@@ -360,8 +360,8 @@ async fn tls_serves_the_native_client_over_https_and_wss() {
 }
 
 /// The inspector's needs with auth on: its page without a token, the browser client with
-/// the admin token, and a read-only WebSocket: it subscribes to any group, its pushes are
-/// refused and apply nothing.
+/// the admin token, and read-only access: it pulls and subscribes to any group, its pushes
+/// (HTTP and WebSocket) are refused and apply nothing.
 #[tokio::test]
 async fn the_admin_token_loads_the_inspector_and_tails_any_group_read_only() {
     let server = TestServer::start_with(
@@ -386,9 +386,23 @@ async fn the_admin_token_loads_the_inspector_and_tails_any_group_read_only() {
         200
     );
     assert_eq!(get("/atomsync.js?token=nope").await.unwrap().status(), 401);
+    // Over HTTP as over the WebSocket: it reads any group, and never writes.
     assert_eq!(
         get("/sync?group=todo&token=root-t").await.unwrap().status(),
-        401
+        200
+    );
+    let refused = client()
+        .post(server.url("/sync"))
+        .bearer_auth("root-t")
+        .json(&json!({"group": "todo", "changes": [{"key": "c", "base": 0, "value": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Json = refused.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("reads only"),
+        "{body}"
     );
 
     push(
