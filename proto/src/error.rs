@@ -128,16 +128,26 @@ pub(crate) enum Seg<'a> {
     EntryKey(usize),
 }
 
-/// Displays `path: ` before a reason, nothing for the top.
+/// Displays `path: ` before a reason, nothing for the top. A path longer than
+/// [`SHOWN_PATH`] bytes (a value 60 levels deep, a key of a kilobyte) shows its start and
+/// its end around `…`: an error message stays one readable line, and still says where.
 struct Where<'a>(&'a String);
+
+/// The longest path shown whole, in bytes.
+const SHOWN_PATH: usize = 120;
 
 impl std::fmt::Display for Where<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            write!(f, "{}: ", self.0)
+        let path = self.0.as_str();
+        if path.is_empty() {
+            return Ok(());
         }
+        if path.len() <= SHOWN_PATH {
+            return write!(f, "{path}: ");
+        }
+        let head = path.floor_char_boundary(SHOWN_PATH * 2 / 3);
+        let tail = path.ceil_char_boundary(path.len() - SHOWN_PATH / 3);
+        write!(f, "{}…{}: ", &path[..head], &path[tail..])
     }
 }
 
@@ -286,5 +296,22 @@ mod tests {
             entry.at("v").to_string(),
             "v{0}{key 1}: nesting deeper than 64"
         );
+    }
+
+    #[test]
+    fn long_paths_show_their_start_and_end() {
+        let mut deep = CodecError::too_deep(64).within(Seg::Key("léaf"));
+        for _ in 0..100 {
+            deep = deep.within(Seg::Index(0));
+        }
+        let shown = deep.clone().at("changes[3].value").to_string();
+        assert!(shown.starts_with("changes[3].value[0][0]"), "{shown}");
+        assert!(
+            shown.ends_with("[0].léaf: nesting deeper than 64"),
+            "{shown}"
+        );
+        assert!(shown.contains('…') && shown.len() < 160, "{shown}");
+        // The path itself stays whole for callers that read it.
+        assert_eq!(deep.path().len(), 100 * 3 + ".léaf".len());
     }
 }

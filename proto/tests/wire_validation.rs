@@ -202,6 +202,16 @@ fn value_limits() {
         "changes[3].value: nesting deeper than 64",
     );
 
+    // A body that nests too deep outside any value: named as the body, in one short line.
+    let body = "[".repeat(100_000);
+    let refused = UncheckedPush::decode(body.as_bytes(), Encoding::Json, &limits())
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(
+        refused.message,
+        "body: nesting deeper than a message's shape allows (values nest at most 64 levels)"
+    );
+
     // 5 bytes of bin 32 header + 1048572 bytes = one byte over 1 MiB.
     let big = |len: usize| {
         let body = value!({"group": "g", "changes": [{"key": "a", "base": 0, "value": Value::Bytes(vec![7; len])}]});

@@ -37,7 +37,12 @@ fn decode_push(
                 "{value_path}: nesting deeper than {}",
                 limits.max_depth
             )),
-            None => codec_error(what, &error),
+            // Outside any value: the message's own shape nests too deep.
+            None => WireError::bad_request(format!(
+                "{what}: nesting deeper than a message's shape allows (values nest at most {} \
+                 levels)",
+                limits.max_depth
+            )),
         },
         _ => codec_error(what, &error),
     })
