@@ -35,14 +35,14 @@ pub async fn get(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse
             encoding: enc,
         })?;
 
-    let doc = state
+    let (doc, epoch) = state
         .storage
-        .doc(group.into(), key.to_owned())
+        .doc_at(group.into(), key.to_owned())
         .await
         .map_err(|e| ApiError::from_request(e, enc))?;
     let answer = DocAnswer {
         group: group.to_owned(),
-        epoch: state.storage.epoch().to_owned(),
+        epoch: epoch.to_string(),
         doc,
     };
     Ok(HttpResponse::Ok()

@@ -439,9 +439,19 @@ impl Storage {
     /// The document `key` of `group` at its latest state (a tombstone has no value);
     /// `None` when it was never written.
     pub async fn doc(&self, group: Arc<str>, key: String) -> Result<Option<Doc>, StorageError> {
+        Ok(self.doc_at(group, key).await?.0)
+    }
+
+    /// [`doc`](Storage::doc), with the epoch it was read under (on PostgreSQL, in the same
+    /// snapshot): what an answer names its seq with.
+    pub async fn doc_at(
+        &self,
+        group: Arc<str>,
+        key: String,
+    ) -> Result<(Option<Doc>, Arc<str>), StorageError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.doc(group, key).await,
-            Backend::Postgres(db) => db.doc(group, key).await,
+            Backend::Sqlite(db) => db.doc_at(group, key).await,
+            Backend::Postgres(db) => db.doc_at(group, key).await,
         }
     }
 

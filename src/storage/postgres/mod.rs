@@ -305,14 +305,22 @@ impl Postgres {
         .await
     }
 
-    pub(crate) async fn doc(
+    pub(crate) async fn doc_at(
         &self,
         group: Arc<str>,
         key: String,
-    ) -> Result<Option<Doc>, StorageError> {
+    ) -> Result<(Option<Doc>, Arc<str>), StorageError> {
+        let epochs = self.inner.epochs.clone();
         self.read(move |client| {
-            let (group, key) = (group.clone(), key.clone());
-            async move { read::doc(&client, &group, &key).await }
+            let (group, key, epochs) = (group.clone(), key.clone(), epochs.clone());
+            async move {
+                let (doc, epoch) = read::doc(&client, &group, &key).await?;
+                if epoch != epochs.epoch_arc() {
+                    // Another instance renewed the epoch: serve it from now on too.
+                    epochs.check(&client).await?;
+                }
+                Ok((doc, epoch))
+            }
         })
         .await
     }

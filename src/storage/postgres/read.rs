@@ -218,23 +218,29 @@ async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StorageError> 
         .await?)
 }
 
-/// The document `key` of `group` at its latest state; `None` when never written.
+/// The document `key` of `group` at its latest state (`None` when never written), and
+/// the epoch in the same snapshot: the answer names its seq with it.
 pub(super) async fn doc(
     client: &Client,
     group: &str,
     key: &str,
-) -> Result<Option<Doc>, StorageError> {
+) -> Result<(Option<Doc>, Arc<str>), StorageError> {
     let stmt = client
         .prepare_cached(
-            "SELECT d.key, d.version, d.seq, d.value
-             FROM atomsync_docs d JOIN atomsync_groups g ON g.id = d.group_id
-             WHERE g.name = $1 AND d.key = $2",
+            "SELECT d.key, d.version, d.seq, d.value, m.value
+             FROM atomsync_meta m
+             LEFT JOIN atomsync_groups g ON g.name = $1
+             LEFT JOIN atomsync_docs d ON d.group_id = g.id AND d.key = $2
+             WHERE m.name = 'epoch'",
         )
         .await?;
-    match client.query_opt(&stmt, &[&group, &key.as_bytes()]).await? {
-        Some(row) => Ok(Some(doc_from_row(&row)?)),
-        None => Ok(None),
-    }
+    let row = client.query_one(&stmt, &[&group, &key.as_bytes()]).await?;
+    let epoch: Arc<str> = row.get::<_, &str>(4).into();
+    let doc = match row.get::<_, Option<&[u8]>>(0) {
+        Some(_) => Some(doc_from_row(&row)?),
+        None => None,
+    };
+    Ok((doc, epoch))
 }
 
 /// A page in key order: group `$1`, from key `$2` (inclusive when `$3`) to `$4` (the first

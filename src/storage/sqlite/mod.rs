@@ -188,12 +188,15 @@ impl Sqlite {
         self.read(move |conn| admin::group(conn, &group)).await
     }
 
-    pub(crate) async fn doc(
+    pub(crate) async fn doc_at(
         &self,
         group: Arc<str>,
         key: String,
-    ) -> Result<Option<atomsync_proto::wire::Doc>, StorageError> {
-        self.read(move |conn| docs::doc(conn, &group, &key)).await
+    ) -> Result<(Option<atomsync_proto::wire::Doc>, Arc<str>), StorageError> {
+        // The epoch changes only when the server opens the database.
+        let epoch = self.inner.epoch.clone();
+        self.read(move |conn| Ok((docs::doc(conn, &group, &key)?, epoch)))
+            .await
     }
 
     pub(crate) async fn docs_by_key(

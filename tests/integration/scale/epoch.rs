@@ -99,6 +99,18 @@ async fn a_failover_to_a_lagging_replica_gets_a_new_epoch_on_every_instance() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // One document, on the instance that did not write it: named with the new epoch too.
+    let doc: serde_json::Value = reqwest::Client::new()
+        .get(one.url("/sync/doc?group=g&key=x3"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["epoch"], *answer.epoch, "{doc}");
+    assert_eq!(doc["doc"]["seq"], 4, "{doc}");
     let (_, close) = subscriber.until_close().await;
     let code = close.map(|c| u16::from(c.code));
     assert_eq!(
