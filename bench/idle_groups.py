@@ -10,9 +10,10 @@ subscribes to it over a WebSocket, then unsubscribes (a subscription is what sta
 group's actor; pushes alone go straight to storage), over a few connections, as a server
 holding one group per user sees them. It prints the server's
 resident memory (VmRSS) before, the peak while the groups were touched (VmHWM), and after
-their actors went idle and stopped, twice over, so that a second round shows whether
-memory keeps growing. glibc keeps freed memory for reuse rather than returning it all, so
-"after" stays near the peak; what matters is that the second round does not add to it.
+their actors went idle and stopped, for `--rounds` rounds of new groups, so that later
+rounds show whether memory keeps growing. glibc keeps freed memory for reuse rather than returning it all, so
+"after" stays near the peak; what matters is that later rounds add little or nothing (the
+database grows by every round's groups, and SQLite's page caches, bounded, grow with it).
 """
 
 import argparse
@@ -138,13 +139,14 @@ def main():
     parser.add_argument("--server", default="target/release/atomsync-server")
     parser.add_argument("--groups", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="atomsync-idle-") as folder:
         process, addr = start_server(args.server, folder)
         try:
             time.sleep(0.5)
             print("before: %.1f MiB resident" % status(process.pid, "VmRSS"))
-            for round_ in (1, 2):
+            for round_ in range(1, args.rounds + 1):
                 started = time.monotonic()
                 share = [range(c, args.groups, args.connections) for c in range(args.connections)]
                 threads = [threading.Thread(target=touch, args=(addr, part, "r%d" % round_))
