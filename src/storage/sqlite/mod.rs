@@ -3,6 +3,7 @@
 //! - [`schema`]: the tables and their migrations (`PRAGMA user_version`), and how a file is
 //!   recognized as an Atomsync database before anything is written to it.
 //! - `read`: pulls, catch-up pages and health checks, on pooled read connections.
+//! - `apply`: one push applied inside the writer's transaction (version checks, seqs).
 //! - [`writer`]: the single writer thread that version-checks and commits every push, and
 //!   removes old tombstones (`compact`).
 //! - `identity`: whether the file at the path is still the one opened.
@@ -19,6 +20,7 @@
 //! pooled connection, writes on the writer thread, and both answer through futures.
 
 mod admin;
+mod apply;
 pub mod backup;
 mod compact;
 mod docs;

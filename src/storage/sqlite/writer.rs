@@ -25,31 +25,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use atomsync_proto::wire::{Change, Doc, Op, PushResult};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use atomsync_proto::wire::Change;
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::apply::{GroupRow, apply_in_savepoint};
+pub use super::apply::{SELECT_DOC, UPSERT_DOC};
 use super::compact;
 use super::identity::FileIdentity;
-use super::read::doc_from_row;
 use crate::storage::lineage::Lineage;
 use crate::storage::ticket::Reply;
 use crate::storage::{CommitSink, Committed, Compacted, PushOutcome, PushTicket, StorageError};
-
-/// Reads a document's current state (`?1` group id, `?2` key), for the version check.
-/// Public so that the benchmark's raw-SQLite baseline runs exactly the writer's statements.
-pub const SELECT_DOC: &str =
-    "SELECT key, version, seq, value FROM docs WHERE group_id = ?1 AND key = ?2";
-
-/// Writes an accepted change (`?1` group id, `?2` key, `?3` version, `?4` seq, `?5` value
-/// or NULL for a tombstone), creating the row or replacing its state. A tombstone records
-/// when it was written (`deleted_at`, Unix milliseconds), for compaction.
-pub const UPSERT_DOC: &str = "INSERT INTO docs (group_id, key, version, seq, value, deleted_at)
-     VALUES (?1, ?2, ?3, ?4, ?5,
-             CASE WHEN ?5 IS NULL THEN CAST(unixepoch('subsec') * 1000 AS INTEGER) END)
-     ON CONFLICT (group_id, key) DO UPDATE
-     SET version = excluded.version, seq = excluded.seq, value = excluded.value,
-         deleted_at = excluded.deleted_at";
 
 /// Counts a transaction that accepted a write (see [`crate::storage::lineage`]).
 const BUMP_COMMITS: &str =
@@ -62,9 +48,6 @@ const MAX_BATCH: usize = 512;
 /// each now and then: past this many, the cache starts again, and a group's next push
 /// reads its row (one indexed lookup).
 const MAX_CACHED_GROUPS: usize = 10_000;
-
-/// What a conflict adds to an answer besides its current document's key and value.
-const CONFLICT_OVERHEAD: usize = 64;
 
 /// What the writer thread starts with.
 pub(super) struct Setup {
@@ -83,9 +66,9 @@ pub(super) struct Setup {
 }
 
 /// One push to apply.
-struct PushJob {
-    group: Arc<str>,
-    changes: Vec<Change>,
+pub(super) struct PushJob {
+    pub(super) group: Arc<str>,
+    pub(super) changes: Vec<Change>,
     /// Where the outcome goes once durable.
     reply: Reply,
 }
@@ -221,14 +204,6 @@ impl Writer {
             tracing::error!("the storage writer thread panicked");
         }
     }
-}
-
-/// A group as the writer knows it. The writer is the only one to change `groups.seq`, so
-/// once read, its copy stays authoritative for as long as its transactions commit.
-#[derive(Debug, Clone, Copy)]
-struct GroupRow {
-    id: i64,
-    seq: u64,
 }
 
 struct WriterThread {
@@ -504,140 +479,4 @@ impl WriterThread {
             Err(e) => Err((applied.into_iter().map(|a| a.job).collect(), e.into())),
         }
     }
-}
-
-fn apply_in_savepoint(
-    tx: &Transaction<'_>,
-    groups: &mut HashMap<Arc<str>, GroupRow>,
-    job: &PushJob,
-    max_answer_bytes: usize,
-) -> Result<(PushOutcome, Committed), StorageError> {
-    // Cached like the writes: parsing these anew for every push was a measurable share of
-    // a single-change push's time on the writer.
-    let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    run("SAVEPOINT job")?;
-    match apply_push(tx, groups, job, max_answer_bytes) {
-        Ok(done) => {
-            run("RELEASE job")?;
-            Ok(done)
-        }
-        Err(e) => {
-            // SQLite rolls the whole transaction back by itself on some errors (a full
-            // disk, out of memory): then there is no savepoint left to roll back to, and
-            // the original error is the one to tell.
-            if !tx.is_autocommit() {
-                run("ROLLBACK TO job")?;
-                run("RELEASE job")?;
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Version-checks and writes one push: each change is accepted iff its base equals the
-/// key's current version (0 when never written). A push with several conflicts that would
-/// answer with more than `max_answer_bytes` of current documents fails
-/// ([`StorageError::TooLarge`]): its answer could not be sent whole, and it must apply
-/// nothing (the client pushes fewer changes at a time; one is always answered).
-fn apply_push(
-    tx: &Transaction<'_>,
-    groups: &mut HashMap<Arc<str>, GroupRow>,
-    job: &PushJob,
-    max_answer_bytes: usize,
-) -> Result<(PushOutcome, Committed), StorageError> {
-    let mut group = match groups.get(&job.group) {
-        Some(row) => *row,
-        None => load_or_create_group(tx, &job.group)?,
-    };
-    let start_seq = group.seq;
-    let mut results = Vec::with_capacity(job.changes.len());
-    let mut docs = Vec::new();
-    let mut current = tx.prepare_cached(SELECT_DOC)?;
-    let mut upsert = tx.prepare_cached(UPSERT_DOC)?;
-    let mut answer_bytes = 0usize;
-    let mut conflicts = 0usize;
-    for (index, change) in job.changes.iter().enumerate() {
-        let existing = current
-            .query_row(params![group.id, change.key], doc_from_row)
-            .optional()?;
-        let version = existing.as_ref().map_or(0, |d| d.version);
-        if change.base != version {
-            answer_bytes += CONFLICT_OVERHEAD
-                + existing
-                    .as_ref()
-                    .map_or(0, |d| d.key.len() + d.value.as_ref().map_or(0, |v| v.len()));
-            conflicts += 1;
-            // One conflict is always answered, whatever its size, so that a push of one
-            // change always gets through (as a page always holds one document).
-            if answer_bytes > max_answer_bytes && conflicts > 1 {
-                return Err(StorageError::TooLarge(format!(
-                    "changes[{index}]: the conflicting documents this push would answer with \
-                     pass the {max_answer_bytes}-byte limit of an answer; nothing was \
-                     applied; push fewer changes at a time"
-                )));
-            }
-            results.push(PushResult::Conflict {
-                key: change.key.clone(),
-                current: existing,
-            });
-            continue;
-        }
-        group.seq += 1;
-        let doc = Doc {
-            key: change.key.clone(),
-            version: version + 1,
-            seq: group.seq,
-            value: match &change.op {
-                Op::Set(value) => Some(value.clone()),
-                Op::Delete => None,
-            },
-        };
-        upsert.execute(params![
-            group.id,
-            doc.key,
-            doc.version,
-            doc.seq,
-            doc.value.as_ref().map(|v| v.as_bytes())
-        ])?;
-        results.push(PushResult::Accepted {
-            key: doc.key.clone(),
-            version: doc.version,
-            seq: doc.seq,
-        });
-        docs.push(doc);
-    }
-    if group.seq != start_seq {
-        tx.prepare_cached("UPDATE groups SET seq = ?2 WHERE id = ?1")?
-            .execute(params![group.id, group.seq])?;
-    }
-    groups.insert(job.group.clone(), group);
-    Ok((
-        PushOutcome {
-            results,
-            seq: group.seq,
-            // Named by the caller, which knows the epoch.
-            epoch: Arc::from(""),
-        },
-        Committed {
-            group: job.group.clone(),
-            docs,
-            seq: group.seq,
-            epoch_changed: false,
-        },
-    ))
-}
-
-fn load_or_create_group(tx: &Transaction<'_>, name: &str) -> Result<GroupRow, StorageError> {
-    if let Some(g) = super::read::group(tx, name)? {
-        return Ok(GroupRow {
-            id: g.id,
-            seq: g.seq,
-        });
-    }
-    tx.prepare_cached("INSERT INTO groups (name, seq) VALUES (?1, 0)")?
-        .execute(params![name])?;
-    Ok(GroupRow {
-        id: tx.last_insert_rowid(),
-        seq: 0,
-    })
 }
