@@ -48,7 +48,9 @@ pub enum StorageError {
     #[error("{0}")]
     Foreign(String),
     /// The database holds data this server cannot read (a newer schema, a bad epoch).
-    #[error("database: {0}")]
+    // No "database:" of its own: every message names what it is about, and the server's
+    // errors already say which database ("database PATH: ...").
+    #[error("{0}")]
     Incompatible(String),
     /// The state file that remembers which databases were served from this path could not
     /// be read or written (see `storage::lineage`).
