@@ -234,18 +234,18 @@ impl Metrics {
     }
 
     /// Counts a durable commit of either backend: its time (`took`, from its start to
-    /// durable), its size, its WAL flush (`synced`: durability full), and the changes of
-    /// its pushes' `outcomes` by result.
+    /// durable), its size (`pushes` and their `changes`), its WAL flush (`synced`:
+    /// durability full), and the changes of the pushes that applied (`outcomes`) by result.
     pub(crate) fn committed<'a>(
         &self,
         took: Duration,
-        changes: usize,
+        (pushes, changes): (usize, usize),
         synced: bool,
-        outcomes: impl ExactSizeIterator<Item = &'a crate::storage::PushOutcome>,
+        outcomes: impl Iterator<Item = &'a crate::storage::PushOutcome>,
     ) {
         use atomsync_proto::wire::PushResult;
         self.commit_seconds.observe(seconds(took));
-        self.commit_pushes.observe(outcomes.len() as f64);
+        self.commit_pushes.observe(pushes as f64);
         self.commit_changes.observe(changes as f64);
         if synced {
             self.fsyncs.inc();

@@ -335,16 +335,12 @@ fn changes(batch: &[PushJob]) -> Vec<&[Change]> {
 fn count(shared: &Shared, started: Instant, batch: &[PushJob], done: &Done) {
     if let Some(m) = crate::metrics::get() {
         let changes = batch.iter().map(|j| j.changes.len()).sum();
-        let outcomes: Vec<_> = done
-            .applied
-            .iter()
-            .filter_map(|a| a.outcome.as_ref().ok())
-            .collect();
+        let outcomes = done.applied.iter().filter_map(|a| a.outcome.as_ref().ok());
         m.committed(
             started.elapsed(),
-            changes,
+            (batch.len(), changes),
             shared.synced,
-            outcomes.into_iter(),
+            outcomes,
         );
     }
 }

@@ -390,12 +390,11 @@ impl WriterThread {
         }
         if let Some(m) = crate::metrics::get() {
             let outcomes = applied.iter().filter_map(|a| a.result.as_ref().ok());
-            let outcomes: Vec<_> = outcomes.map(|(outcome, _)| outcome).collect();
             m.committed(
                 started.elapsed(),
-                changes,
+                (applied.len(), changes),
                 self.fsync_per_commit,
-                outcomes.into_iter(),
+                outcomes.map(|(outcome, _)| outcome),
             );
         }
         for Applied { job, result } in applied {
