@@ -234,30 +234,17 @@ impl Postgres {
         let epochs = self.inner.epochs.clone();
         self.run(async move |pool: Pool| {
             let mut offered = 0;
-            let mut end = read::pull_into(
-                &mut connect::get(&pool).await?,
-                &group,
-                &query,
-                &mut sink,
-                &mut offered,
-            )
-            .await;
-            if let Err(e) = &end
-                && offered == 0
-                && lost_connection(e)
-            {
-                // A pooled connection found dead before the sink took anything: nothing is
-                // lost by reading again on a fresh one.
-                end = read::pull_into(
-                    &mut connect::get(&pool).await?,
-                    &group,
-                    &query,
-                    &mut sink,
-                    &mut offered,
-                )
-                .await;
-            }
-            let end = end?;
+            let mut tries = 0;
+            let end = loop {
+                tries += 1;
+                let mut client = connect::get(&pool).await?;
+                match read::pull_into(&mut client, &group, &query, &mut sink, &mut offered).await {
+                    // A pooled connection found dead before the sink took anything: nothing
+                    // is lost by reading again, once, on a fresh one.
+                    Err(e) if tries == 1 && offered == 0 && lost_connection(&e) => continue,
+                    end => break end?,
+                }
+            };
             if end.epoch != epochs.epoch_arc() {
                 // Another instance renewed the epoch and this one has not adopted it yet:
                 // adopt it now, so that the caller, which named its page with the old one
