@@ -191,13 +191,17 @@ struct Registration {
     inner: Arc<Inner>,
 }
 
+impl Inner {
+    /// The table of open connections. A panic while it was held leaves it consistent
+    /// (each use is one insert, remove or scan), so a poisoned lock is used as it is.
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.inner
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.conn.id);
+        self.inner.table().remove(&self.conn.id);
         self.inner.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -251,11 +255,7 @@ impl Connections {
         // Between requests until the first head arrives: actix answers a head that is
         // late 408 itself; this deadline is the backstop.
         conn.ready_for_next();
-        inner
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(conn.id, conn.clone());
+        inner.table().insert(conn.id, conn.clone());
         let registration = Registration {
             conn: conn.clone(),
             inner: inner.clone(),
@@ -298,11 +298,7 @@ impl Connections {
     pub fn sweep(&self) {
         let now = self.inner.start.elapsed();
         let expired: Vec<(Arc<Conn>, Phase)> = {
-            let table = self
-                .inner
-                .table
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let table = self.inner.table();
             table
                 .values()
                 .filter_map(|conn| conn.phase.expired(now).map(|phase| (conn.clone(), phase)))
@@ -324,11 +320,7 @@ impl Connections {
     /// Closes every connection waiting between requests: at shutdown, a kept-alive
     /// connection has nothing in flight to finish.
     pub fn close_idle(&self) {
-        let table = self
-            .inner
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let table = self.inner.table();
         for conn in table.values().filter(|conn| conn.phase() == Phase::Idle) {
             conn.abort(Abort::Close);
         }
@@ -345,11 +337,7 @@ impl Connections {
     }
 
     fn any_session(&self) -> bool {
-        let table = self
-            .inner
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let table = self.inner.table();
         table
             .values()
             .any(|conn| matches!(conn.phase(), Phase::Upgraded | Phase::Closing))
