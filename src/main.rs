@@ -223,10 +223,7 @@ fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
     match command {
         Command::Backup { out } => {
             let bar = progress_bar("copying", "bytes");
-            let report = atomsync::offline::backup(config, out, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
+            let report = atomsync::offline::backup(config, out, &mut follow(&bar));
             bar.finish_and_clear();
             let report = report?;
             let c = &report.contents;
@@ -248,10 +245,7 @@ fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
         }
         Command::Restore { from } => {
             let bar = progress_bar("restoring", "pages");
-            let report = atomsync::offline::restore(config, from, &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            });
+            let report = atomsync::offline::restore(config, from, &mut follow(&bar));
             bar.finish_and_clear();
             let report = report?;
             let c = &report.contents;
@@ -311,6 +305,14 @@ fn short_duration(d: Duration) -> String {
         s if s % 3600 == 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+/// A `progress(done, total)` callback of the offline commands that moves `bar`.
+fn follow(bar: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
+    |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
     }
 }
 
