@@ -17,7 +17,12 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn get(server: &TestServer, path: &str, token: Option<&str>) -> (StatusCode, Json) {
+/// GETs `path` as `token` (a bearer token, or none): the status and the JSON answer.
+pub(crate) async fn get(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Json) {
     let mut request = client().get(server.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);

@@ -4,23 +4,14 @@
 //! silence (`key=%FF` and `key=%C3` once both read the key `"\u{FFFD}"`) nor one of two
 //! values picked.
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
+use crate::admin::get;
 use crate::common::TestServer;
 use crate::ws::http;
 
 const CONFIG: &str = "[users.alice]\ntoken = \"alice-t\"\ngroups = [\"g\"]\n\
                       [admin]\ntoken = \"root-t\"\n";
-
-async fn get(server: &TestServer, path: &str, token: Option<&str>) -> (u16, Json) {
-    let mut request = http().get(server.url(path));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let res = request.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or_default())
-}
 
 #[tokio::test]
 async fn parameters_that_are_not_utf8_or_repeated_are_refused_by_name() {
@@ -108,5 +99,9 @@ async fn parameters_that_are_not_utf8_or_repeated_are_refused_by_name() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["doc"]["value"], 1);
     let (status, body) = get(&server, "/sync?group=g&since=0&token=alice-t", None).await;
-    assert_eq!((status, body["seq"].clone()), (200, json!(1)), "{body}");
+    assert_eq!(
+        (status.as_u16(), body["seq"].clone()),
+        (200, json!(1)),
+        "{body}"
+    );
 }
